@@ -1,0 +1,37 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "sluice",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "sluice", targets: ["sluice"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config; `make deps` installs them.
+        .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c", providers: [.apt(["libprotobuf-c-dev"])]),
+        .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // One-line functions for C macros Swift cannot import.
+        .target(name: "CSluiceShims", dependencies: ["COpenSSL", "CZlib"]),
+        // protoc-c output for proto/ (scripts/generate-proto.sh) and the arena allocator.
+        .target(name: "COTLP", dependencies: ["CProtobufC"], exclude: []),
+
+        .target(name: "SluiceCore", dependencies: ["COTLP", "CProtobufC", "CZlib", "CZstd", "CSluiceShims"], swiftSettings: strict),
+        .executableTarget(
+            name: "sluice",
+            dependencies: ["SluiceCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "sluice-bench", dependencies: ["SluiceCore", "COTLP"], path: "Benchmarks/sluice-bench", swiftSettings: strict),
+
+        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "COTLP"], resources: [.copy("Fixtures")], swiftSettings: strict),
+    ]
+)

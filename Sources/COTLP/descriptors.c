@@ -1,0 +1,14 @@
+#include "sluice_descriptors.h"
+#include "sluice_otlp.h"
+
+const ProtobufCMessageDescriptor *sluice_logs_request_descriptor(void) { return &opentelemetry__proto__collector__logs__v1__export_logs_service_request__descriptor; }
+const ProtobufCMessageDescriptor *sluice_traces_request_descriptor(void) { return &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor; }
+const ProtobufCMessageDescriptor *sluice_metrics_request_descriptor(void) { return &opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__descriptor; }
+const ProtobufCMessageDescriptor *sluice_logs_response_descriptor(void) { return &opentelemetry__proto__collector__logs__v1__export_logs_service_response__descriptor; }
+const ProtobufCMessageDescriptor *sluice_traces_response_descriptor(void) { return &opentelemetry__proto__collector__trace__v1__export_trace_service_response__descriptor; }
+const ProtobufCMessageDescriptor *sluice_metrics_response_descriptor(void) { return &opentelemetry__proto__collector__metrics__v1__export_metrics_service_response__descriptor; }
+const ProtobufCMessageDescriptor *sluice_rpc_status_descriptor(void) { return &google__rpc__status__descriptor; }
+const ProtobufCMessageDescriptor *sluice_any_value_descriptor(void) { return &opentelemetry__proto__common__v1__any_value__descriptor; }
+const ProtobufCMessageDescriptor *sluice_key_value_descriptor(void) { return &opentelemetry__proto__common__v1__key_value__descriptor; }
+const ProtobufCMessageDescriptor *sluice_array_value_descriptor(void) { return &opentelemetry__proto__common__v1__array_value__descriptor; }
+const ProtobufCMessageDescriptor *sluice_key_value_list_descriptor(void) { return &opentelemetry__proto__common__v1__key_value_list__descriptor; }

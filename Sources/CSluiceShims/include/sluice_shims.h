@@ -1,0 +1,21 @@
+// Functions for the C macros Swift cannot import (OpenSSL, nghttp2, zlib).
+// Each is a one-line wrapper; there is no logic here.
+#ifndef SLUICE_SHIMS_H
+#define SLUICE_SHIMS_H
+
+#include <openssl/ssl.h>
+#include <openssl/bio.h>
+#include <zlib.h>
+
+long sluice_bio_pending(BIO *bio);
+long sluice_ssl_set_tlsext_host_name(SSL *ssl, const char *name);
+long sluice_ssl_ctx_set_mode(SSL_CTX *ctx, long mode);
+long sluice_ssl_ctx_set_min_proto_version(SSL_CTX *ctx, int version);
+long sluice_ssl_ctx_set_max_proto_version(SSL_CTX *ctx, int version);
+int sluice_ssl_ctx_set_alpn_protos(SSL_CTX *ctx, const unsigned char *protos, unsigned int len);
+/// zlib's `inflateInit2` is a macro that passes the library version and struct size.
+int sluice_inflate_init2(z_stream *stream, int window_bits);
+/// zlib's `deflateInit2` is a macro too.
+int sluice_deflate_init2(z_stream *stream, int level, int window_bits);
+
+#endif

@@ -1,0 +1,185 @@
+/// A byte buffer that JSON is written into: the OTLP/JSON writer here, and every
+/// exporter's payload encoder later.
+///
+/// Strings from the wire are not trusted to be UTF-8 (protobuf-c does not check):
+/// `appendString` replaces every ill-formed sequence with U+FFFD, so what Sluice
+/// writes is always valid JSON a SIEM will accept.
+public struct JSONOutput: Sendable {
+    public var bytes: [UInt8]
+
+    public init(reservingCapacity capacity: Int = 0) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+    }
+
+    public var count: Int { bytes.count }
+
+    @inline(__always) public mutating func append(_ byte: UInt8) { bytes.append(byte) }
+
+    @inline(__always) public mutating func append(ascii: StaticString) {
+        ascii.withUTF8Buffer { bytes.append(contentsOf: $0) }
+    }
+
+    public mutating func appendRaw(_ raw: some Sequence<UInt8>) { bytes.append(contentsOf: raw) }
+
+    public mutating func appendNull() { append(ascii: "null") }
+
+    public mutating func appendBool(_ value: Bool) { value ? append(ascii: "true") : append(ascii: "false") }
+
+    public mutating func appendInt(_ value: Int64) {
+        if value < 0 {
+            bytes.append(UInt8(ascii: "-"))
+            appendUInt(value.magnitude)
+        } else {
+            appendUInt(UInt64(value))
+        }
+    }
+
+    public mutating func appendUInt(_ value: UInt64) {
+        if value < 10 { bytes.append(UInt8(ascii: "0") + UInt8(value)); return }
+        var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)  // 20 digits max, written backwards
+        withUnsafeMutableBytes(of: &digits) { scratch in
+            var v = value
+            var i = scratch.count
+            while v > 0 {
+                i -= 1
+                scratch[i] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+            }
+            bytes.append(contentsOf: scratch[i...])
+        }
+    }
+
+    /// A JSON number, or for the values JSON has no number for, the strings
+    /// "NaN", "Infinity" and "-Infinity" as proto3 JSON writes them.
+    public mutating func appendDouble(_ value: Double) {
+        if value.isNaN { append(ascii: "\"NaN\""); return }
+        if value.isInfinite { value < 0 ? append(ascii: "\"-Infinity\"") : append(ascii: "\"Infinity\""); return }
+        if value == value.rounded(.towardZero), value.magnitude < 1e15 {
+            appendInt(Int64(value))
+            return
+        }
+        bytes.append(contentsOf: value.description.utf8)
+    }
+
+    /// A quoted, escaped string; ill-formed UTF-8 becomes U+FFFD.
+    public mutating func appendString(_ utf8: UnsafeBufferPointer<UInt8>) {
+        bytes.append(UInt8(ascii: "\""))
+        appendStringContents(utf8)
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    public mutating func appendString(_ string: String) {
+        var string = string
+        string.withUTF8 { appendString($0) }
+    }
+
+    /// The escaped contents of a string without the quotes (for building keys).
+    public mutating func appendStringContents(_ utf8: UnsafeBufferPointer<UInt8>) {
+        var i = 0
+        let n = utf8.count
+        var runStart = 0
+        @inline(__always) func flush(_ upTo: Int) {
+            if upTo > runStart { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<upTo])) }
+        }
+        while i < n {
+            let c = utf8[i]
+            if c >= 0x20, c < 0x80, c != UInt8(ascii: "\""), c != UInt8(ascii: "\\") {
+                i += 1
+                continue
+            }
+            if c < 0x80 {
+                flush(i)
+                appendEscape(c)
+                i += 1
+                runStart = i
+                continue
+            }
+            let length = Self.validSequenceLength(utf8, at: i)
+            if length == 0 {
+                flush(i)
+                bytes.append(contentsOf: [0xEF, 0xBF, 0xBD] as [UInt8])
+                i += 1
+                runStart = i
+            } else {
+                i += length
+            }
+        }
+        flush(n)
+    }
+
+    private mutating func appendEscape(_ c: UInt8) {
+        switch c {
+        case UInt8(ascii: "\""): append(ascii: "\\\"")
+        case UInt8(ascii: "\\"): append(ascii: "\\\\")
+        case UInt8(ascii: "\n"): append(ascii: "\\n")
+        case UInt8(ascii: "\r"): append(ascii: "\\r")
+        case UInt8(ascii: "\t"): append(ascii: "\\t")
+        case 0x08: append(ascii: "\\b")
+        case 0x0C: append(ascii: "\\f")
+        default:
+            append(ascii: "\\u00")
+            bytes.append(Self.hexDigits[Int(c >> 4)])
+            bytes.append(Self.hexDigits[Int(c & 0xF)])
+        }
+    }
+
+    /// The length of the well-formed UTF-8 sequence starting at `i` (a non-ASCII
+    /// lead byte), or 0 when it is ill-formed. Table 3-7 of the Unicode Standard:
+    /// no overlong forms, no surrogates, nothing above U+10FFFF.
+    @inline(__always)
+    static func validSequenceLength(_ s: UnsafeBufferPointer<UInt8>, at i: Int) -> Int {
+        let n = s.count
+        let b0 = s[i]
+        @inline(__always) func cont(_ k: Int, _ lo: UInt8 = 0x80, _ hi: UInt8 = 0xBF) -> Bool {
+            i + k < n && s[i + k] >= lo && s[i + k] <= hi
+        }
+        switch b0 {
+        case 0xC2...0xDF: return cont(1) ? 2 : 0
+        case 0xE0: return cont(1, 0xA0) && cont(2) ? 3 : 0
+        case 0xE1...0xEC, 0xEE...0xEF: return cont(1) && cont(2) ? 3 : 0
+        case 0xED: return cont(1, 0x80, 0x9F) && cont(2) ? 3 : 0
+        case 0xF0: return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0
+        case 0xF1...0xF3: return cont(1) && cont(2) && cont(3) ? 4 : 0
+        case 0xF4: return cont(1, 0x80, 0x8F) && cont(2) && cont(3) ? 4 : 0
+        default: return 0
+        }
+    }
+
+    static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+    private static let base64Alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    /// Lowercase hex in quotes, as OTLP/JSON writes trace and span ids.
+    public mutating func appendHexString(_ data: UnsafeBufferPointer<UInt8>) {
+        bytes.append(UInt8(ascii: "\""))
+        for b in data {
+            bytes.append(Self.hexDigits[Int(b >> 4)])
+            bytes.append(Self.hexDigits[Int(b & 0xF)])
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    /// Standard padded base64 in quotes, as proto3 JSON writes `bytes`.
+    public mutating func appendBase64String(_ data: UnsafeBufferPointer<UInt8>) {
+        bytes.append(UInt8(ascii: "\""))
+        let a = Self.base64Alphabet
+        var i = 0
+        while i + 3 <= data.count {
+            let v = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8 | UInt32(data[i + 2])
+            bytes.append(a[Int(v >> 18 & 63)]); bytes.append(a[Int(v >> 12 & 63)])
+            bytes.append(a[Int(v >> 6 & 63)]); bytes.append(a[Int(v & 63)])
+            i += 3
+        }
+        let rest = data.count - i
+        if rest == 1 {
+            let v = UInt32(data[i]) << 16
+            bytes.append(a[Int(v >> 18 & 63)]); bytes.append(a[Int(v >> 12 & 63)])
+            append(ascii: "==")
+        } else if rest == 2 {
+            let v = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8
+            bytes.append(a[Int(v >> 18 & 63)]); bytes.append(a[Int(v >> 12 & 63)]); bytes.append(a[Int(v >> 6 & 63)])
+            bytes.append(UInt8(ascii: "="))
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+}

@@ -1,0 +1,548 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import COTLP
+
+/// Parses OTLP/JSON straight into protobuf-c's structs in a batch's arena, so a
+/// JSON request and a protobuf request look the same to everything downstream.
+///
+/// What it accepts (https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding
+/// and proto3's JSON mapping): lowerCamelCase keys and the original snake_case
+/// ones; trace and span ids as hex (base64 too, as some exporters write it); 64-bit
+/// integers as strings or numbers; enums as integers or names; `bytes` as base64;
+/// `null` as "not set"; unknown keys are skipped. Objects and arrays may nest at
+/// most `maxDepth` deep, which keeps this parser's recursion (and protobuf-c's, when
+/// the batch is packed later) bounded.
+struct OTLPJSONReader {
+    private let p: UnsafePointer<UInt8>
+    private let end: Int
+    private var i = 0
+    private let arena: OTLPArena
+    private let maxDepth: Int
+    /// Unescaped string contents, reused across strings.
+    private var scratch: [UInt8] = []
+
+    init(_ bytes: UnsafeBufferPointer<UInt8>, arena: OTLPArena, maxDepth: Int) {
+        // An empty body still needs a valid pointer; one byte that is never read.
+        p = bytes.baseAddress ?? UnsafePointer(bitPattern: 1)!
+        end = bytes.count
+        self.arena = arena
+        self.maxDepth = maxDepth
+        scratch.reserveCapacity(256)
+    }
+
+    mutating func parseDocument(_ schema: MessageSchema) throws(OTLPDecodeError) -> UnsafeMutableRawPointer {
+        let message = try newMessage(schema)
+        skipWhitespace()
+        try parseObject(into: message, schema, depth: 1)
+        skipWhitespace()
+        guard i == end else { throw syntax("unexpected data after the top-level object") }
+        return message
+    }
+
+    // MARK: Structure
+
+    private mutating func parseObject(into message: UnsafeMutableRawPointer, _ schema: MessageSchema, depth: Int) throws(OTLPDecodeError) {
+        guard depth <= maxDepth else { throw tooDeep() }
+        guard peek() == UInt8(ascii: "{") else { throw syntax("expected an object for \(schema.name)") }
+        i += 1
+        skipWhitespace()
+        if peek() == UInt8(ascii: "}") { i += 1; return }
+        while true {
+            skipWhitespace()
+            let keyOffset = i
+            let field = try parseKey(schema)
+            skipWhitespace()
+            guard peek() == UInt8(ascii: ":") else { throw syntax("expected ':' after a key") }
+            i += 1
+            skipWhitespace()
+            if let field, !skipNull() {
+                do {
+                    try parseField(field, into: message, depth: depth)
+                } catch let error where error.kind == .malformed && error.message.hasPrefix("field ") == false {
+                    throw OTLPDecodeError(.malformed, "field \(schema.name).\(String(decoding: field.jsonName, as: UTF8.self)): \(error.message)", offset: error.offset ?? keyOffset)
+                }
+            } else if field == nil {
+                try skipValue(depth: depth)
+            }
+            skipWhitespace()
+            switch peek() {
+            case UInt8(ascii: ","): i += 1
+            case UInt8(ascii: "}"): i += 1; return
+            default: throw syntax("expected ',' or '}' in an object")
+            }
+        }
+    }
+
+    private mutating func parseKey(_ schema: MessageSchema) throws(OTLPDecodeError) -> FieldSchema? {
+        let key = try parseStringBytes()
+        return key.withUnsafeBufferPointer { key in
+            for field in schema.fields where Self.equal(key, field.jsonName) || Self.equal(key, field.protoName) {
+                return field
+            }
+            return nil
+        }
+    }
+
+    private static func equal(_ a: UnsafeBufferPointer<UInt8>, _ b: [UInt8]) -> Bool {
+        a.count == b.count && b.withUnsafeBufferPointer { memcmp(a.baseAddress!, $0.baseAddress!, a.count) == 0 }
+    }
+
+    private mutating func parseField(_ field: FieldSchema, into message: UnsafeMutableRawPointer, depth: Int) throws(OTLPDecodeError) {
+        if field.isRepeated {
+            try parseRepeated(field, into: message, depth: depth)
+            return
+        }
+        try parseValue(field, into: message + field.offset, depth: depth)
+        if field.isOneofMember {
+            message.storeBytes(of: field.number, toByteOffset: field.quantifierOffset, as: UInt32.self)
+        } else if field.hasPresenceFlag {
+            message.storeBytes(of: 1, toByteOffset: field.quantifierOffset, as: Int32.self)
+        }
+    }
+
+    private mutating func parseRepeated(_ field: FieldSchema, into message: UnsafeMutableRawPointer, depth: Int) throws(OTLPDecodeError) {
+        guard depth + 1 <= maxDepth else { throw tooDeep() }
+        guard peek() == UInt8(ascii: "[") else { throw syntax("expected an array") }
+        i += 1
+        let size = field.type.storageSize
+        var elements: [UInt8] = []
+        var count = 0
+        skipWhitespace()
+        if peek() == UInt8(ascii: "]") {
+            i += 1
+        } else {
+            var element = (UInt64(0), UInt64(0))
+            while true {
+                skipWhitespace()
+                element = (0, 0)
+                // Each element is parsed into a 16-byte slot (the largest element,
+                // ProtobufCBinaryData, fits), then appended to the flat array.
+                try withUnsafeMutableBytes(of: &element) { (slot) throws(OTLPDecodeError) in
+                    try parseValue(field, into: slot.baseAddress!, depth: depth + 1)
+                    elements.append(contentsOf: UnsafeRawBufferPointer(rebasing: slot[0..<size]))
+                }
+                count += 1
+                skipWhitespace()
+                switch peek() {
+                case UInt8(ascii: ","): i += 1
+                case UInt8(ascii: "]"): i += 1
+                default: throw syntax("expected ',' or ']' in an array")
+                }
+                if p[i - 1] == UInt8(ascii: "]") { break }
+            }
+        }
+        let previous = message.load(fromByteOffset: field.quantifierOffset, as: Int.self)
+        guard count > 0 || previous == 0 else { return }
+        guard let array = arena.allocate(max(count * size, 1)) else { throw outOfMemory() }
+        elements.withUnsafeBytes { if count > 0 { array.copyMemory(from: $0.baseAddress!, byteCount: count * size) } }
+        message.storeBytes(of: count, toByteOffset: field.quantifierOffset, as: Int.self)
+        message.storeBytes(of: count > 0 ? array : nil, toByteOffset: field.offset, as: UnsafeMutableRawPointer?.self)
+    }
+
+    /// One value of `field`'s type, stored at `dest` as protobuf-c lays it out.
+    private mutating func parseValue(_ field: FieldSchema, into dest: UnsafeMutableRawPointer, depth: Int) throws(OTLPDecodeError) {
+        switch field.type {
+        case .int32, .sint32, .sfixed32:
+            let v = try parseInteger(min: Int64(Int32.min), max: Int64(Int32.max))
+            dest.storeBytes(of: Int32(v), as: Int32.self)
+        case .uint32, .fixed32:
+            let v = try parseUnsigned(max: UInt64(UInt32.max))
+            dest.storeBytes(of: UInt32(v), as: UInt32.self)
+        case .int64, .sint64, .sfixed64:
+            dest.storeBytes(of: try parseInteger(min: Int64.min, max: Int64.max), as: Int64.self)
+        case .uint64, .fixed64:
+            dest.storeBytes(of: try parseUnsigned(max: UInt64.max), as: UInt64.self)
+        case .double:
+            dest.storeBytes(of: try parseDouble(), as: Double.self)
+        case .float:
+            dest.storeBytes(of: Float(try parseDouble()), as: Float.self)
+        case .bool:
+            dest.storeBytes(of: try parseBool() ? 1 : 0, as: Int32.self)
+        case .enumeration:
+            dest.storeBytes(of: try parseEnum(field), as: Int32.self)
+        case .string:
+            let text = try parseStringBytes()
+            guard let copy = text.withUnsafeBufferPointer({ arena.copyCString($0) }) else { throw outOfMemory() }
+            dest.storeBytes(of: copy, as: UnsafeMutablePointer<CChar>.self)
+        case .bytes:
+            let start = i
+            let text = try parseStringBytes()
+            guard let decoded = field.isHexID ? (Self.decodeHex(text) ?? Self.decodeBase64(text)) : Self.decodeBase64(text) else {
+                throw OTLPDecodeError(.malformed, field.isHexID ? "expected a hex id" : "expected base64", offset: start)
+            }
+            guard let data = decoded.withUnsafeBufferPointer({ arena.copyBinary($0) }) else { throw outOfMemory() }
+            dest.storeBytes(of: data, as: ProtobufCBinaryData.self)
+        case .message:
+            guard let schema = field.message else { throw syntax("unknown message type") }
+            let child = try newMessage(schema)
+            try parseObject(into: child, schema, depth: depth + 1)
+            dest.storeBytes(of: child, as: UnsafeMutableRawPointer.self)
+        }
+    }
+
+    // MARK: Scalars
+
+    /// The bytes of a number token, or of a quoted string holding one.
+    private mutating func numberText() throws(OTLPDecodeError) -> [UInt8] {
+        if peek() == UInt8(ascii: "\"") { return try parseStringBytes() }
+        let start = i
+        while i < end, Self.isNumberByte(p[i]) { i += 1 }
+        guard i > start else { throw syntax("expected a number") }
+        return Array(UnsafeBufferPointer(start: p + start, count: i - start))
+    }
+
+    private static func isNumberByte(_ c: UInt8) -> Bool {
+        (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || c == UInt8(ascii: "-") || c == UInt8(ascii: "+")
+            || c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E")
+    }
+
+    private mutating func parseInteger(min: Int64, max: Int64) throws(OTLPDecodeError) -> Int64 {
+        let start = i
+        let text = try numberText()
+        guard let value = Self.integer(text), value >= min, value <= max else {
+            throw OTLPDecodeError(.malformed, "expected an integer from \(min) to \(max)", offset: start)
+        }
+        return value
+    }
+
+    private mutating func parseUnsigned(max: UInt64) throws(OTLPDecodeError) -> UInt64 {
+        let start = i
+        let text = try numberText()
+        if let value = Self.unsigned(text), value <= max { return value }
+        throw OTLPDecodeError(.malformed, "expected an integer from 0 to \(max)", offset: start)
+    }
+
+    private static func unsigned(_ text: [UInt8]) -> UInt64? {
+        guard !text.isEmpty else { return nil }
+        var value: UInt64 = 0
+        for c in text {
+            guard c >= UInt8(ascii: "0"), c <= UInt8(ascii: "9") else { return integralDouble(text).flatMap { $0 >= 0 && $0 < 0x1p64 ? UInt64($0) : nil } }
+            let (m, o1) = value.multipliedReportingOverflow(by: 10)
+            let (a, o2) = m.addingReportingOverflow(UInt64(c - UInt8(ascii: "0")))
+            guard !o1, !o2 else { return nil }
+            value = a
+        }
+        return value
+    }
+
+    private static func integer(_ text: [UInt8]) -> Int64? {
+        guard let first = text.first else { return nil }
+        let negative = first == UInt8(ascii: "-")
+        let digits = negative ? Array(text.dropFirst()) : text
+        guard let magnitude = unsigned(digits) else {
+            return integralDouble(text).flatMap { $0 >= -0x1p63 && $0 < 0x1p63 ? Int64($0) : nil }
+        }
+        if negative {
+            guard magnitude <= UInt64(Int64.max) + 1 else { return nil }
+            return magnitude == UInt64(Int64.max) + 1 ? Int64.min : -Int64(magnitude)
+        }
+        return magnitude <= UInt64(Int64.max) ? Int64(magnitude) : nil
+    }
+
+    /// `1e3` or `5.0` for an integer field: proto3 JSON accepts exponent notation
+    /// when the value is integral.
+    private static func integralDouble(_ text: [UInt8]) -> Double? {
+        guard let d = double(text), d.isFinite, d == d.rounded(.towardZero) else { return nil }
+        return d
+    }
+
+    private static func double(_ text: [UInt8]) -> Double? {
+        guard !text.isEmpty, text.count < 64, text.allSatisfy(isNumberByte) else { return nil }
+        return text.withUnsafeBufferPointer { buffer -> Double? in
+            withUnsafeTemporaryAllocation(of: CChar.self, capacity: buffer.count + 1) { c in
+                for k in 0..<buffer.count { c[k] = CChar(bitPattern: buffer[k]) }
+                c[buffer.count] = 0
+                var endPointer: UnsafeMutablePointer<CChar>?
+                let value = strtod(c.baseAddress!, &endPointer)
+                return endPointer == c.baseAddress! + buffer.count ? value : nil
+            }
+        }
+    }
+
+    private mutating func parseDouble() throws(OTLPDecodeError) -> Double {
+        let start = i
+        let text = try numberText()
+        switch text {
+        case Array("NaN".utf8): return .nan
+        case Array("Infinity".utf8): return .infinity
+        case Array("-Infinity".utf8): return -.infinity
+        default:
+            guard let value = Self.double(text) else { throw OTLPDecodeError(.malformed, "expected a number", offset: start) }
+            return value
+        }
+    }
+
+    private mutating func parseBool() throws(OTLPDecodeError) -> Bool {
+        if literal("true") { return true }
+        if literal("false") { return false }
+        throw syntax("expected true or false")
+    }
+
+    private mutating func parseEnum(_ field: FieldSchema) throws(OTLPDecodeError) -> Int32 {
+        let start = i
+        if peek() == UInt8(ascii: "\""), let descriptor = field.enumDescriptor {
+            var name = try parseStringBytes()
+            name.append(0)
+            let found = name.withUnsafeBufferPointer { buffer in
+                buffer.withMemoryRebound(to: CChar.self) { protobuf_c_enum_descriptor_get_value_by_name(descriptor, $0.baseAddress!) }
+            }
+            if let found { return found.pointee.value }
+            if let number = Self.integer(Array(name.dropLast())), let value = Int32(exactly: number) { return value }
+            throw OTLPDecodeError(.malformed, "unknown enum value", offset: start)
+        }
+        return Int32(try parseInteger(min: Int64(Int32.min), max: Int64(Int32.max)))
+    }
+
+    // MARK: Strings
+
+    /// The contents of a JSON string with escapes resolved. Lone surrogates in
+    /// `\u` escapes become U+FFFD.
+    private mutating func parseStringBytes() throws(OTLPDecodeError) -> [UInt8] {
+        guard peek() == UInt8(ascii: "\"") else { throw syntax("expected a string") }
+        let start = i
+        i += 1
+        let contentStart = i
+        // Fast path: no escapes.
+        while i < end {
+            let c = p[i]
+            if c == UInt8(ascii: "\"") {
+                let result = Array(UnsafeBufferPointer(start: p + contentStart, count: i - contentStart))
+                i += 1
+                return result
+            }
+            if c == UInt8(ascii: "\\") { break }
+            if c < 0x20 { throw syntax("control character inside a string; escape it as \\u00XX") }
+            i += 1
+        }
+        scratch.removeAll(keepingCapacity: true)
+        scratch.append(contentsOf: UnsafeBufferPointer(start: p + contentStart, count: i - contentStart))
+        while i < end {
+            let c = p[i]
+            if c == UInt8(ascii: "\"") { i += 1; return scratch }
+            if c < 0x20 { throw syntax("control character inside a string; escape it as \\u00XX") }
+            if c != UInt8(ascii: "\\") { scratch.append(c); i += 1; continue }
+            guard i + 1 < end else { break }
+            let e = p[i + 1]
+            i += 2
+            switch e {
+            case UInt8(ascii: "\""): scratch.append(0x22)
+            case UInt8(ascii: "\\"): scratch.append(0x5C)
+            case UInt8(ascii: "/"): scratch.append(0x2F)
+            case UInt8(ascii: "b"): scratch.append(0x08)
+            case UInt8(ascii: "f"): scratch.append(0x0C)
+            case UInt8(ascii: "n"): scratch.append(0x0A)
+            case UInt8(ascii: "r"): scratch.append(0x0D)
+            case UInt8(ascii: "t"): scratch.append(0x09)
+            case UInt8(ascii: "u"):
+                var scalar = try hex4()
+                if scalar >= 0xD800, scalar <= 0xDBFF {
+                    if i + 6 <= end, p[i] == UInt8(ascii: "\\"), p[i + 1] == UInt8(ascii: "u") {
+                        let save = i
+                        i += 2
+                        let low = try hex4()
+                        if low >= 0xDC00, low <= 0xDFFF {
+                            scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                        } else {
+                            i = save
+                            scalar = 0xFFFD
+                        }
+                    } else {
+                        scalar = 0xFFFD
+                    }
+                } else if scalar >= 0xDC00, scalar <= 0xDFFF {
+                    scalar = 0xFFFD
+                }
+                appendUTF8(scalar)
+            default:
+                throw OTLPDecodeError(.malformed, "invalid JSON: unknown escape '\\\(Character(Unicode.Scalar(e)))'", offset: i - 2)
+            }
+        }
+        throw OTLPDecodeError(.malformed, "invalid JSON: unterminated string", offset: start)
+    }
+
+    private mutating func hex4() throws(OTLPDecodeError) -> UInt32 {
+        guard i + 4 <= end else { throw syntax("truncated \\u escape") }
+        var value: UInt32 = 0
+        for k in 0..<4 {
+            guard let d = Self.hexValue(p[i + k]) else { throw syntax("invalid \\u escape") }
+            value = value << 4 | UInt32(d)
+        }
+        i += 4
+        return value
+    }
+
+    private mutating func appendUTF8(_ scalar: UInt32) {
+        switch scalar {
+        case ..<0x80: scratch.append(UInt8(scalar))
+        case ..<0x800:
+            scratch.append(0xC0 | UInt8(scalar >> 6)); scratch.append(0x80 | UInt8(scalar & 0x3F))
+        case ..<0x10000:
+            scratch.append(0xE0 | UInt8(scalar >> 12)); scratch.append(0x80 | UInt8(scalar >> 6 & 0x3F))
+            scratch.append(0x80 | UInt8(scalar & 0x3F))
+        default:
+            scratch.append(0xF0 | UInt8(scalar >> 18)); scratch.append(0x80 | UInt8(scalar >> 12 & 0x3F))
+            scratch.append(0x80 | UInt8(scalar >> 6 & 0x3F)); scratch.append(0x80 | UInt8(scalar & 0x3F))
+        }
+    }
+
+    private static func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+
+    static func decodeHex(_ text: [UInt8]) -> [UInt8]? {
+        guard text.count % 2 == 0 else { return nil }
+        var out = [UInt8]()
+        out.reserveCapacity(text.count / 2)
+        var k = 0
+        while k < text.count {
+            guard let hi = hexValue(text[k]), let lo = hexValue(text[k + 1]) else { return nil }
+            out.append(hi << 4 | lo)
+            k += 2
+        }
+        return out
+    }
+
+    /// Standard or URL-safe base64, padded or not.
+    static func decodeBase64(_ text: [UInt8]) -> [UInt8]? {
+        var out = [UInt8]()
+        out.reserveCapacity(text.count * 3 / 4)
+        var accumulator: UInt32 = 0
+        var bits = 0
+        var padding = 0
+        for c in text {
+            let v: UInt32
+            switch c {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): v = UInt32(c - UInt8(ascii: "A"))
+            case UInt8(ascii: "a")...UInt8(ascii: "z"): v = UInt32(c - UInt8(ascii: "a")) + 26
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = UInt32(c - UInt8(ascii: "0")) + 52
+            case UInt8(ascii: "+"), UInt8(ascii: "-"): v = 62
+            case UInt8(ascii: "/"), UInt8(ascii: "_"): v = 63
+            case UInt8(ascii: "="): padding += 1; continue
+            default: return nil
+            }
+            guard padding == 0 else { return nil }
+            accumulator = accumulator << 6 | v
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
+            }
+        }
+        guard padding <= 2, bits < 6 else { return nil }
+        return out
+    }
+
+    // MARK: Skipping
+
+    private mutating func skipValue(depth: Int) throws(OTLPDecodeError) {
+        switch peek() {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            guard depth + 1 <= maxDepth else { throw tooDeep() }
+            let close = p[i] == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
+            let isObject = close == UInt8(ascii: "}")
+            i += 1
+            skipWhitespace()
+            if peek() == close { i += 1; return }
+            while true {
+                skipWhitespace()
+                if isObject {
+                    _ = try parseStringBytes()
+                    skipWhitespace()
+                    guard peek() == UInt8(ascii: ":") else { throw syntax("expected ':' after a key") }
+                    i += 1
+                    skipWhitespace()
+                }
+                try skipValue(depth: depth + 1)
+                skipWhitespace()
+                if peek() == UInt8(ascii: ",") { i += 1; continue }
+                if peek() == close { i += 1; return }
+                throw syntax(isObject ? "expected ',' or '}' in an object" : "expected ',' or ']' in an array")
+            }
+        case UInt8(ascii: "\""):
+            _ = try parseStringBytes()
+        case UInt8(ascii: "t"), UInt8(ascii: "f"):
+            _ = try parseBool()
+        case UInt8(ascii: "n"):
+            guard skipNull() else { throw syntax("expected a value") }
+        default:
+            let start = i
+            let text = try numberText()
+            guard Self.double(text) != nil else { throw OTLPDecodeError(.malformed, "invalid JSON: bad number", offset: start) }
+        }
+    }
+
+    // MARK: Lexing
+
+    @inline(__always) private func peek() -> UInt8 { i < end ? p[i] : 0 }
+
+    @inline(__always) private mutating func skipWhitespace() {
+        while i < end {
+            let c = p[i]
+            guard c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 else { return }
+            i += 1
+        }
+    }
+
+    private mutating func literal(_ word: StaticString) -> Bool {
+        let n = word.utf8CodeUnitCount
+        guard end - i >= n, memcmp(p + i, word.utf8Start, n) == 0 else { return false }
+        i += n
+        return true
+    }
+
+    private mutating func skipNull() -> Bool { literal("null") }
+
+    private mutating func newMessage(_ schema: MessageSchema) throws(OTLPDecodeError) -> UnsafeMutableRawPointer {
+        guard let message = arena.newMessage(schema.descriptor) else { throw outOfMemory() }
+        return message
+    }
+
+    private func syntax(_ what: String) -> OTLPDecodeError {
+        OTLPDecodeError(.malformed, "invalid JSON: \(what)", offset: i)
+    }
+
+    private func tooDeep() -> OTLPDecodeError {
+        OTLPDecodeError(.tooDeep, "JSON nests deeper than \(maxDepth) levels; flatten the attribute values", offset: i)
+    }
+
+    private func outOfMemory() -> OTLPDecodeError {
+        OTLPDecodeError(.outOfMemory, "the request needs more memory than its size allows", offset: i)
+    }
+}
+
+extension OTLPBatch {
+    /// Decodes an `Export*ServiceRequest` from OTLP/JSON into protobuf-c structs.
+    public static func decode(
+        json bytes: UnsafeRawBufferPointer,
+        signal: OTLPSignal,
+        limits: OTLPDecodeLimits = .default
+    ) throws(OTLPDecodeError) -> OTLPBatch {
+        guard bytes.count <= limits.maxDecompressedBytes else {
+            throw OTLPDecodeError(.tooLarge, "request of \(bytes.count.byteCountText) is over the limit of \(limits.maxDecompressedBytes.byteCountText)")
+        }
+        guard let arena = OTLPArena(firstChunk: min(max(bytes.count, 4096), 1 << 20), limit: limits.arenaLimit(forInput: bytes.count)) else {
+            throw OTLPDecodeError(.outOfMemory, "out of memory decoding the request")
+        }
+        var reader = OTLPJSONReader(bytes.assumingMemoryBound(to: UInt8.self), arena: arena, maxDepth: limits.maxNestingDepth)
+        let message = try reader.parseDocument(OTLPSchemas.shared.request(signal))
+        return OTLPBatch(signal: signal, arena: arena, message: message.assumingMemoryBound(to: ProtobufCMessage.self))
+    }
+
+    public static func decode(json bytes: [UInt8], signal: OTLPSignal, limits: OTLPDecodeLimits = .default) throws(OTLPDecodeError) -> OTLPBatch {
+        do {
+            return try bytes.withUnsafeBytes { buffer in try decode(json: buffer, signal: signal, limits: limits) }
+        } catch let error as OTLPDecodeError {
+            throw error
+        } catch {
+            throw OTLPDecodeError(.malformed, "\(error)")
+        }
+    }
+}

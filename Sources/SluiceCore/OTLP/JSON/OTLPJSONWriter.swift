@@ -1,0 +1,127 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import COTLP
+
+/// Writes any OTLP message as OTLP/JSON, walking protobuf-c's structs with the
+/// message's `MessageSchema`.
+///
+/// OTLP/JSON is proto3's JSON mapping with OTLP's own rules
+/// (https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding): keys in
+/// lowerCamelCase, `traceId`/`spanId`/`parentSpanId` as hex rather than base64,
+/// enums as integers, 64-bit integers as decimal strings, default values left out.
+struct OTLPJSONWriter {
+    var out: JSONOutput
+
+    init(capacity: Int) { out = JSONOutput(reservingCapacity: capacity) }
+
+    mutating func writeMessage(_ message: UnsafeRawPointer, schema: MessageSchema) {
+        out.append(UInt8(ascii: "{"))
+        var first = true
+        for field in schema.fields {
+            if field.isRepeated {
+                let count = message.load(fromByteOffset: field.quantifierOffset, as: Int.self)
+                guard count > 0, let array = message.load(fromByteOffset: field.offset, as: UnsafeRawPointer?.self) else { continue }
+                key(field, &first)
+                out.append(UInt8(ascii: "["))
+                for i in 0..<count {
+                    if i > 0 { out.append(UInt8(ascii: ",")) }
+                    writeValue(array + i * field.type.storageSize, field)
+                }
+                out.append(UInt8(ascii: "]"))
+                continue
+            }
+            if field.isOneofMember {
+                guard message.load(fromByteOffset: field.quantifierOffset, as: UInt32.self) == field.number else { continue }
+            } else if field.hasPresenceFlag {
+                guard message.load(fromByteOffset: field.quantifierOffset, as: Int32.self) != 0 else { continue }
+            } else if isDefault(message + field.offset, field) {
+                continue
+            }
+            key(field, &first)
+            writeValue(message + field.offset, field)
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
+    private mutating func key(_ field: FieldSchema, _ first: inout Bool) {
+        if !first { out.append(UInt8(ascii: ",")) }
+        first = false
+        out.append(UInt8(ascii: "\""))
+        out.appendRaw(field.jsonName)
+        out.append(ascii: "\":")
+    }
+
+    private func isDefault(_ p: UnsafeRawPointer, _ field: FieldSchema) -> Bool {
+        switch field.type {
+        case .int32, .sint32, .sfixed32, .uint32, .fixed32, .enumeration, .bool:
+            return p.load(as: UInt32.self) == 0
+        case .float:
+            return p.load(as: UInt32.self) == 0  // +0.0 only; -0.0 is written
+        case .int64, .sint64, .sfixed64, .uint64, .fixed64, .double:
+            return p.load(as: UInt64.self) == 0
+        case .string:
+            guard let s = p.load(as: UnsafePointer<CChar>?.self) else { return true }
+            return s.pointee == 0
+        case .bytes:
+            return p.load(as: ProtobufCBinaryData.self).len == 0
+        case .message:
+            return p.load(as: UnsafeRawPointer?.self) == nil
+        }
+    }
+
+    /// One value stored at `p` (a struct member or an element of a repeated array).
+    private mutating func writeValue(_ p: UnsafeRawPointer, _ field: FieldSchema) {
+        switch field.type {
+        case .int32, .sint32, .sfixed32:
+            out.appendInt(Int64(p.load(as: Int32.self)))
+        case .enumeration:
+            out.appendInt(Int64(p.load(as: Int32.self)))
+        case .uint32, .fixed32:
+            out.appendUInt(UInt64(p.load(as: UInt32.self)))
+        case .int64, .sint64, .sfixed64:
+            out.append(UInt8(ascii: "\""))
+            out.appendInt(p.load(as: Int64.self))
+            out.append(UInt8(ascii: "\""))
+        case .uint64, .fixed64:
+            out.append(UInt8(ascii: "\""))
+            out.appendUInt(p.load(as: UInt64.self))
+            out.append(UInt8(ascii: "\""))
+        case .float:
+            out.appendDouble(Double(p.load(as: Float.self)))
+        case .double:
+            out.appendDouble(p.load(as: Double.self))
+        case .bool:
+            out.appendBool(p.load(as: Int32.self) != 0)
+        case .string:
+            if let s = p.load(as: UnsafePointer<CChar>?.self) {
+                s.withMemoryRebound(to: UInt8.self, capacity: 1) { u in
+                    out.appendString(UnsafeBufferPointer(start: u, count: strlen(s)))
+                }
+            } else {
+                out.append(ascii: "\"\"")
+            }
+        case .bytes:
+            let data = p.load(as: ProtobufCBinaryData.self)
+            let buffer = UnsafeBufferPointer(start: data.data, count: data.len)
+            if field.isHexID { out.appendHexString(buffer) } else { out.appendBase64String(buffer) }
+        case .message:
+            if let child = p.load(as: UnsafeRawPointer?.self), let schema = field.message {
+                writeMessage(child, schema: schema)
+            } else {
+                out.append(ascii: "{}")
+            }
+        }
+    }
+}
+
+extension OTLPBatch {
+    /// The request as OTLP/JSON, on one line (the file exporter's line format).
+    public func encodeJSON() -> [UInt8] {
+        var writer = OTLPJSONWriter(capacity: arena.usedBytes)
+        writer.writeMessage(UnsafeRawPointer(message), schema: OTLPSchemas.shared.request(signal))
+        return writer.out.bytes
+    }
+}

@@ -1,0 +1,51 @@
+import COTLP
+
+extension OTLPBatch {
+    /// Decodes an `Export*ServiceRequest` from protobuf bytes.
+    ///
+    /// The bytes are checked for size and nesting first (see `ProtobufNestingCheck`);
+    /// protobuf-c then unpacks into a fresh arena capped at
+    /// `limits.maxArenaBytesPerInputByte` times the input size.
+    public static func decode(
+        protobuf bytes: UnsafeRawBufferPointer,
+        signal: OTLPSignal,
+        limits: OTLPDecodeLimits = .default
+    ) throws(OTLPDecodeError) -> OTLPBatch {
+        guard bytes.count <= limits.maxDecompressedBytes else {
+            throw OTLPDecodeError(.tooLarge, "request of \(bytes.count.byteCountText) is over the limit of \(limits.maxDecompressedBytes.byteCountText)")
+        }
+        let schema = OTLPSchemas.shared.request(signal)
+        try ProtobufNestingCheck(maxDepth: limits.maxNestingDepth).check(bytes, schema: schema)
+        let first = min(max(bytes.count * 2, 4096), 1 << 20)
+        guard let arena = OTLPArena(firstChunk: first, limit: limits.arenaLimit(forInput: bytes.count)) else {
+            throw OTLPDecodeError(.outOfMemory, "out of memory decoding the request")
+        }
+        let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
+        guard let message = protobuf_c_message_unpack(signal.requestDescriptor, arena.allocator, bytes.count, base) else {
+            throw OTLPDecodeError(.malformed, "invalid protobuf: not an OTLP \(schema.name)")
+        }
+        return OTLPBatch(signal: signal, arena: arena, message: message)
+    }
+
+    public static func decode(protobuf bytes: [UInt8], signal: OTLPSignal, limits: OTLPDecodeLimits = .default) throws(OTLPDecodeError) -> OTLPBatch {
+        do {
+            return try bytes.withUnsafeBytes { buffer in try decode(protobuf: buffer, signal: signal, limits: limits) }
+        } catch let error as OTLPDecodeError {
+            throw error
+        } catch {
+            throw OTLPDecodeError(.malformed, "\(error)")
+        }
+    }
+
+    /// The request as protobuf bytes.
+    public func encodeProtobuf() -> [UInt8] {
+        Self.pack(message)
+    }
+
+    static func pack(_ message: UnsafePointer<ProtobufCMessage>) -> [UInt8] {
+        let size = protobuf_c_message_get_packed_size(message)
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            count = size == 0 ? 0 : protobuf_c_message_pack(message, buffer.baseAddress)
+        }
+    }
+}

@@ -1,0 +1,29 @@
+import COTLP
+
+/// One decoded OTLP export request: protobuf-c's structs in an arena this batch owns.
+///
+/// A batch is created by a receiver's decode on one event loop, edited in place by
+/// processors on that same task, and only then appended to the pipeline log, after
+/// which every reader treats it as immutable. That hand-over discipline is what makes
+/// the `@unchecked Sendable` sound; nothing mutates a batch once it is shared.
+public final class OTLPBatch: @unchecked Sendable {
+    public let signal: OTLPSignal
+    let arena: OTLPArena
+    /// The `Export*ServiceRequest` message, allocated in `arena`.
+    let message: UnsafeMutablePointer<ProtobufCMessage>
+
+    init(signal: OTLPSignal, arena: OTLPArena, message: UnsafeMutablePointer<ProtobufCMessage>) {
+        self.signal = signal
+        self.arena = arena
+        self.message = message
+    }
+
+    /// Memory the decoded batch holds.
+    public var memoryBytes: Int { arena.usedBytes }
+
+    /// An empty request of `signal`.
+    public static func empty(_ signal: OTLPSignal) -> OTLPBatch? {
+        guard let arena = OTLPArena(), let message = arena.newMessage(signal.requestDescriptor) else { return nil }
+        return OTLPBatch(signal: signal, arena: arena, message: message.assumingMemoryBound(to: ProtobufCMessage.self))
+    }
+}
