@@ -170,7 +170,7 @@ struct OTLPJSONReader {
         case .bytes:
             let start = i
             let text = try parseStringBytes()
-            guard let decoded = field.isHexID ? (Self.decodeHex(text) ?? Self.decodeBase64(text)) : Self.decodeBase64(text) else {
+            guard let decoded = field.isHexID ? Self.decodeID(text) : Self.decodeBase64(text) else {
                 throw OTLPDecodeError(.malformed, field.isHexID ? "expected a hex id" : "expected base64", offset: start)
             }
             guard let data = decoded.withUnsafeBufferPointer({ arena.copyBinary($0) }) else { throw outOfMemory() }
@@ -410,7 +410,15 @@ struct OTLPJSONReader {
         return out
     }
 
-    /// Standard or URL-safe base64, padded or not.
+    /// Ids are hex by the OTLP/JSON rules; some exporters wrote base64 (proto3's
+    /// default for bytes), which is accepted when it yields a whole 8- or 16-byte id.
+    static func decodeID(_ text: [UInt8]) -> [UInt8]? {
+        if let hex = decodeHex(text) { return hex }
+        guard let decoded = decodeBase64(text), decoded.count == 8 || decoded.count == 16 else { return nil }
+        return decoded
+    }
+
+    /// Standard or URL-safe base64, padded or not; leftover bits must be zero.
     static func decodeBase64(_ text: [UInt8]) -> [UInt8]? {
         var out = [UInt8]()
         out.reserveCapacity(text.count * 3 / 4)
@@ -436,7 +444,7 @@ struct OTLPJSONReader {
                 out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
             }
         }
-        guard padding <= 2, bits < 6 else { return nil }
+        guard padding <= 2, bits < 6, accumulator & ((1 << UInt32(bits)) - 1) == 0 else { return nil }
         return out
     }
 

@@ -1,0 +1,56 @@
+# Sluice — developer entry points. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+SWIFT ?= swift
+APT_PACKAGES := pkg-config protobuf-c-compiler libprotobuf-c-dev libnghttp2-dev libssl-dev zlib1g-dev libzstd-dev zstd nghttp2-client libclang-rt-14-dev
+PYTHON ?= python3
+FUZZ_SECONDS ?= 60
+
+.PHONY: deps build release test test-unit test-e2e test-asan fuzz bench proto clean
+
+# Installs what building and testing need, quietly when it is already there.
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@$(PYTHON) -m pip install -q --disable-pip-version-check -r Tests/e2e/requirements.txt 2>&1 | grep -v -i "warning: running pip as" || true
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+	$(PYTHON) -m pytest -q Tests/e2e
+	$(MAKE) test-asan
+
+test-unit: deps
+	$(SWIFT) test
+
+test-e2e: build
+	$(PYTHON) -m pytest -q Tests/e2e
+
+# The hostile-input tests again, under AddressSanitizer, in a build folder of their own.
+test-asan: deps
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
+	$(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan --filter HostileInput
+
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+bench: deps
+	$(SWIFT) build -c release --product sluice-bench
+	.build/release/sluice-bench
+
+proto:
+	scripts/generate-proto.sh
+
+clean:
+	rm -rf .build .build-asan .build-fuzz
