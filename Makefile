@@ -37,17 +37,18 @@ test-unit: deps
 test-e2e: build
 	$(PYTHON) -m pytest -q Tests/e2e
 
-# The hostile-input tests again, under AddressSanitizer, in a build folder of their own.
+# The unit tests again (hostile input among them) under AddressSanitizer and
+# LeakSanitizer, in a build folder of their own.
 test-asan: deps
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
-	$(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan --filter HostileInput
+	$(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan --disable-xctest
 
 fuzz: deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
 bench: deps
 	$(SWIFT) build -c release --product sluice-bench
-	.build/release/sluice-bench
+	taskset -c 0 .build/release/sluice-bench
 
 proto:
 	scripts/generate-proto.sh

@@ -1,1 +1,164 @@
-print("bench")
+// `make bench`: throughput numbers every later change is held against.
+//
+// Decode: one OTLP/HTTP logs request of 1,000 governance events (ten attributes
+// each, FORMATS.md's fields), decoded over and over on one core:
+//   - protobuf into the batch's arena, then every field read through the views
+//     (what a receiver plus an exporter's encoder pay);
+//   - the same unpack with protobuf-c's default malloc allocator, for comparison;
+//   - OTLP/JSON into the same structs.
+import COTLP
+import SluiceCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The request the benchmark decodes, built as OTLP/JSON then packed as protobuf.
+func gatewayEvents(count: Int) -> [UInt8] {
+    let actions = [("request", "allow"), ("blocked", "block"), ("escalated", "escalate"), ("redacted", "redact")]
+    var json = #"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"ai-gateway"}},{"key":"host.name","value":{"stringValue":"gw-7f9c5d"}},{"key":"k8s.pod.name","value":{"stringValue":"ai-gateway-7f9c5d-x2k4q"}}]},"scopeLogs":[{"scope":{"name":"gateway.audit","version":"2.1.0"},"logRecords":["#
+    for i in 0..<count {
+        let (type, action) = actions[i % actions.count]
+        if i > 0 { json += "," }
+        let nanos = 1_763_712_000_000_000_000 + UInt64(i) * 1_000_000
+        let id = String(i, radix: 16)
+        let traceID = String(repeating: "0", count: 32 - id.count) + id
+        let spanID = String(repeating: "0", count: 16 - min(id.count, 16)) + id
+        json += #"{"timeUnixNano":"\#(nanos)","observedTimeUnixNano":"\#(nanos + 1000)","severityNumber":9,"severityText":"INFO","#
+        json += #""body":{"stringValue":"policy decision \#(action) for request \#(i)"},"traceId":"\#(traceID)","spanId":"\#(spanID)","attributes":["#
+        json += #"{"key":"event_id","value":{"stringValue":"evt-\#(String(repeating: "0", count: 8 - min(8, String(i).count)))\#(i)-7c1e-4a8b-9d2f"}},"#
+        json += #"{"key":"event_type","value":{"stringValue":"\#(type)"}},"#
+        json += #"{"key":"action","value":{"stringValue":"\#(action)"}},"#
+        json += #"{"key":"policy_name","value":{"stringValue":"pii-guard-v\#(i % 7)"}},"#
+        json += #"{"key":"model","value":{"stringValue":"gpt-4o-2024-08-06"}},"#
+        json += #"{"key":"gateway_id","value":{"stringValue":"gw-eu-west-1a"}},"#
+        json += #"{"key":"user_id","value":{"stringValue":"user-\#(i % 97)@example.com"}},"#
+        json += #"{"key":"org_id","value":{"stringValue":"org-\#(i % 13)"}},"#
+        json += #"{"key":"latency_ms","value":{"intValue":"\#(i % 500)"}},"#
+        json += #"{"key":"risk_score","value":{"doubleValue":0.\#(i % 100)}}]}"#
+    }
+    json += "]}]}]}"
+    let batch = try! OTLPBatch.decode(json: Array(json.utf8), signal: .logs)
+    return batch.encodeProtobuf()
+}
+
+/// Reads every field a SIEM encoder reads, so the views' cost is in the number.
+@inline(never)
+func readEveryField(_ batch: OTLPBatch) -> Int {
+    batch.withLogs { logs in
+        var touched = 0
+        for (resource, scope, record) in logs.records {
+            touched &+= resource.resource?.attributes.count ?? 0
+            touched &+= scope.scope?.name.utf8.count ?? 0
+            touched &+= Int(truncatingIfNeeded: record.timeUnixNano) &+ Int(record.severityNumber)
+            touched &+= record.severityText.utf8.count &+ record.traceID.bytes.count &+ record.spanID.bytes.count
+            if case .string(let body) = record.body?.value { touched &+= body.utf8.count }
+            for attribute in record.attributes {
+                touched &+= attribute.key.utf8.count
+                switch attribute.value?.value {
+                case .string(let s): touched &+= s.utf8.count
+                case .int(let v): touched &+= Int(truncatingIfNeeded: v)
+                case .double(let d): touched &+= Int(d * 100)
+                default: break
+                }
+            }
+        }
+        return touched
+    } ?? 0
+}
+
+struct Measurement {
+    var seconds: Double
+    var cpuSeconds: Double
+    var iterations: Int
+}
+
+func cpuTime() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+}
+
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+func measure(minimumSeconds: Double, _ body: () -> Void) -> Measurement {
+    for _ in 0..<20 { body() }  // warm-up
+    let start = now(), cpuStart = cpuTime()
+    var iterations = 0
+    while now() - start < minimumSeconds {
+        for _ in 0..<10 { body() }
+        iterations += 10
+    }
+    return Measurement(seconds: now() - start, cpuSeconds: cpuTime() - cpuStart, iterations: iterations)
+}
+
+func report(_ name: String, bytes: Int, records: Int, _ m: Measurement) {
+    let perIteration = m.seconds / Double(m.iterations)
+    let mbps = Double(bytes) / perIteration / 1e6
+    let rps = Double(records) / perIteration
+    let name = name.count >= 36 ? name : name + String(repeating: " ", count: 36 - name.count)
+    print("\(name) \(format(mbps, 1).leftPad(8)) MB/s  \(format(rps, 0).leftPad(11)) records/s  \(format(perIteration * 1e6, 1).leftPad(9)) µs/request")
+}
+
+func format(_ value: Double, _ decimals: Int) -> String {
+    var s = String(Int((value * pow(10, Double(decimals))).rounded()))
+    guard decimals > 0 else { return s }
+    while s.count <= decimals { s = "0" + s }
+    s.insert(".", at: s.index(s.endIndex, offsetBy: -decimals))
+    return s
+}
+
+extension String {
+    func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}
+
+// `make bench` runs this under `taskset -c 0`: the numbers are for one core.
+let seconds: Double = {
+    if let value = getenv("BENCH_SECONDS"), let parsed = Double(String(cString: value)) { return parsed }
+    return 3
+}()
+
+let records = 1_000
+let payload = gatewayEvents(count: records)
+let json = try! OTLPBatch.decode(protobuf: payload, signal: .logs).encodeJSON()
+print("payload: \(records) log records, \(payload.count) bytes protobuf, \(json.count) bytes OTLP/JSON; one core, \(Int(seconds)) s per row")
+
+var sink = 0
+let arena = measure(minimumSeconds: seconds) {
+    let batch = try! OTLPBatch.decode(protobuf: payload, signal: .logs)
+    sink &+= readEveryField(batch)
+}
+report("decode protobuf, arena + views", bytes: payload.count, records: records, arena)
+
+let arenaOnly = measure(minimumSeconds: seconds) {
+    let batch = try! OTLPBatch.decode(protobuf: payload, signal: .logs)
+    sink &+= batch.memoryBytes
+}
+report("decode protobuf, arena", bytes: payload.count, records: records, arenaOnly)
+
+let descriptor = sluice_logs_request_descriptor()
+let malloc = measure(minimumSeconds: seconds) {
+    payload.withUnsafeBufferPointer { buffer in
+        let message = protobuf_c_message_unpack(descriptor, nil, buffer.count, buffer.baseAddress)!
+        sink &+= Int(message.pointee.n_unknown_fields)
+        protobuf_c_message_free_unpacked(message, nil)
+    }
+}
+report("decode protobuf, malloc (protobuf-c)", bytes: payload.count, records: records, malloc)
+
+let fromJSON = measure(minimumSeconds: seconds) {
+    let batch = try! OTLPBatch.decode(json: json, signal: .logs)
+    sink &+= readEveryField(batch)
+}
+report("decode OTLP/JSON, arena + views", bytes: json.count, records: records, fromJSON)
+
+let decoded = try! OTLPBatch.decode(protobuf: payload, signal: .logs)
+let encodeProtobuf = measure(minimumSeconds: seconds) { sink &+= decoded.encodeProtobuf().count }
+report("encode protobuf", bytes: payload.count, records: records, encodeProtobuf)
+let encodeJSON = measure(minimumSeconds: seconds) { sink &+= decoded.encodeJSON().count }
+report("encode OTLP/JSON", bytes: json.count, records: records, encodeJSON)
+if sink == 42 { print("") }

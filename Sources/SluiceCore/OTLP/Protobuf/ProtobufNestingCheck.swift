@@ -46,7 +46,12 @@ struct ProtobufNestingCheck {
                             "messages nest deeper than \(maxDepth) levels (\(child.name) inside \(schema.name)); flatten the attribute values",
                             offset: tagStart)
                     }
-                    try walk(p, start: i, end: fieldEnd, schema: child, depth: depth + 1)
+                    // Every level of nesting costs at least two bytes (a tag and a
+                    // length), so a child too short to reach the limit needs no walk;
+                    // that skips most attributes. protobuf-c still checks its bytes.
+                    if depth + 1 + Int(length) / 2 >= maxDepth {
+                        try walk(p, start: i, end: fieldEnd, schema: child, depth: depth + 1)
+                    }
                 }
                 i = fieldEnd
             default:
