@@ -59,6 +59,7 @@ import Testing
         [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],  // overlong varint
         [0x0B, 0x0C],                            // group wire types
         [0x00, 0x00],                            // field number 0
+        [0x0A, 0x03, 0x80, 0x00, 0x00],          // field number 0 in a two-byte tag (protobuf-c takes it)
     ] as [[UInt8]])
     func malformedProtobufIsRefusedWithAnOffset(payload: [UInt8]) {
         do {

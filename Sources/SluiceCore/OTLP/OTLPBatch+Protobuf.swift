@@ -3,7 +3,7 @@ import COTLP
 extension OTLPBatch {
     /// Decodes an `Export*ServiceRequest` from protobuf bytes.
     ///
-    /// The bytes are checked for size and nesting first (see `ProtobufNestingCheck`);
+    /// The bytes are checked for size and nesting first (see `ProtobufWireCheck`);
     /// protobuf-c then unpacks into a fresh arena capped at
     /// `limits.maxArenaBytesPerInputByte` times the input size.
     public static func decode(
@@ -15,7 +15,7 @@ extension OTLPBatch {
             throw OTLPDecodeError(.tooLarge, "request of \(bytes.count.byteCountText) is over the limit of \(limits.maxDecompressedBytes.byteCountText)")
         }
         let schema = OTLPSchemas.shared.request(signal)
-        try ProtobufNestingCheck(maxDepth: limits.maxNestingDepth).check(bytes, schema: schema)
+        try ProtobufWireCheck(maxDepth: limits.maxNestingDepth).check(bytes, schema: schema)
         let first = min(max(bytes.count * 2, 4096), 1 << 20)
         guard let arena = OTLPArena(firstChunk: first, limit: limits.arenaLimit(forInput: bytes.count)) else {
             throw OTLPDecodeError(.outOfMemory, "out of memory decoding the request")

@@ -103,8 +103,9 @@ struct OTLPJSONReader {
         }
     }
 
+    /// Arrays do not count as a level: depth counts messages, exactly as the
+    /// protobuf nesting check does, so a batch written as JSON always reads back.
     private mutating func parseRepeated(_ field: FieldSchema, into message: UnsafeMutableRawPointer, depth: Int) throws(OTLPDecodeError) {
-        guard depth + 1 <= maxDepth else { throw tooDeep() }
         guard peek() == UInt8(ascii: "[") else { throw syntax("expected an array") }
         i += 1
         let size = field.type.storageSize
@@ -121,7 +122,7 @@ struct OTLPJSONReader {
                 // Each element is parsed into a 16-byte slot (the largest element,
                 // ProtobufCBinaryData, fits), then appended to the flat array.
                 try withUnsafeMutableBytes(of: &element) { (slot) throws(OTLPDecodeError) in
-                    try parseValue(field, into: slot.baseAddress!, depth: depth + 1)
+                    try parseValue(field, into: slot.baseAddress!, depth: depth)
                     elements.append(contentsOf: UnsafeRawBufferPointer(rebasing: slot[0..<size]))
                 }
                 count += 1

@@ -20,6 +20,9 @@ final class MessageSchema: @unchecked Sendable {
 
     var sizeofMessage: Int { descriptor.pointee.sizeof_message }
 
+    /// This schema's row in `OTLPSchemas.shared.wireTable`.
+    fileprivate(set) var index: Int = 0
+
     @inline(__always)
     func field(number: UInt64) -> FieldSchema? {
         guard number < UInt64(fieldIndexByNumber.count) else { return nil }
@@ -135,7 +138,34 @@ final class OTLPSchemas: @unchecked Sendable {
             next.fieldIndexByNumber = index
         }
         byDescriptor = table
+        wireTable = WireTable(Array(table.values))
     }
+
+    /// The message graph as plain numbers, for the hot wire walk (no reference
+    /// counting per field, unlike walking `MessageSchema` objects).
+    struct WireTable: Sendable {
+        /// Field numbers per row; fields above it are never messages.
+        let stride: Int
+        /// `children[row * stride + n]`: the row of field `n`'s message type, or -1.
+        let children: [Int16]
+        let names: [String]
+
+        fileprivate init(_ schemas: [MessageSchema]) {
+            let ordered = schemas.sorted { $0.name < $1.name }
+            for (row, schema) in ordered.enumerated() { schema.index = row }
+            stride = (ordered.map { $0.fieldIndexByNumber.count }.max() ?? 1)
+            var children = [Int16](repeating: -1, count: stride * ordered.count)
+            for schema in ordered {
+                for field in schema.fields where field.type == .message {
+                    children[schema.index * stride + Int(field.number)] = Int16(field.message!.index)
+                }
+            }
+            self.children = children
+            names = ordered.map(\.name)
+        }
+    }
+
+    private(set) var wireTable: WireTable!
 
     func schema(for descriptor: UnsafePointer<ProtobufCMessageDescriptor>) -> MessageSchema? {
         byDescriptor[UnsafeRawPointer(descriptor)]
