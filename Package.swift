@@ -11,6 +11,9 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // System libraries, found through pkg-config; `make deps` installs them.
@@ -24,10 +27,45 @@ let package = Package(
         // protoc-c output for proto/ (scripts/generate-proto.sh) and the arena allocator.
         .target(name: "COTLP", dependencies: ["CProtobufC"], exclude: []),
 
-        .target(name: "SluiceCore", dependencies: ["COTLP", "CProtobufC", "CZlib", "CZstd", "CSluiceShims"], swiftSettings: strict),
+        .target(
+            name: "SluiceCore",
+            dependencies: [
+                "COTLP", "CProtobufC", "CZlib", "CZstd", "CSluiceShims",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SluiceNet",
+            dependencies: [
+                "SluiceCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SluiceComponents",
+            dependencies: [
+                "SluiceCore", "SluiceNet",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "sluice",
-            dependencies: ["SluiceCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "SluiceCore", "SluiceNet", "SluiceComponents",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         .executableTarget(name: "sluice-bench", dependencies: ["SluiceCore", "COTLP"], path: "Benchmarks/sluice-bench", swiftSettings: strict),

@@ -1,0 +1,209 @@
+import Logging
+
+/// What every component gets when it is built.
+public struct ComponentContext: Sendable {
+    public var logger: Logger
+    public var metrics: MetricsRegistry
+    /// Where components keep files by default (`./data`): the file exporter's
+    /// output, dead-letter files.
+    public var dataDirectory: String
+
+    public init(logger: Logger, metrics: MetricsRegistry = .shared, dataDirectory: String = "data") {
+        self.logger = logger
+        self.metrics = metrics
+        self.dataDirectory = dataDirectory
+    }
+}
+
+public enum ComponentKind: String, Sendable, CaseIterable {
+    case receiver, processor, exporter, `extension`
+
+    public var section: String {
+        switch self {
+        case .receiver: "receivers"
+        case .processor: "processors"
+        case .exporter: "exporters"
+        case .extension: "extensions"
+        }
+    }
+}
+
+// MARK: Receivers
+
+/// Takes telemetry in and hands each decoded request to a `ReceiverSink`.
+public protocol Receiver: AnyObject, Sendable {
+    var id: ComponentID { get }
+    func start(sink: ReceiverSink) async throws
+    /// Stops accepting; requests in flight finish.
+    func shutdown() async
+}
+
+/// What a receiver hears back for one request.
+public enum AcceptResult: Sendable, Equatable {
+    /// In the pipeline log (every pipeline the signal goes to). `rejected` items were
+    /// dropped on purpose by processors, and the client is told so (partial success).
+    case accepted(rejected: Int, message: String?)
+    /// Not taken; the client should retry after the given time (429/503,
+    /// RESOURCE_EXHAUSTED/UNAVAILABLE).
+    case refused(RefusalReason, retryAfter: Duration)
+}
+
+public enum RefusalReason: Sendable, Equatable, CustomStringConvertible {
+    case logFull(pipeline: String)
+    case memoryLimit
+    case shuttingDown
+    case noPipeline(OTLPSignal)
+
+    public var description: String {
+        switch self {
+        case .logFull(let pipeline): "pipeline \(pipeline) is full; retry later"
+        case .memoryLimit: "memory limit reached; retry later"
+        case .shuttingDown: "the collector is shutting down"
+        case .noPipeline(let signal): "no pipeline takes \(signal) from this receiver"
+        }
+    }
+
+    /// 429 tells an OTLP client to slow down; 503 that the server cannot take it now.
+    public var httpStatus: Int {
+        switch self {
+        case .logFull: 429
+        case .memoryLimit, .shuttingDown, .noPipeline: 503
+        }
+    }
+}
+
+/// Where a receiver delivers: runs the processors of every pipeline that takes the
+/// signal from this receiver, then appends to their logs. The client is answered
+/// with the result, after the append.
+public protocol ReceiverSink: Sendable {
+    func accept(_ batch: OTLPBatch) -> AcceptResult
+    /// Whether any pipeline takes this signal from the receiver (else 404-like answers).
+    func takes(_ signal: OTLPSignal) -> Bool
+}
+
+// MARK: Processors
+
+public enum ProcessOutcome: Sendable {
+    /// Continue, with `dropped` items removed on purpose (filtering).
+    case pass(dropped: Int)
+    case refuse(RefusalReason, retryAfter: Duration)
+}
+
+/// Edits a batch in place before it is appended to the pipeline log.
+public protocol Processor: Sendable {
+    var id: ComponentID { get }
+    func process(_ batch: OTLPBatch) -> ProcessOutcome
+    /// How this processor shapes exporter payloads (only `batch` has one).
+    var batchShape: BatchShape? { get }
+    func start() async throws
+    func shutdown() async
+}
+
+extension Processor {
+    public var batchShape: BatchShape? { nil }
+    public func start() async throws {}
+    public func shutdown() async {}
+}
+
+/// The batch processor's settings: how exporter payloads are grouped. They shape
+/// what is read from the pipeline log; acknowledged data is never held in memory
+/// only to be batched.
+public struct BatchShape: Sendable, Equatable {
+    /// Send when this many items are waiting…
+    public var sendBatchSize: Int = 8192
+    /// …or when the oldest waiting item has waited this long.
+    public var timeout: Duration = .milliseconds(200)
+    /// Never more items than this in one payload (0 = no limit).
+    public var sendBatchMaxSize: Int = 0
+
+    public init(sendBatchSize: Int = 8192, timeout: Duration = .milliseconds(200), sendBatchMaxSize: Int = 0) {
+        self.sendBatchSize = sendBatchSize
+        self.timeout = timeout
+        self.sendBatchMaxSize = sendBatchMaxSize
+    }
+
+    /// Without a batch processor each request is sent as it came.
+    public static let unbatched = BatchShape(sendBatchSize: 1, timeout: .zero, sendBatchMaxSize: 0)
+}
+
+// MARK: Exporters
+
+/// How one delivery attempt ended.
+public enum ExportOutcome: Sendable, Equatable {
+    case delivered
+    /// Try again later; `after` is the destination's Retry-After, when it gave one.
+    case retryable(reason: String, after: Duration?)
+    /// The destination will never take this data: it goes to the dead-letter file.
+    case permanent(reason: String)
+}
+
+/// Sends batches to a destination. Retry, status, dead-letter and batching are done
+/// for it by `ExporterDelivery`; an exporter only classifies each attempt.
+public protocol Exporter: AnyObject, Sendable {
+    var id: ComponentID { get }
+    var signals: Set<OTLPSignal> { get }
+    var retry: RetrySettings { get }
+    var queue: QueueSettings { get }
+    func start() async throws
+    /// One attempt to send these batches (already shaped by the pipeline's batch
+    /// settings) as one or more payloads.
+    func export(_ batches: [OTLPBatch], signal: OTLPSignal) async -> ExportOutcome
+    func shutdown() async
+}
+
+// MARK: Extensions
+
+public protocol Extension: AnyObject, Sendable {
+    var id: ComponentID { get }
+    func start(health: HealthState) async throws
+    func shutdown() async
+}
+
+// MARK: Factories
+
+public protocol ReceiverFactory: Sendable {
+    var type: String { get }
+    var signals: Set<OTLPSignal> { get }
+    /// `nil` when the configuration had errors (reported into `config.diagnostics`).
+    func make(id: ComponentID, config: ConfigMap, context: ComponentContext) -> (any Receiver)?
+}
+
+public protocol ProcessorFactory: Sendable {
+    var type: String { get }
+    func make(id: ComponentID, config: ConfigMap, context: ComponentContext) -> (any Processor)?
+}
+
+public protocol ExporterFactory: Sendable {
+    var type: String { get }
+    var signals: Set<OTLPSignal> { get }
+    func make(id: ComponentID, config: ConfigMap, context: ComponentContext) -> (any Exporter)?
+}
+
+public protocol ExtensionFactory: Sendable {
+    var type: String { get }
+    func make(id: ComponentID, config: ConfigMap, context: ComponentContext) -> (any Extension)?
+}
+
+/// Every component type Sluice knows, by kind and type name.
+public struct ComponentRegistry: Sendable {
+    public var receivers: [String: any ReceiverFactory] = [:]
+    public var processors: [String: any ProcessorFactory] = [:]
+    public var exporters: [String: any ExporterFactory] = [:]
+    public var extensions: [String: any ExtensionFactory] = [:]
+
+    public init() {}
+
+    public mutating func register(_ factory: any ReceiverFactory) { receivers[factory.type] = factory }
+    public mutating func register(_ factory: any ProcessorFactory) { processors[factory.type] = factory }
+    public mutating func register(_ factory: any ExporterFactory) { exporters[factory.type] = factory }
+    public mutating func register(_ factory: any ExtensionFactory) { extensions[factory.type] = factory }
+
+    public func types(_ kind: ComponentKind) -> [String] {
+        switch kind {
+        case .receiver: receivers.keys.sorted()
+        case .processor: processors.keys.sorted()
+        case .exporter: exporters.keys.sorted()
+        case .extension: extensions.keys.sorted()
+        }
+    }
+}

@@ -1,0 +1,328 @@
+import Foundation
+import Yams
+
+/// A component's identity, as the Collector writes it: `type` or `type/name`
+/// (`splunk_hec/security`).
+public struct ComponentID: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public let type: String
+    public let name: String?
+
+    public init(type: String, name: String? = nil) {
+        self.type = type
+        self.name = name
+    }
+
+    /// `nil` when the text is not a valid id (empty type, empty name, spaces).
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        let type = String(parts[0])
+        guard !type.isEmpty, type.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." }) else { return nil }
+        if parts.count == 2 {
+            guard !parts[1].isEmpty, !parts[1].contains(where: \.isWhitespace) else { return nil }
+            self.init(type: type, name: String(parts[1]))
+        } else {
+            self.init(type: type)
+        }
+    }
+
+    public var description: String { name.map { "\(type)/\($0)" } ?? type }
+    /// A form safe in file names and metric labels' file paths.
+    public var fileSafe: String { description.replacingOccurrences(of: "/", with: "_") }
+
+    public static func < (a: ComponentID, b: ComponentID) -> Bool { a.description < b.description }
+}
+
+/// A pipeline: `logs`, `traces`, `metrics`, or a named one such as `logs/audit`.
+public struct PipelineConfig: Sendable {
+    public var id: ComponentID
+    public var signal: OTLPSignal
+    public var receivers: [ComponentID]
+    public var processors: [ComponentID]
+    public var exporters: [ComponentID]
+    public var line: Int?
+}
+
+public struct TelemetryConfig: Sendable {
+    /// Where Prometheus metrics and `/status` are served; `nil` turns them off.
+    public var metricsAddress: String? = "0.0.0.0:8888"
+    public var logLevel: String = "info"
+    /// `json` (default) or `console` (text).
+    public var logEncoding: String? = nil
+}
+
+/// The whole `collector.yaml`, structured but with each component's own section
+/// left for its factory to read.
+public final class CollectorConfig: @unchecked Sendable {
+    // @unchecked: built on one task, read-only after `load` returns.
+    public let file: String
+    public let diagnostics: ConfigDiagnostics
+    public private(set) var receivers: [(id: ComponentID, config: ConfigMap)] = []
+    public private(set) var processors: [(id: ComponentID, config: ConfigMap)] = []
+    public private(set) var exporters: [(id: ComponentID, config: ConfigMap)] = []
+    public private(set) var extensions: [(id: ComponentID, config: ConfigMap)] = []
+    public private(set) var pipelines: [PipelineConfig] = []
+    public private(set) var serviceExtensions: [ComponentID] = []
+    public private(set) var telemetry = TelemetryConfig()
+    public private(set) var shutdownTimeout: Duration = .seconds(25)
+
+    private init(file: String, diagnostics: ConfigDiagnostics) {
+        self.file = file
+        self.diagnostics = diagnostics
+    }
+
+    /// Reads a configuration file; problems are in `diagnostics`, never thrown.
+    public static func load(path: String, overrides: [String] = [], substitution: ConfigSubstitution = ConfigSubstitution()) -> CollectorConfig {
+        let name = (path as NSString).lastPathComponent
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let config = CollectorConfig(file: name, diagnostics: ConfigDiagnostics(file: path))
+            config.diagnostics.report(line: nil, path: "", "cannot read the file; check the path given with --config")
+            return config
+        }
+        return load(text: String(decoding: data, as: UTF8.self), file: name, overrides: overrides, substitution: substitution)
+    }
+
+    public static func load(text: String, file: String, overrides: [String] = [], substitution: ConfigSubstitution = ConfigSubstitution()) -> CollectorConfig {
+        let config = CollectorConfig(file: file, diagnostics: ConfigDiagnostics(file: file))
+        var root: Node
+        do {
+            root = try Yams.compose(yaml: text) ?? Node.mapping(Node.Mapping([]))
+        } catch let error as YamlError {
+            config.diagnostics.report(line: Self.line(of: error), path: "", "not valid YAML: \(Self.describe(error))")
+            return config
+        } catch {
+            config.diagnostics.report(line: nil, path: "", "not valid YAML: \(error)")
+            return config
+        }
+        for override in overrides {
+            if let message = Self.apply(override: override, to: &root) {
+                config.diagnostics.report(line: nil, path: "--set \(override)", message)
+            }
+        }
+        root = Self.substitute(root, path: "", substitution: substitution, diagnostics: config.diagnostics)
+        config.read(ConfigMap(path: "", node: root, diagnostics: config.diagnostics))
+        return config
+    }
+
+    private func read(_ top: ConfigMap) {
+        receivers = components(top, "receivers")
+        processors = components(top, "processors")
+        exporters = components(top, "exporters")
+        extensions = components(top, "extensions")
+        top.accept("connectors")
+        if let connectors = top.map("connectors"), !connectors.isEmpty {
+            top.report("connectors", "connectors are not supported by Sluice; route with named pipelines instead")
+        }
+        guard let service = top.map("service") else {
+            diagnostics.report(line: top.line, path: "service", "missing: a configuration needs service.pipelines")
+            top.finish()
+            return
+        }
+        readService(service)
+        top.finish()
+    }
+
+    private func components(_ top: ConfigMap, _ section: String) -> [(id: ComponentID, config: ConfigMap)] {
+        guard let map = top.map(section) else { return [] }
+        var result: [(id: ComponentID, config: ConfigMap)] = []
+        for key in map.keys {
+            guard let id = ComponentID(key) else {
+                map.report(key, "'\(key)' is not a component id; write type or type/name")
+                continue
+            }
+            result.append((id, map.map(key) ?? .empty(path: "\(section).\(key)", diagnostics: diagnostics)))
+        }
+        map.finish()
+        return result
+    }
+
+    private func readService(_ service: ConfigMap) {
+        if let list = service.stringList("extensions") {
+            serviceExtensions = list.compactMap { text in
+                guard let id = ComponentID(text) else { service.report("extensions", "'\(text)' is not a component id"); return nil }
+                if !extensions.contains(where: { $0.id == id }) {
+                    service.report("extensions", "\(id) is not defined under extensions")
+                }
+                return id
+            }
+        }
+        if let timeout = service.duration("shutdown_timeout") { shutdownTimeout = timeout }
+        if let telemetry = service.map("telemetry") { readTelemetry(telemetry) }
+        guard let pipelinesMap = service.map("pipelines") else {
+            diagnostics.report(line: service.line, path: "service.pipelines", "missing: define at least one pipeline (logs, traces or metrics)")
+            service.finish()
+            return
+        }
+        for key in pipelinesMap.keys {
+            guard let id = ComponentID(key), let signal = OTLPSignal(pipelineType: id.type) else {
+                pipelinesMap.report(key, "'\(key)' is not a pipeline id; use logs, traces or metrics, optionally with /name")
+                _ = pipelinesMap.map(key)
+                continue
+            }
+            guard let section = pipelinesMap.map(key) else { continue }
+            let pipeline = PipelineConfig(
+                id: id, signal: signal,
+                receivers: references(section, "receivers", defined: receivers.map(\.id), kind: "receivers"),
+                processors: references(section, "processors", defined: processors.map(\.id), kind: "processors"),
+                exporters: references(section, "exporters", defined: exporters.map(\.id), kind: "exporters"),
+                line: section.line)
+            if pipeline.receivers.isEmpty, !section.has("receivers") {
+                diagnostics.report(line: section.line, path: section.path, "a pipeline needs at least one receiver")
+            }
+            if pipeline.exporters.isEmpty, !section.has("exporters") {
+                diagnostics.report(line: section.line, path: section.path, "a pipeline needs at least one exporter")
+            }
+            section.finish()
+            pipelines.append(pipeline)
+        }
+        pipelinesMap.finish()
+        service.finish()
+    }
+
+    private func references(_ section: ConfigMap, _ key: String, defined: [ComponentID], kind: String) -> [ComponentID] {
+        guard let list = section.stringList(key) else { return [] }
+        var result: [ComponentID] = []
+        for text in list {
+            guard let id = ComponentID(text) else {
+                section.report(key, "'\(text)' is not a component id")
+                continue
+            }
+            guard defined.contains(id) else {
+                let hint = closestMatch(to: text, in: defined.map(\.description)).map { " (did you mean \($0)?)" } ?? ""
+                section.report(key, "\(id) is not defined under \(kind)\(hint)")
+                continue
+            }
+            result.append(id)
+        }
+        return result
+    }
+
+    private func readTelemetry(_ telemetry: ConfigMap) {
+        if let metrics = telemetry.map("metrics") {
+            if let level = metrics.enumeration("level", ["none", "basic", "normal", "detailed"]), level == "none" {
+                self.telemetry.metricsAddress = nil
+            }
+            if let address = metrics.string("address") { self.telemetry.metricsAddress = address }
+            // The Collector's newer form: readers[].pull.exporter.prometheus.{host,port}.
+            if let readers = metrics.sections("readers") {
+                for reader in readers {
+                    guard let pull = reader.map("pull"), let exporter = pull.map("exporter"), let prometheus = exporter.map("prometheus") else {
+                        reader.finish()
+                        continue
+                    }
+                    let host = prometheus.string("host") ?? "0.0.0.0"
+                    let port = prometheus.int("port", min: 0, max: 65535) ?? 8888
+                    prometheus.accept("without_scope_info", "without_type_suffix", "without_units", "with_resource_constant_labels")
+                    self.telemetry.metricsAddress = "\(host):\(port)"
+                    prometheus.finish(); exporter.finish(); pull.finish(); reader.finish()
+                }
+            }
+            metrics.finish()
+        }
+        if let logs = telemetry.map("logs") {
+            if let level = logs.enumeration("level", ["debug", "info", "warn", "error", "DEBUG", "INFO", "WARN", "ERROR"]) {
+                self.telemetry.logLevel = level.lowercased()
+            }
+            if let encoding = logs.enumeration("encoding", ["json", "console"]) { self.telemetry.logEncoding = encoding }
+            logs.accept("development", "disable_caller", "disable_stacktrace", "sampling", "output_paths", "error_output_paths", "initial_fields", "processors")
+            logs.finish()
+        }
+        telemetry.accept("resource", "traces")
+        telemetry.finish()
+    }
+
+    // MARK: Substitution and overrides
+
+    private static func substitute(_ node: Node, path: String, substitution: ConfigSubstitution, diagnostics: ConfigDiagnostics) -> Node {
+        switch node {
+        case .scalar(var scalar):
+            guard scalar.string.contains("$") else { return node }
+            do {
+                scalar.string = try substitution.expand(scalar.string)
+            } catch {
+                diagnostics.report(line: scalar.mark?.line, path: path, error.description)
+            }
+            return .scalar(scalar)
+        case .mapping(var mapping):
+            var pairs: [(Node, Node)] = []
+            for (key, value) in mapping {
+                let child = path.isEmpty ? (key.string ?? "") : "\(path).\(key.string ?? "")"
+                pairs.append((key, substitute(value, path: child, substitution: substitution, diagnostics: diagnostics)))
+            }
+            let style = mapping.style, tag = mapping.tag, mark = mapping.mark
+            mapping = Node.Mapping(pairs, tag, style, mark)
+            return .mapping(mapping)
+        case .sequence(let sequence):
+            let items = sequence.enumerated().map { substitute($0.element, path: "\(path)[\($0.offset)]", substitution: substitution, diagnostics: diagnostics) }
+            return .sequence(Node.Sequence(items, sequence.tag, sequence.style, sequence.mark))
+        case .alias:
+            return node
+        }
+    }
+
+    /// `--set exporters.file.path=/tmp/x` (or the Collector's `::` separator, which
+    /// allows dots inside keys). Returns a message when the override is malformed.
+    static func apply(override: String, to root: inout Node) -> String? {
+        guard let equals = override.firstIndex(of: "=") else { return "expected key.path=value" }
+        let keyPath = String(override[..<equals])
+        let valueText = String(override[override.index(after: equals)...])
+        let keys = keyPath.contains("::") ? keyPath.components(separatedBy: "::") : keyPath.components(separatedBy: ".")
+        guard !keys.contains(where: \.isEmpty) else { return "empty key in '\(keyPath)'" }
+        let value: Node
+        if valueText.hasPrefix("[") || valueText.hasPrefix("{"), let parsed = try? Yams.compose(yaml: valueText) {
+            value = parsed
+        } else {
+            value = Node(valueText)
+        }
+        root = set(value, at: keys[...], in: root)
+        return nil
+    }
+
+    private static func set(_ value: Node, at keys: ArraySlice<String>, in node: Node) -> Node {
+        guard let key = keys.first else { return value }
+        var pairs: [(Node, Node)] = []
+        var found = false
+        if case .mapping(let mapping) = node {
+            for (k, v) in mapping {
+                if k.string == key {
+                    pairs.append((k, set(value, at: keys.dropFirst(), in: v)))
+                    found = true
+                } else {
+                    pairs.append((k, v))
+                }
+            }
+        }
+        if !found { pairs.append((Node(key), set(value, at: keys.dropFirst(), in: Node.mapping(Node.Mapping([]))))) }
+        let mark = node.mark
+        return .mapping(Node.Mapping(pairs, .implicit, .any, mark))
+    }
+
+    private static func line(of error: YamlError) -> Int? {
+        switch error {
+        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
+            return mark.line
+        default:
+            return nil
+        }
+    }
+
+    private static func describe(_ error: YamlError) -> String {
+        switch error {
+        case .scanner(_, let problem, _, _), .parser(_, let problem, _, _), .composer(_, let problem, _, _):
+            return problem
+        default:
+            return "\(error)"
+        }
+    }
+}
+
+extension OTLPSignal {
+    /// The signal of a pipeline type (`logs`, `traces`, `metrics`).
+    public init?(pipelineType: String) {
+        switch pipelineType {
+        case "logs": self = .logs
+        case "traces": self = .traces
+        case "metrics": self = .metrics
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,63 @@
+/// One problem in a configuration, with where it is and what to do about it:
+/// `collector.yaml:14 exporters.splunk_hec.tokn: unknown key (did you mean token?)`.
+public struct ConfigDiagnostic: Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var line: Int?
+    public var path: String
+    public var message: String
+
+    public var description: String {
+        let location = line.map { "\(file):\($0)" } ?? file
+        return path.isEmpty ? "\(location): \(message)" : "\(location) \(path): \(message)"
+    }
+}
+
+/// Collects every problem found while a configuration is read, so `sluice validate`
+/// can print them all at once instead of stopping at the first.
+public final class ConfigDiagnostics: @unchecked Sendable {
+    // @unchecked: a configuration is read on one task; the list is only read after.
+    public private(set) var all: [ConfigDiagnostic] = []
+    public let file: String
+
+    public init(file: String) { self.file = file }
+
+    public func report(line: Int?, path: String, _ message: String) {
+        all.append(ConfigDiagnostic(file: file, line: line, path: path, message: message))
+    }
+
+    public var isEmpty: Bool { all.isEmpty }
+}
+
+/// A configuration that cannot be used, with every reason.
+public struct ConfigError: Error, Sendable, CustomStringConvertible {
+    public var diagnostics: [ConfigDiagnostic]
+    public init(_ diagnostics: [ConfigDiagnostic]) { self.diagnostics = diagnostics }
+    public var description: String { diagnostics.map(\.description).joined(separator: "\n") }
+}
+
+/// The closest known word to a misspelt one, for "did you mean …?".
+func closestMatch(to word: String, in candidates: some Sequence<String>) -> String? {
+    var best: (String, Int)?
+    for candidate in candidates {
+        let distance = editDistance(word, candidate)
+        if distance <= max(2, candidate.count / 3), distance < (best?.1 ?? .max) { best = (candidate, distance) }
+    }
+    return best?.0
+}
+
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a.utf8), b = Array(b.utf8)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var previous = Array(0...b.count)
+    var current = [Int](repeating: 0, count: b.count + 1)
+    for i in 1...a.count {
+        current[0] = i
+        for j in 1...b.count {
+            let cost = a[i - 1] == b[j - 1] ? 0 : 1
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+        }
+        swap(&previous, &current)
+    }
+    return previous[b.count]
+}

@@ -1,0 +1,227 @@
+import Foundation
+import Yams
+
+/// A YAML mapping in the configuration, read key by key by the component it
+/// configures. Every accessor records the key as known; `finish()` then reports
+/// every key nobody asked for as unknown, with the closest known key as a hint.
+/// Accessors never throw: they report into `diagnostics` and return `nil`, so one
+/// pass finds every problem.
+public final class ConfigMap: @unchecked Sendable {
+    // @unchecked: read on one task while the configuration is loaded.
+    public let path: String
+    public let line: Int?
+    public let diagnostics: ConfigDiagnostics
+    let entries: [(key: String, value: Node)]
+    private var known: Set<String> = []
+
+    init(path: String, node: Node?, diagnostics: ConfigDiagnostics) {
+        self.path = path
+        self.diagnostics = diagnostics
+        line = node?.mark?.line
+        var entries: [(key: String, value: Node)] = []
+        switch node {
+        case .mapping(let mapping):
+            for (key, value) in mapping {
+                entries.append((key.string ?? "", value))
+            }
+        case .none:
+            break
+        case .scalar(let scalar) where scalar.string.isEmpty || scalar.tag.description == Tag.Name.null.rawValue:
+            break
+        default:
+            diagnostics.report(line: node?.mark?.line, path: path, "expected a mapping of keys to values")
+        }
+        self.entries = entries
+    }
+
+    /// An empty section (a component listed with no settings: `debug:`).
+    public static func empty(path: String, diagnostics: ConfigDiagnostics) -> ConfigMap {
+        ConfigMap(path: path, node: nil, diagnostics: diagnostics)
+    }
+
+    public var keys: [String] { entries.map(\.key) }
+    public var isEmpty: Bool { entries.isEmpty }
+
+    func node(_ key: String) -> Node? {
+        known.insert(key)
+        return entries.last { $0.key == key }?.value
+    }
+
+    public func has(_ key: String) -> Bool { entries.contains { $0.key == key } }
+
+    func childPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    public func report(_ key: String, _ message: String) {
+        let line = entries.last { $0.key == key }?.value.mark?.line ?? self.line
+        diagnostics.report(line: line, path: childPath(key), message)
+    }
+
+    // MARK: Typed values
+
+    public func string(_ key: String) -> String? {
+        guard let node = node(key) else { return nil }
+        guard case .scalar(let scalar) = node else {
+            report(key, "expected a single value, not a \(node.kindName)")
+            return nil
+        }
+        if scalar.tag.description == Tag.Name.null.rawValue || (scalar.string.isEmpty && scalar.style == .plain) { return nil }
+        return scalar.string
+    }
+
+    public func string(_ key: String, default value: String) -> String { string(key) ?? value }
+
+    public func bool(_ key: String) -> Bool? {
+        guard let text = string(key) else { return nil }
+        switch text.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default:
+            report(key, "expected true or false, not '\(text)'")
+            return nil
+        }
+    }
+
+    public func int(_ key: String, min: Int = .min, max: Int = .max) -> Int? {
+        guard let text = string(key) else { return nil }
+        guard let value = Int(text.replacingOccurrences(of: "_", with: "")) else {
+            report(key, "expected a whole number, not '\(text)'")
+            return nil
+        }
+        guard value >= min, value <= max else {
+            report(key, "\(value) is out of range (\(min)…\(max))")
+            return nil
+        }
+        return value
+    }
+
+    public func double(_ key: String) -> Double? {
+        guard let text = string(key) else { return nil }
+        guard let value = Double(text) else {
+            report(key, "expected a number, not '\(text)'")
+            return nil
+        }
+        return value
+    }
+
+    /// A Go-style duration as the Collector writes them: `200ms`, `5s`, `1h30m`.
+    public func duration(_ key: String) -> Duration? {
+        guard let text = string(key) else { return nil }
+        guard let value = parseGoDuration(text) else {
+            report(key, "expected a duration with a unit such as 200ms, 5s, 1m or 24h, not '\(text)'")
+            return nil
+        }
+        return value
+    }
+
+    public func enumeration(_ key: String, _ allowed: [String]) -> String? {
+        guard let text = string(key) else { return nil }
+        guard allowed.contains(text) else {
+            let hint = closestMatch(to: text, in: allowed).map { " (did you mean \($0)?)" } ?? ""
+            report(key, "'\(text)' is not one of \(allowed.joined(separator: ", "))\(hint)")
+            return nil
+        }
+        return text
+    }
+
+    public func stringList(_ key: String) -> [String]? {
+        guard let node = node(key) else { return nil }
+        switch node {
+        case .sequence(let sequence):
+            var values: [String] = []
+            for item in sequence {
+                guard case .scalar(let scalar) = item else {
+                    report(key, "expected a list of values")
+                    return nil
+                }
+                values.append(scalar.string)
+            }
+            return values
+        case .scalar(let scalar) where scalar.string.isEmpty:
+            return []
+        default:
+            report(key, "expected a list, like [a, b]")
+            return nil
+        }
+    }
+
+    /// A mapping of strings to strings (`headers`).
+    public func stringMap(_ key: String) -> [String: String]? {
+        guard let child = map(key) else { return nil }
+        var result: [String: String] = [:]
+        for name in child.keys {
+            if let value = child.string(name) { result[name] = value }
+        }
+        return result
+    }
+
+    /// A nested section; `nil` when the key is absent.
+    public func map(_ key: String) -> ConfigMap? {
+        guard let node = node(key) else { return nil }
+        return ConfigMap(path: childPath(key), node: node, diagnostics: diagnostics)
+    }
+
+    /// The raw list items of a key (for lists of sections).
+    public func sections(_ key: String) -> [ConfigMap]? {
+        guard let node = node(key) else { return nil }
+        guard case .sequence(let sequence) = node else {
+            report(key, "expected a list")
+            return nil
+        }
+        return sequence.enumerated().map { ConfigMap(path: "\(childPath(key))[\($0.offset)]", node: $0.element, diagnostics: diagnostics) }
+    }
+
+    /// Reports every key that no accessor asked for.
+    public func finish() {
+        let allowed = known
+        for entry in entries where !allowed.contains(entry.key) {
+            let hint = closestMatch(to: entry.key, in: allowed.sorted()).map { " (did you mean \($0)?)" } ?? ""
+            diagnostics.report(line: entry.value.mark?.line ?? line, path: childPath(entry.key), "unknown key\(hint)")
+        }
+    }
+
+    /// Marks keys as known without reading them (settings handled elsewhere).
+    public func accept(_ keys: String...) { known.formUnion(keys) }
+}
+
+extension Node {
+    var kindName: String {
+        switch self {
+        case .scalar: "value"
+        case .mapping: "mapping"
+        case .sequence: "list"
+        case .alias: "alias"
+        }
+    }
+}
+
+/// Parses Go's `time.ParseDuration` syntax: a sequence of decimal numbers with
+/// units ns, us (µs), ms, s, m, h, e.g. `1h30m`, `1.5s`, `200ms`; `0` alone is allowed.
+public func parseGoDuration(_ text: String) -> Duration? {
+    var s = Substring(text.trimmingCharacters(in: .whitespaces))
+    var negative = false
+    if s.first == "-" || s.first == "+" { negative = s.first == "-"; s = s.dropFirst() }
+    if s == "0" { return .zero }
+    guard !s.isEmpty else { return nil }
+    var totalNanos: Double = 0
+    while !s.isEmpty {
+        let number = s.prefix { $0.isNumber || $0 == "." }
+        guard !number.isEmpty, let value = Double(number) else { return nil }
+        s = s.dropFirst(number.count)
+        let unit = s.prefix { !($0.isNumber || $0 == ".") }
+        s = s.dropFirst(unit.count)
+        let scale: Double
+        switch unit {
+        case "ns": scale = 1
+        case "us", "µs", "μs": scale = 1e3
+        case "ms": scale = 1e6
+        case "s": scale = 1e9
+        case "m": scale = 60e9
+        case "h": scale = 3600e9
+        default: return nil
+        }
+        totalNanos += value * scale
+    }
+    guard totalNanos < 9.2e18 else { return nil }
+    let nanos = Int64(totalNanos.rounded())
+    return .nanoseconds(negative ? -nanos : nanos)
+}

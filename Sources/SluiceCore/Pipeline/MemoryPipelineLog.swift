@@ -1,0 +1,205 @@
+import Foundation
+import Synchronization
+
+/// The pipeline log in memory: the decoded batches themselves, no copies. A 2xx from
+/// a receiver means the data is queued here; it survives anything but the process
+/// ending (the disk log is for that).
+public final class MemoryPipelineLog: PipelineLog {
+    public let name: String
+    public let limitBytes: Int
+
+    private struct Reader {
+        var committed: UInt64 = 0      // last delivered sequence
+        var readPosition: UInt64 = 0   // last handed-out sequence
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private struct State {
+        var entries: [LogEntry] = []
+        var head = 0                    // index of the first live entry in `entries`
+        var nextSequence: UInt64 = 1
+        var usedBytes = 0
+        var readers: [ComponentID: Reader] = [:]
+        var closed = false
+        var appendedAt: [UInt64: Double] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    public init(name: String, limitBytes: Int) {
+        self.name = name
+        self.limitBytes = limitBytes
+    }
+
+    public var usedBytes: Int { state.withLock { $0.usedBytes } }
+
+    public func hasRoom(for bytes: Int) -> Bool {
+        state.withLock { !$0.closed && ($0.usedBytes == 0 || $0.usedBytes + bytes <= limitBytes) }
+    }
+
+    public func append(_ batch: OTLPBatch, items: Int, bytes: Int) -> AppendResult {
+        let (result, waiters) = state.withLock { s -> (AppendResult, [CheckedContinuation<Void, Never>]) in
+            // One request larger than the whole log is still taken when the log is
+            // empty: refusing it forever would make the client retry forever.
+            guard !s.closed, s.usedBytes == 0 || s.usedBytes + bytes <= limitBytes else { return (.full, []) }
+            let sequence = s.nextSequence
+            s.nextSequence += 1
+            s.entries.append(LogEntry(sequence: sequence, batch: batch, items: items, bytes: bytes))
+            s.usedBytes += bytes
+            s.appendedAt[sequence] = Date().timeIntervalSince1970
+            var waiters: [CheckedContinuation<Void, Never>] = []
+            for key in s.readers.keys {
+                if let waiter = s.readers[key]!.waiter {
+                    waiters.append(waiter)
+                    s.readers[key]!.waiter = nil
+                }
+            }
+            return (.appended(sequence: sequence), waiters)
+        }
+        for waiter in waiters { waiter.resume() }
+        return result
+    }
+
+    public func cursor(_ reader: ComponentID) -> any LogCursor {
+        state.withLock { s in
+            if s.readers[reader] == nil {
+                let start = s.nextSequence - 1
+                s.readers[reader] = Reader(committed: start, readPosition: start)
+            }
+        }
+        return MemoryLogCursor(log: self, reader: reader)
+    }
+
+    public func lag(_ reader: ComponentID) -> CursorLag {
+        state.withLock { s in
+            guard let r = s.readers[reader] else { return CursorLag(entries: 0, items: 0, bytes: 0, oldestAgeSeconds: 0) }
+            var lag = CursorLag(entries: 0, items: 0, bytes: 0, oldestAgeSeconds: 0)
+            for entry in s.entries[s.head...] where entry.sequence > r.committed {
+                if lag.entries == 0, let at = s.appendedAt[entry.sequence] {
+                    lag.oldestAgeSeconds = max(0, Date().timeIntervalSince1970 - at)
+                }
+                lag.entries += 1
+                lag.items += entry.items
+                lag.bytes += entry.bytes
+            }
+            return lag
+        }
+    }
+
+    public func close() {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.closed = true
+            var waiters: [CheckedContinuation<Void, Never>] = []
+            for key in s.readers.keys {
+                if let waiter = s.readers[key]!.waiter { waiters.append(waiter) }
+                s.readers[key]!.waiter = nil
+            }
+            return waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    // MARK: Cursor operations
+
+    fileprivate enum Available { case entries(items: Int), closedAndDrained, nothing }
+
+    fileprivate func available(_ reader: ComponentID) -> Available {
+        state.withLock { s in
+            let position = s.readers[reader]?.readPosition ?? 0
+            var items = 0
+            var any = false
+            for entry in s.entries[s.head...] where entry.sequence > position {
+                items += entry.items
+                any = true
+            }
+            if any { return .entries(items: items) }
+            return s.closed ? .closedAndDrained : .nothing
+        }
+    }
+
+    fileprivate func waitForAppend(_ reader: ComponentID) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { s -> Bool in
+                let position = s.readers[reader]?.readPosition ?? 0
+                if s.closed || s.entries[s.head...].contains(where: { $0.sequence > position }) { return true }
+                s.readers[reader]?.waiter = continuation
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    fileprivate func take(_ reader: ComponentID, maxItems: Int) -> [LogEntry] {
+        state.withLock { s in
+            guard let position = s.readers[reader]?.readPosition else { return [] }
+            var taken: [LogEntry] = []
+            var items = 0
+            for entry in s.entries[s.head...] where entry.sequence > position {
+                if !taken.isEmpty, maxItems > 0, items + entry.items > maxItems { break }
+                taken.append(entry)
+                items += entry.items
+            }
+            if let last = taken.last { s.readers[reader]?.readPosition = last.sequence }
+            return taken
+        }
+    }
+
+    fileprivate func commit(_ reader: ComponentID, through sequence: UInt64) {
+        state.withLock { s in
+            guard var r = s.readers[reader] else { return }
+            r.committed = max(r.committed, sequence)
+            r.readPosition = max(r.readPosition, r.committed)
+            s.readers[reader] = r
+            let floor = s.readers.values.map(\.committed).min() ?? sequence
+            while s.head < s.entries.count, s.entries[s.head].sequence <= floor {
+                s.usedBytes -= s.entries[s.head].bytes
+                s.appendedAt[s.entries[s.head].sequence] = nil
+                s.head += 1
+            }
+            // Compact now and then so the array does not grow without end.
+            if s.head > 1024, s.head * 2 > s.entries.count {
+                s.entries.removeFirst(s.head)
+                s.head = 0
+            }
+        }
+    }
+
+    fileprivate func rewind(_ reader: ComponentID) {
+        state.withLock { s in
+            if let committed = s.readers[reader]?.committed { s.readers[reader]?.readPosition = committed }
+        }
+    }
+}
+
+struct MemoryLogCursor: LogCursor {
+    let log: MemoryPipelineLog
+    let reader: ComponentID
+
+    func read(_ shape: BatchShape) async -> [LogEntry] {
+        while true {
+            switch log.available(reader) {
+            case .closedAndDrained:
+                return []
+            case .nothing:
+                await log.waitForAppend(reader)
+                continue
+            case .entries(let items):
+                if shape.timeout > .zero, items < shape.sendBatchSize {
+                    // Give the batch time to fill; the data is already safe in the log.
+                    let deadline = ContinuousClock.now + shape.timeout
+                    while ContinuousClock.now < deadline {
+                        if case .entries(let now) = log.available(reader), now >= shape.sendBatchSize { break }
+                        if case .closedAndDrained = log.available(reader) { break }
+                        try? await Task.sleep(for: min(.milliseconds(20), deadline - ContinuousClock.now))
+                        if Task.isCancelled { break }
+                    }
+                }
+                let taken = log.take(reader, maxItems: shape.sendBatchMaxSize)
+                if !taken.isEmpty { return taken }
+            }
+        }
+    }
+
+    func commit(through sequence: UInt64) { log.commit(reader, through: sequence) }
+    func rewind() { log.rewind(reader) }
+}

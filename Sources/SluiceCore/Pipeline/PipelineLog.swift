@@ -1,0 +1,58 @@
+/// One appended request in a pipeline log.
+public struct LogEntry: Sendable {
+    /// Position in the log, increasing from 1.
+    public let sequence: UInt64
+    public let batch: OTLPBatch
+    public let items: Int
+    public let bytes: Int
+}
+
+public enum AppendResult: Sendable, Equatable {
+    case appended(sequence: UInt64)
+    /// Over the byte limit: the receiver refuses (429/503) and nothing is lost.
+    case full
+}
+
+/// How far one exporter is behind.
+public struct CursorLag: Sendable, Equatable {
+    public var entries: Int
+    public var items: Int
+    public var bytes: Int
+    /// Age of the oldest undelivered entry, in seconds (0 when none).
+    public var oldestAgeSeconds: Double
+}
+
+/// The append-only log between a pipeline's processors and its exporters
+/// (DESIGN.md). The receiver answers the client after `append`; each exporter reads
+/// at its own cursor; an entry goes when every cursor has committed past it.
+///
+/// `MemoryPipelineLog` keeps the batches themselves; the disk log writes each
+/// batch's protobuf once and is the same interface.
+public protocol PipelineLog: AnyObject, Sendable {
+    var name: String { get }
+    /// Appends, or refuses when the byte limit would be passed.
+    func append(_ batch: OTLPBatch, items: Int, bytes: Int) -> AppendResult
+    /// Whether `bytes` more would fit now (to check every pipeline before appending
+    /// to any).
+    func hasRoom(for bytes: Int) -> Bool
+    /// Registers a reader. Every reader sees every entry appended after the log
+    /// was created (or, on disk, everything not yet committed by that reader).
+    func cursor(_ reader: ComponentID) -> any LogCursor
+    func lag(_ reader: ComponentID) -> CursorLag
+    var usedBytes: Int { get }
+    var limitBytes: Int { get }
+    /// Wakes readers so they can finish; no more appends are accepted.
+    func close()
+}
+
+public protocol LogCursor: Sendable {
+    /// Waits until at least one entry is past the read position (or the log is
+    /// closed), then waits up to `shape.timeout` for `shape.sendBatchSize` items, and
+    /// returns the entries, at most `shape.sendBatchMaxSize` items when that is set
+    /// (always at least one entry). Empty when the log is closed and drained.
+    func read(_ shape: BatchShape) async -> [LogEntry]
+    /// Everything up to and including `sequence` is delivered (or dead-lettered).
+    func commit(through sequence: UInt64)
+    /// Puts the read position back to the last commit (after an abandoned attempt).
+    func rewind()
+}

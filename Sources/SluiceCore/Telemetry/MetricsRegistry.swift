@@ -1,0 +1,102 @@
+import Foundation
+import Synchronization
+
+/// Sluice's own metrics, exposed in the Prometheus text format on
+/// `service.telemetry.metrics.address` (`/metrics`).
+///
+/// Counters and gauges are atomics: the hot path (a receiver counting records, an
+/// exporter counting sends) pays one atomic add and never takes a lock. Series are
+/// created once, when components start, so exposition only walks a fixed list.
+/// Format: https://prometheus.io/docs/instrumenting/exposition_formats/
+public final class MetricsRegistry: Sendable {
+    public static let shared = MetricsRegistry()
+
+    private struct Family: Sendable {
+        let name: String
+        let help: String
+        let type: String
+        var series: [(labels: String, value: MetricValue)]
+    }
+
+    private let families = Mutex<[String: Family]>([:])
+    private let order = Mutex<[String]>([])
+
+    public init() {}
+
+    /// A counter for one label set; the same name and labels give the same counter.
+    public func counter(_ name: String, _ help: String, labels: [(String, String)] = []) -> Counter {
+        series(name, help, "counter", labels) { Counter() }
+    }
+
+    public func gauge(_ name: String, _ help: String, labels: [(String, String)] = []) -> Gauge {
+        series(name, help, "gauge", labels) { Gauge() }
+    }
+
+    /// A gauge whose value is read when metrics are scraped.
+    public func gauge(_ name: String, _ help: String, labels: [(String, String)] = [], read: @escaping @Sendable () -> Double) {
+        _ = series(name, help, "gauge", labels) { FunctionGauge(read) }
+    }
+
+    private func series<T: MetricValue>(_ name: String, _ help: String, _ type: String, _ labels: [(String, String)], make: () -> T) -> T {
+        let labelText = labels.isEmpty ? "" : "{" + labels.map { "\($0.0)=\"\(Self.escape($0.1))\"" }.joined(separator: ",") + "}"
+        return families.withLock { families in
+            var family = families[name] ?? Family(name: name, help: help, type: type, series: [])
+            if let existing = family.series.first(where: { $0.labels == labelText })?.value as? T { return existing }
+            let created = make()
+            family.series.append((labelText, created))
+            if families[name] == nil { order.withLock { $0.append(name) } }
+            families[name] = family
+            return created
+        }
+    }
+
+    public func exposition() -> String {
+        let names = order.withLock { $0 }
+        let snapshot = families.withLock { $0 }
+        var out = ""
+        for name in names {
+            guard let family = snapshot[name] else { continue }
+            out += "# HELP \(name) \(family.help)\n# TYPE \(name) \(family.type)\n"
+            for (labels, value) in family.series {
+                out += "\(name)\(labels) \(Self.format(value.currentValue))\n"
+            }
+        }
+        return out
+    }
+
+    static func format(_ value: Double) -> String {
+        if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
+        return String(value)
+    }
+
+    static func escape(_ text: String) -> String {
+        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+    }
+}
+
+public protocol MetricValue: AnyObject, Sendable {
+    var currentValue: Double { get }
+}
+
+public final class Counter: MetricValue {
+    private let value = Atomic<Int64>(0)
+    public init() {}
+    public func add(_ n: Int) { value.add(Int64(n), ordering: .relaxed) }
+    public func increment() { add(1) }
+    public var count: Int64 { value.load(ordering: .relaxed) }
+    public var currentValue: Double { Double(count) }
+}
+
+public final class Gauge: MetricValue {
+    private let bits = Atomic<UInt64>(0)
+    public init() {}
+    public func set(_ value: Double) { bits.store(value.bitPattern, ordering: .relaxed) }
+    public var value: Double { Double(bitPattern: bits.load(ordering: .relaxed)) }
+    public var currentValue: Double { value }
+}
+
+final class FunctionGauge: MetricValue {
+    let read: @Sendable () -> Double
+    init(_ read: @escaping @Sendable () -> Double) { self.read = read }
+    var currentValue: Double { read() }
+}

@@ -1,0 +1,228 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A request with its whole body, as handlers see it.
+public struct HTTPServerRequest {
+    public var method: HTTPMethod
+    public var uri: String
+    public var headers: HTTPHeaders
+    public var body: ByteBuffer
+    public var remoteAddress: SocketAddress?
+
+    /// The path without the query string.
+    public var path: Substring {
+        if let q = uri.firstIndex(of: "?") { return uri[..<q] }
+        return uri[...]
+    }
+}
+
+public struct HTTPServerResponse: Sendable {
+    public var status: HTTPResponseStatus
+    public var headers: HTTPHeaders
+    public var body: ByteBuffer?
+
+    public init(status: HTTPResponseStatus, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer? = nil) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    public init(status: HTTPResponseStatus, contentType: String, body: [UInt8]) {
+        self.status = status
+        headers = HTTPHeaders([("Content-Type", contentType)])
+        self.body = ByteBuffer(bytes: body)
+    }
+
+    public static func text(_ status: HTTPResponseStatus, _ text: String) -> HTTPServerResponse {
+        HTTPServerResponse(status: status, contentType: "text/plain; charset=utf-8", body: Array(text.utf8))
+    }
+}
+
+/// Answers requests. Called on the connection's event loop with the complete
+/// request; the answer goes back through `respond`, which may be called later from
+/// any thread (it hops back to the loop).
+public protocol HTTPRequestResponder: Sendable {
+    func respond(to request: HTTPServerRequest, on eventLoop: any EventLoop) -> EventLoopFuture<HTTPServerResponse>
+}
+
+public struct HTTPServerLimits: Sendable {
+    /// Bodies larger than this get 413 without being read to the end.
+    public var maxBodyBytes: Int = 20 << 20
+    /// A connection with nothing to read for this long is closed (slow or silent
+    /// clients cannot hold it forever); a request cut off this way gets 408.
+    public var readTimeout: TimeAmount = .seconds(30)
+    /// A keep-alive connection idle between requests is closed after this.
+    public var idleTimeout: TimeAmount = .seconds(120)
+
+    public init(maxBodyBytes: Int = 20 << 20, readTimeout: TimeAmount = .seconds(30), idleTimeout: TimeAmount = .seconds(120)) {
+        self.maxBodyBytes = maxBodyBytes
+        self.readTimeout = readTimeout
+        self.idleTimeout = idleTimeout
+    }
+}
+
+/// An HTTP/1.1 server on the shared event loops.
+public final class HTTPServer: Sendable {
+    public let channel: any Channel
+
+    public var localAddress: SocketAddress? { channel.localAddress }
+
+    private init(channel: any Channel) { self.channel = channel }
+
+    public static func start(
+        at address: HostPort, limits: HTTPServerLimits, responder: any HTTPRequestResponder,
+        group: any EventLoopGroup = SluiceEventLoops.group
+    ) async throws -> HTTPServer {
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        IdleStateHandler(readTimeout: min(limits.readTimeout, limits.idleTimeout)))
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(HTTPConnectionHandler(limits: limits, responder: responder))
+                }
+            }
+        let channel = try await bootstrap.bind(host: address.host, port: address.port).get()
+        return HTTPServer(channel: channel)
+    }
+
+    public func close() async {
+        try? await channel.close()
+    }
+}
+
+/// One connection: collects each request's body up to the limit, hands complete
+/// requests to the responder, writes the answers in order. Not Sendable: it lives on
+/// its channel's event loop.
+final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let limits: HTTPServerLimits
+    private let responder: any HTTPRequestResponder
+
+    private enum State {
+        case idle
+        case receiving(HTTPRequestHead, ByteBuffer)
+        /// The body is over the limit: answered 413, the rest is read and dropped.
+        case discarding(keepAlive: Bool)
+        case responding
+    }
+
+    private var state = State.idle
+    private var lastActivity = NIODeadline.now()
+
+    init(limits: HTTPServerLimits, responder: any HTTPRequestResponder) {
+        self.limits = limits
+        self.responder = responder
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        lastActivity = .now()
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            guard case .idle = state else { return }
+            if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > limits.maxBodyBytes {
+                reject(context, head: head, status: .payloadTooLarge,
+                       message: "request body of \(length) bytes is over max_request_body_size (\(limits.maxBodyBytes) bytes)")
+                return
+            }
+            if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            }
+            let initial = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
+            state = .receiving(head, context.channel.allocator.buffer(capacity: min(initial, limits.maxBodyBytes)))
+        case .body(var chunk):
+            switch state {
+            case .receiving(let head, var body):
+                if body.readableBytes + chunk.readableBytes > limits.maxBodyBytes {
+                    reject(context, head: head, status: .payloadTooLarge,
+                           message: "request body is over max_request_body_size (\(limits.maxBodyBytes) bytes)")
+                    return
+                }
+                state = .idle  // drop the reference so the write below does not copy
+                body.writeBuffer(&chunk)
+                state = .receiving(head, body)
+            default:
+                break
+            }
+        case .end:
+            switch state {
+            case .receiving(let head, let body):
+                state = .responding
+                let request = HTTPServerRequest(method: head.method, uri: head.uri, headers: head.headers, body: body,
+                                                remoteAddress: context.channel.remoteAddress)
+                let keepAlive = head.isKeepAlive
+                let version = head.version
+                let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                responder.respond(to: request, on: context.eventLoop).hop(to: context.eventLoop).whenComplete { result in
+                    let (handler, context) = loopBound.value
+                    let response = (try? result.get()) ?? .text(.internalServerError, "internal error\n")
+                    handler.write(response, version: version, keepAlive: keepAlive, context: context)
+                }
+            case .discarding(let keepAlive):
+                state = .idle
+                if !keepAlive { context.close(promise: nil) }
+            default:
+                break
+            }
+        }
+    }
+
+    private func reject(_ context: ChannelHandlerContext, head: HTTPRequestHead, status: HTTPResponseStatus, message: String) {
+        // Answer at once and close: reading a huge body only to discard it would let
+        // a client keep the connection busy.
+        state = .discarding(keepAlive: false)
+        var headers = HTTPHeaders([("Content-Type", "text/plain; charset=utf-8"), ("Connection", "close")])
+        let body = context.channel.allocator.buffer(string: message + "\n")
+        headers.add(name: "Content-Length", value: String(body.readableBytes))
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    private func write(_ response: HTTPServerResponse, version: HTTPVersion, keepAlive: Bool, context: ChannelHandlerContext) {
+        var headers = response.headers
+        headers.replaceOrAdd(name: "Content-Length", value: String(response.body?.readableBytes ?? 0))
+        if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: response.status, headers: headers))), promise: nil)
+        if let body = response.body, body.readableBytes > 0 {
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        }
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        state = .idle
+        lastActivity = .now()
+        if !keepAlive {
+            let channel = context.channel
+            done.whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        switch state {
+        case .receiving(let head, _):
+            // A request started and stalled: tell the client, then close.
+            reject(context, head: head, status: .requestTimeout, message: "request not received within the read timeout")
+        case .responding:
+            break  // the answer is being worked out; the client is waiting, not us
+        case .idle, .discarding:
+            if NIODeadline.now() - lastActivity >= min(limits.readTimeout, limits.idleTimeout) {
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
