@@ -36,7 +36,7 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
 }
 
 /// The closest known word to a misspelt one, for "did you mean …?".
-func closestMatch(to word: String, in candidates: some Sequence<String>) -> String? {
+public func closestMatch(to word: String, in candidates: some Sequence<String>) -> String? {
     var best: (String, Int)?
     for candidate in candidates {
         let distance = editDistance(word, candidate)

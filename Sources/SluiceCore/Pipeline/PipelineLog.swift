@@ -20,6 +20,13 @@ public struct CursorLag: Sendable, Equatable {
     public var bytes: Int
     /// Age of the oldest undelivered entry, in seconds (0 when none).
     public var oldestAgeSeconds: Double
+
+    public init(entries: Int, items: Int, bytes: Int, oldestAgeSeconds: Double) {
+        self.entries = entries
+        self.items = items
+        self.bytes = bytes
+        self.oldestAgeSeconds = oldestAgeSeconds
+    }
 }
 
 /// The append-only log between a pipeline's processors and its exporters

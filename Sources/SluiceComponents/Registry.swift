@@ -1,0 +1,18 @@
+// SluiceComponents: every receiver, processor, exporter and extension, one folder
+// each, and the one list that registers them.
+import SluiceCore
+
+extension ComponentRegistry {
+    /// Every component this build of Sluice has. A new component adds one line here.
+    public static let builtIn: ComponentRegistry = {
+        var registry = ComponentRegistry()
+        registry.register(OTLPReceiverFactory())
+        registry.register(BatchProcessorFactory())
+        registry.register(MemoryLimiterProcessorFactory())
+        registry.register(DebugExporterFactory())
+        registry.register(NopExporterFactory())
+        registry.register(OTLPHTTPExporterFactory())
+        registry.register(HealthCheckExtensionFactory())
+        return registry
+    }()
+}

@@ -1,0 +1,62 @@
+import SluiceCore
+
+/// One pipeline as a receiver sees it: its processors and its log.
+struct PipelineRoute: Sendable {
+    let name: String
+    let processors: [any Processor]
+    let log: any PipelineLog
+}
+
+/// The `ReceiverSink` of one receiver: every pipeline that takes a signal from it.
+///
+/// A request goes to all of them or to none: room is checked in every log and
+/// every processor runs before anything is appended, so a client told to retry has
+/// not left a copy in some pipelines already. Each pipeline after the first gets
+/// its own copy of the batch, because processors edit batches in place.
+struct PipelineFanout: ReceiverSink {
+    let routes: [OTLPSignal: [PipelineRoute]]
+    let refusedFull: Counter
+
+    func takes(_ signal: OTLPSignal) -> Bool { !(routes[signal]?.isEmpty ?? true) }
+
+    func accept(_ batch: OTLPBatch) -> AcceptResult {
+        guard let pipelines = routes[batch.signal], !pipelines.isEmpty else {
+            return .refused(.noPipeline(batch.signal), retryAfter: .seconds(5))
+        }
+        let bytes = batch.memoryBytes
+        for pipeline in pipelines where !pipeline.log.hasRoom(for: bytes) {
+            refusedFull.increment()
+            return .refused(.logFull(pipeline: pipeline.name), retryAfter: .seconds(1))
+        }
+        var copies: [OTLPBatch] = [batch]
+        if pipelines.count > 1 {
+            let encoded = batch.encodeProtobuf()
+            for _ in 1..<pipelines.count {
+                guard let copy = try? OTLPBatch.decode(protobuf: encoded, signal: batch.signal, limits: OTLPDecodeLimits(maxBodyBytes: .max)) else {
+                    return .refused(.memoryLimit, retryAfter: .seconds(1))
+                }
+                copies.append(copy)
+            }
+        }
+        var dropped = 0
+        for (pipeline, copy) in zip(pipelines, copies) {
+            var droppedHere = 0
+            for processor in pipeline.processors {
+                switch processor.process(copy) {
+                case .pass(let n): droppedHere += n
+                case .refuse(let reason, let after): return .refused(reason, retryAfter: after)
+                }
+            }
+            dropped = max(dropped, droppedHere)
+        }
+        for (pipeline, copy) in zip(pipelines, copies) {
+            if case .full = pipeline.log.append(copy, items: copy.itemCount, bytes: copy.memoryBytes) {
+                // Only reachable when another receiver filled the log between the
+                // check and here; earlier pipelines keep their copy (at-least-once).
+                refusedFull.increment()
+                return .refused(.logFull(pipeline: pipeline.name), retryAfter: .seconds(1))
+            }
+        }
+        return .accepted(rejected: dropped, message: dropped > 0 ? "\(dropped) \(batch.signal.itemName) dropped by processors" : nil)
+    }
+}
