@@ -33,6 +33,9 @@ struct Convert: ParsableCommand {
         guard let otlpSignal = OTLPSignal(rawValue: signal) else {
             throw ValidationError("--signal must be logs, traces or metrics, not '\(signal)'")
         }
+        guard (1...OTLPDecodeLimits.nestingCeiling).contains(maxDepth) else {
+            throw ValidationError("--max-depth must be from 1 to \(OTLPDecodeLimits.nestingCeiling)")
+        }
         guard let contentEncoding = ContentEncoding(headerValue: encoding) else {
             throw ValidationError("--encoding must be identity, gzip, deflate or zstd, not '\(encoding)'")
         }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CSluiceShims
 import CZlib
 import CZstd
@@ -72,24 +75,20 @@ public enum Decompression {
             throw OTLPDecodeError(.outOfMemory, "cannot start \(name) decompression")
         }
         defer { inflateEnd(&stream) }
-        var output = [UInt8]()
-        output.reserveCapacity(min(limit, max(input.count * 4, 1024)))
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        let output = OutputBuffer(limit: limit, expected: input.count * 4)
         var consumed = 0
         while true {
+            guard let space = output.freeSpace() else { throw tooLarge(limit) }
             stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: UInt8.self)).map { $0 + consumed }
             stream.avail_in = UInt32(min(input.count - consumed, Int(UInt32.max)))
+            stream.next_out = space.baseAddress
+            stream.avail_out = UInt32(min(space.count, Int(UInt32.max)))
             let before = stream.avail_in
-            var result: Int32 = Z_OK
-            chunk.withUnsafeMutableBufferPointer { out in
-                stream.next_out = out.baseAddress
-                stream.avail_out = UInt32(out.count)
-                result = CZlib.inflate(&stream, Z_NO_FLUSH)
-            }
+            let result = CZlib.inflate(&stream, Z_NO_FLUSH)
             consumed += Int(before - stream.avail_in)
-            let produced = chunk.count - Int(stream.avail_out)
-            guard output.count + produced <= limit else { throw tooLarge(limit) }
-            output.append(contentsOf: chunk[0..<produced])
+            let produced = min(space.count, Int(UInt32.max)) - Int(stream.avail_out)
+            output.count += produced
+            guard output.count <= limit else { throw tooLarge(limit) }
             switch result {
             case Z_STREAM_END:
                 // gzip allows several members one after another.
@@ -100,7 +99,7 @@ public enum Decompression {
                 guard consumed == input.count else {
                     throw OTLPDecodeError(.badCompression, "invalid \(name) body: data after the end of the stream", offset: consumed)
                 }
-                return output
+                return output.array()
             case Z_OK:
                 if produced == 0 && consumed == input.count {
                     throw OTLPDecodeError(.badCompression, "invalid \(name) body: truncated")
@@ -118,29 +117,63 @@ public enum Decompression {
         guard let context = ZSTD_createDCtx() else { throw OTLPDecodeError(.outOfMemory, "cannot start zstd decompression") }
         defer { ZSTD_freeDCtx(context) }
         ZSTD_DCtx_setParameter(context, ZSTD_d_windowLogMax, zstdMaxWindowLog)
-        var output = [UInt8]()
-        output.reserveCapacity(min(limit, max(input.count * 4, 1024)))
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        let output = OutputBuffer(limit: limit, expected: input.count * 4)
         var inBuffer = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: 0)
         var lastResult = 1
         while true {
-            var produced = 0
-            var code = 0
-            chunk.withUnsafeMutableBytes { out in
-                var outBuffer = ZSTD_outBuffer(dst: out.baseAddress, size: out.count, pos: 0)
-                code = ZSTD_decompressStream(context, &outBuffer, &inBuffer)
-                produced = outBuffer.pos
-            }
+            guard let space = output.freeSpace() else { throw tooLarge(limit) }
+            var outBuffer = ZSTD_outBuffer(dst: space.baseAddress, size: space.count, pos: 0)
+            let code = ZSTD_decompressStream(context, &outBuffer, &inBuffer)
             if ZSTD_isError(code) != 0 {
                 throw OTLPDecodeError(.badCompression, "invalid zstd body: \(String(cString: ZSTD_getErrorName(code)))", offset: inBuffer.pos)
             }
-            guard output.count + produced <= limit else { throw tooLarge(limit) }
-            output.append(contentsOf: chunk[0..<produced])
+            output.count += outBuffer.pos
+            guard output.count <= limit else { throw tooLarge(limit) }
             lastResult = code
-            if inBuffer.pos == inBuffer.size && produced < chunk.count { break }
+            if inBuffer.pos == inBuffer.size && outBuffer.pos < space.count { break }
         }
         guard lastResult == 0 else { throw OTLPDecodeError(.badCompression, "invalid zstd body: truncated") }
-        return output
+        return output.array()
+    }
+}
+
+/// Decompressed bytes, written in place by zlib or zstd. It grows with realloc,
+/// which for large blocks remaps pages instead of copying them, and never past
+/// `limit + 1` bytes (one more than allowed, to notice that the limit was passed):
+/// a bomb costs at most the limit in memory, not the double an array's growth would.
+final class OutputBuffer {
+    private var base: UnsafeMutableRawPointer?
+    private var capacity = 0
+    var count = 0
+    let limit: Int
+
+    init(limit: Int, expected: Int) {
+        self.limit = limit
+        grow(to: min(limit + 1, max(expected, 4096)))
+    }
+
+    deinit { free(base) }
+
+    private func grow(to newCapacity: Int) {
+        guard let grown = realloc(base, newCapacity) else { return }
+        base = grown
+        capacity = newCapacity
+    }
+
+    /// Room to write into, or `nil` when the buffer holds more than `limit` bytes
+    /// already or memory ran out.
+    func freeSpace() -> UnsafeMutableBufferPointer<UInt8>? {
+        if count == capacity {
+            guard capacity <= limit else { return nil }
+            grow(to: min(limit + 1, max(capacity * 2, 64 * 1024)))
+            guard count < capacity else { return nil }
+        }
+        return UnsafeMutableBufferPointer(start: base!.assumingMemoryBound(to: UInt8.self) + count, count: capacity - count)
+    }
+
+    func array() -> [UInt8] {
+        guard let base, count > 0 else { return [] }
+        return Array(UnsafeRawBufferPointer(start: base, count: count))
     }
 }
 

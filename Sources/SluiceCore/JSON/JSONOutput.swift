@@ -55,7 +55,7 @@ public struct JSONOutput: Sendable {
     public mutating func appendDouble(_ value: Double) {
         if value.isNaN { append(ascii: "\"NaN\""); return }
         if value.isInfinite { value < 0 ? append(ascii: "\"-Infinity\"") : append(ascii: "\"Infinity\""); return }
-        if value == value.rounded(.towardZero), value.magnitude < 1e15 {
+        if value == value.rounded(.towardZero), value.magnitude < 1e15, !(value == 0 && value.sign == .minus) {
             appendInt(Int64(value))
             return
         }

@@ -53,11 +53,16 @@ public struct OTLPDecodeLimits: Sendable, Equatable {
     ) {
         self.maxBodyBytes = maxBodyBytes
         self.maxDecompressedBytes = maxDecompressedBytes ?? maxBodyBytes
-        self.maxNestingDepth = maxNestingDepth
+        // protobuf-c's recursion (and the JSON reader's) must stay far from the stack's
+        // end whatever is configured.
+        self.maxNestingDepth = min(max(maxNestingDepth, 1), Self.nestingCeiling)
         self.maxArenaBytesPerInputByte = maxArenaBytesPerInputByte
     }
 
     public static let `default` = OTLPDecodeLimits()
+
+    /// The deepest nesting any setting can allow.
+    public static let nestingCeiling = 256
 
     func arenaLimit(forInput count: Int) -> Int {
         let (product, overflow) = count.multipliedReportingOverflow(by: maxArenaBytesPerInputByte)

@@ -40,7 +40,7 @@ struct OTLPReceiverConfig: Sendable {
                 if let cors = section.map("cors") { http.cors = CORSSettings(cors) }
                 if let timeout = section.duration("read_timeout"), timeout > .zero { http.readTimeout = TimeAmount(timeout) }
                 if let timeout = section.duration("idle_timeout"), timeout > .zero { http.idleTimeout = TimeAmount(timeout) }
-                if let depth = section.int("max_nesting_depth", min: 8, max: 512) { http.maxNestingDepth = depth }
+                if let depth = section.int("max_nesting_depth", min: 8, max: OTLPDecodeLimits.nestingCeiling) { http.maxNestingDepth = depth }
                 section.accept("include_metadata", "read_header_timeout", "write_timeout", "response_headers", "compression_algorithms")
                 if section.has("tls") { section.report("tls", "TLS on the receiver is not in this build yet; terminate TLS in front of Sluice or remove tls") }
                 if section.has("auth") { section.report("auth", "receiver authentication is not in this build yet; remove auth") }

@@ -165,14 +165,18 @@ struct OTLPJSONReader {
         case .enumeration:
             dest.storeBytes(of: try parseEnum(field), as: Int32.self)
         case .string:
+            let start = i
             let text = try parseStringBytes()
+            if text.contains(0) {
+                throw OTLPDecodeError(.malformed, "string contains \\u0000, which Sluice cannot carry; remove it from the value", offset: start)
+            }
             guard let copy = text.withUnsafeBufferPointer({ arena.copyCString($0) }) else { throw outOfMemory() }
             dest.storeBytes(of: copy, as: UnsafeMutablePointer<CChar>.self)
         case .bytes:
             let start = i
             let text = try parseStringBytes()
-            guard let decoded = field.isHexID ? Self.decodeID(text) : Self.decodeBase64(text) else {
-                throw OTLPDecodeError(.malformed, field.isHexID ? "expected a hex id" : "expected base64", offset: start)
+            guard let decoded = field.isHexID ? Self.decodeID(text, length: field.idLength) : Self.decodeBase64(text) else {
+                throw OTLPDecodeError(.malformed, field.isHexID ? "expected \(field.idLength * 2) hex digits or an empty string" : "expected base64", offset: start)
             }
             guard let data = decoded.withUnsafeBufferPointer({ arena.copyBinary($0) }) else { throw outOfMemory() }
             dest.storeBytes(of: data, as: ProtobufCBinaryData.self)
@@ -186,13 +190,38 @@ struct OTLPJSONReader {
 
     // MARK: Scalars
 
-    /// The bytes of a number token, or of a quoted string holding one.
+    /// The bytes of a number token, or of a quoted string holding one. A bare token
+    /// must follow JSON's number grammar (RFC 8259 §6: no `01`, `.5`, `1.`, `+1`).
     private mutating func numberText() throws(OTLPDecodeError) -> [UInt8] {
         if peek() == UInt8(ascii: "\"") { return try parseStringBytes() }
         let start = i
         while i < end, Self.isNumberByte(p[i]) { i += 1 }
         guard i > start else { throw syntax("expected a number") }
-        return Array(UnsafeBufferPointer(start: p + start, count: i - start))
+        let token = Array(UnsafeBufferPointer(start: p + start, count: i - start))
+        guard Self.isJSONNumber(token) else { throw OTLPDecodeError(.malformed, "invalid JSON: bad number", offset: start) }
+        return token
+    }
+
+    static func isJSONNumber(_ t: [UInt8]) -> Bool {
+        var k = 0
+        func digits() -> Int {
+            let from = k
+            while k < t.count, t[k] >= UInt8(ascii: "0"), t[k] <= UInt8(ascii: "9") { k += 1 }
+            return k - from
+        }
+        if k < t.count, t[k] == UInt8(ascii: "-") { k += 1 }
+        guard k < t.count else { return false }
+        if t[k] == UInt8(ascii: "0") { k += 1 } else if digits() == 0 { return false }
+        if k < t.count, t[k] == UInt8(ascii: ".") {
+            k += 1
+            guard digits() > 0 else { return false }
+        }
+        if k < t.count, t[k] == UInt8(ascii: "e") || t[k] == UInt8(ascii: "E") {
+            k += 1
+            if k < t.count, t[k] == UInt8(ascii: "+") || t[k] == UInt8(ascii: "-") { k += 1 }
+            guard digits() > 0 else { return false }
+        }
+        return k == t.count
     }
 
     private static func isNumberByte(_ c: UInt8) -> Bool {
@@ -271,7 +300,9 @@ struct OTLPJSONReader {
         case Array("Infinity".utf8): return .infinity
         case Array("-Infinity".utf8): return -.infinity
         default:
-            guard let value = Self.double(text) else { throw OTLPDecodeError(.malformed, "expected a number", offset: start) }
+            guard let value = Self.double(text), value.isFinite else {
+                throw OTLPDecodeError(.malformed, "expected a number a double can hold", offset: start)
+            }
             return value
         }
     }
@@ -413,9 +444,10 @@ struct OTLPJSONReader {
 
     /// Ids are hex by the OTLP/JSON rules; some exporters wrote base64 (proto3's
     /// default for bytes), which is accepted when it yields a whole 8- or 16-byte id.
-    static func decodeID(_ text: [UInt8]) -> [UInt8]? {
-        if let hex = decodeHex(text) { return hex }
-        guard let decoded = decodeBase64(text), decoded.count == 8 || decoded.count == 16 else { return nil }
+    static func decodeID(_ text: [UInt8], length: Int) -> [UInt8]? {
+        if text.isEmpty { return [] }
+        if text.count == length * 2, let hex = decodeHex(text) { return hex }
+        guard let decoded = decodeBase64(text), decoded.count == length else { return nil }
         return decoded
     }
 

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Walks protobuf wire format without decoding it, to refuse what protobuf-c must
 /// not see before it sees it:
 ///
@@ -8,6 +14,9 @@
 /// - Field number 0. protobuf-c accepts it when the tag is written in more than one
 ///   byte, keeps it as an unknown field and packs it back as a one-byte tag, which it
 ///   then refuses: a batch that decoded once would not decode from the disk log.
+/// - NUL inside strings. protobuf-c keeps strings as C strings, so everything after
+///   a NUL would vanish without a word; an audit record is refused instead.
+/// - Trace and span ids of the wrong length (the Collector refuses them too).
 /// - Truncated varints, lengths past their message's end, group wire types (OTLP has
 ///   no groups). These come back with the byte offset, which protobuf-c cannot say.
 ///
@@ -41,7 +50,7 @@ struct ProtobufWireCheck {
         var problemRow = 0
         var problemChildRow = 0
 
-        enum Problem { case truncated, fieldZero, overlongVarint, wireType(UInt64), tooDeep }
+        enum Problem { case truncated, fieldZero, overlongVarint, wireType(UInt64), tooDeep, nulInString(UInt64), badID(UInt64, Int) }
 
         mutating func walk(start: Int, end: Int, row: Int, depth: Int) -> Bool {
             var i = start
@@ -80,7 +89,14 @@ struct ProtobufWireCheck {
                     let number = tag >> 3
                     if number < UInt64(stride) {
                         let child = Int(rowBase[Int(number)])
-                        if child >= 0 {
+                        if child == Int(OTLPSchemas.WireTable.stringField) {
+                            if length > 0, memchr(p + i, 0, Int(length)) != nil {
+                                return fail(.nulInString(number), tagStart, row)
+                            }
+                        } else if child <= Int(OTLPSchemas.WireTable.traceIDField) {
+                            let expected = child == Int(OTLPSchemas.WireTable.traceIDField) ? 16 : 8
+                            if length != 0, length != UInt64(expected) { return fail(.badID(number, expected), tagStart, row) }
+                        } else if child >= 0 {
                             guard depth < maxDepth else {
                                 problemChildRow = child
                                 return fail(.tooDeep, tagStart, row)
@@ -130,6 +146,10 @@ struct ProtobufWireCheck {
                 return OTLPDecodeError(.malformed, "invalid protobuf: truncated or overlong varint in \(name)", offset: problemOffset)
             case .wireType(let type):
                 return OTLPDecodeError(.malformed, "invalid protobuf: wire type \(type) in \(name)", offset: problemOffset)
+            case .nulInString(let number):
+                return OTLPDecodeError(.malformed, "invalid OTLP: string field \(number) of \(name) contains a NUL byte, which Sluice cannot carry; remove it from the value", offset: problemOffset)
+            case .badID(let number, let expected):
+                return OTLPDecodeError(.malformed, "invalid OTLP: id field \(number) of \(name) must be empty or \(expected) bytes", offset: problemOffset)
             case .tooDeep:
                 return OTLPDecodeError(
                     .tooDeep,

@@ -70,6 +70,8 @@ struct FieldSchema: @unchecked Sendable {
     /// Trace and span ids are hex in OTLP/JSON, not base64.
     /// (https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding)
     let isHexID: Bool
+    /// The only non-empty length an id may have: 16 bytes for trace ids, 8 for span ids.
+    var idLength: Int { protoName.last == UInt8(ascii: "d") && protoName.starts(with: Array("trace".utf8)) ? 16 : 8 }
     let enumDescriptor: UnsafePointer<ProtobufCEnumDescriptor>?
     unowned(unsafe) let message: MessageSchema?
 }
@@ -146,8 +148,16 @@ final class OTLPSchemas: @unchecked Sendable {
     struct WireTable: Sendable {
         /// Field numbers per row; fields above it are never messages.
         let stride: Int
-        /// `children[row * stride + n]`: the row of field `n`'s message type, or -1.
+        /// `children[row * stride + n]`: the row of field `n`'s message type, or one of
+        /// the codes below for fields the walk checks without descending.
         let children: [Int16]
+        static let notChecked: Int16 = -1
+        /// A `string`: must not contain NUL (protobuf-c keeps C strings and would cut it).
+        static let stringField: Int16 = -2
+        /// A trace id: empty or 16 bytes.
+        static let traceIDField: Int16 = -3
+        /// A span id: empty or 8 bytes.
+        static let spanIDField: Int16 = -4
         let names: [String]
 
         fileprivate init(_ schemas: [MessageSchema]) {
@@ -156,8 +166,15 @@ final class OTLPSchemas: @unchecked Sendable {
             stride = (ordered.map { $0.fieldIndexByNumber.count }.max() ?? 1)
             var children = [Int16](repeating: -1, count: stride * ordered.count)
             for schema in ordered {
-                for field in schema.fields where field.type == .message {
-                    children[schema.index * stride + Int(field.number)] = Int16(field.message!.index)
+                for field in schema.fields {
+                    let slot = schema.index * stride + Int(field.number)
+                    if field.type == .message {
+                        children[slot] = Int16(field.message!.index)
+                    } else if field.type == .string {
+                        children[slot] = Self.stringField
+                    } else if field.isHexID {
+                        children[slot] = field.idLength == 16 ? Self.traceIDField : Self.spanIDField
+                    }
                 }
             }
             self.children = children
