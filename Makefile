@@ -7,7 +7,7 @@ APT_PACKAGES := pkg-config protobuf-c-compiler libprotobuf-c-dev libnghttp2-dev 
 PYTHON ?= python3
 FUZZ_SECONDS ?= 60
 
-.PHONY: deps build release test test-unit test-e2e test-asan fuzz bench proto clean
+.PHONY: deps build release run test test-unit test-e2e test-asan fuzz bench proto clean
 
 # Installs what building and testing need, quietly when it is already there.
 deps:
@@ -46,9 +46,17 @@ test-asan: deps
 fuzz: deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
+# Decode throughput on one core, then the whole collector under load.
 bench: deps
-	$(SWIFT) build -c release --product sluice-bench
+	$(SWIFT) build -c release
 	taskset -c 0 .build/release/sluice-bench
+	Benchmarks/runtime.sh
+
+# Builds the release binary and runs the default configuration (collector.yaml).
+run: deps
+	$(SWIFT) build -c release --product sluice
+	mkdir -p data
+	.build/release/sluice --config collector.yaml
 
 proto:
 	scripts/generate-proto.sh

@@ -124,6 +124,13 @@ let seconds: Double = {
 
 let records = 1_000
 let payload = gatewayEvents(count: records)
+// `sluice-bench --write-payload FILE` writes the request for the runtime benchmark.
+if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "--write-payload" {
+    let fd = open(CommandLine.arguments[2], O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    _ = payload.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    close(fd)
+    exit(0)
+}
 let json = try! OTLPBatch.decode(protobuf: payload, signal: .logs).encodeJSON()
 print("payload: \(records) log records, \(payload.count) bytes protobuf, \(json.count) bytes OTLP/JSON; one core, \(Int(seconds)) s per row")
 

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The runtime benchmark (`make bench`): the release binary receives the 1,000-record
+# governance-event request over OTLP/HTTP (h2load in HTTP/1.1 mode, 4 connections)
+# and exports it to `nop`, then to `file`. Reports records per CPU-second of the
+# Sluice process (its user+system time from /proc) and its peak RSS (VmHWM).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bin=.build/release/sluice
+requests=${BENCH_REQUESTS:-2000}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+.build/release/sluice-bench --write-payload "$work/payload.pb"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+
+clock_ticks=$(getconf CLK_TCK)
+cpu_seconds() { awk -v t="$clock_ticks" '{print ($14+$15)/t}' "/proc/$1/stat"; }
+
+run_case() {
+    local name=$1 exporter=$2
+    cat > "$work/$name.yaml" <<YAML
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:$port
+processors:
+  batch:
+    send_batch_size: 8192
+    timeout: 200ms
+exporters:
+  nop:
+  file:
+    path: $work/out.jsonl
+    rotation:
+      max_megabytes: 10000
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    logs:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [$exporter]
+YAML
+    $bin --config "$work/$name.yaml" --data-directory "$work/data" 2>"$work/$name.log" &
+    local pid=$!
+    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/v1/logs" && break; sleep 0.1; done
+    local before; before=$(cpu_seconds $pid)
+    h2load --h1 -n "$requests" -c 4 -d "$work/payload.pb" -H 'Content-Type: application/x-protobuf' \
+        "http://127.0.0.1:$port/v1/logs" > "$work/$name.h2load"
+    # Let the exporter finish what is in the log before reading the CPU time.
+    sleep 1
+    local after; after=$(cpu_seconds $pid)
+    local hwm; hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+    kill -TERM $pid; wait $pid || true
+    local ok; ok=$(awk '/^requests:/ {print $8}' "$work/$name.h2load")
+    local rps; rps=$(awk '/^finished in/ {print $4}' "$work/$name.h2load")
+    awk -v n="$name" -v ok="$ok" -v r=1000 -v c0="$before" -v c1="$after" -v hwm="$hwm" -v rps="$rps" 'BEGIN {
+        cpu = c1 - c0; if (cpu <= 0) cpu = 0.001
+        printf "OTLP/HTTP -> %-5s %8d requests ok  %10.0f records/CPU-second  %8.0f records/s wall  peak RSS %6.1f MiB\n", n, ok, ok * r / cpu, rps * r, hwm / 1024
+    }'
+}
+
+echo "runtime: $requests requests of 1,000 log records ($(stat -c %s "$work/payload.pb") bytes protobuf), h2load --h1 -c 4, release build"
+run_case nop nop
+run_case file file
