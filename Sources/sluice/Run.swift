@@ -29,7 +29,8 @@ struct Run: AsyncParsableCommand {
         LoggingSystem.bootstrap { label in StructuredLogHandler(label: label, format: format, level: level) }
         let logger = Logger(label: "sluice")
         let context = ComponentContext(logger: logger, dataDirectory: dataDirectory)
-        guard config.diagnostics.isEmpty, let service = Service.build(config, context: context) else {
+        let built = Service.build(config, context: context)
+        guard config.diagnostics.isEmpty, let service = built else {
             for diagnostic in config.diagnostics.all { logger.error("\(diagnostic)") }
             throw ExitCode(1)
         }

@@ -11,9 +11,9 @@ struct Validate: ParsableCommand {
 
     func run() throws {
         let config = options.load()
-        if config.diagnostics.isEmpty {
-            _ = Service.build(config, context: ComponentContext(logger: Logger(label: "sluice", factory: { _ in SwiftLogNoOpLogHandler() })))
-        }
+        // Components are built even when the file has other problems, so one run
+        // reports every problem.
+        _ = Service.build(config, context: ComponentContext(logger: Logger(label: "sluice", factory: { _ in SwiftLogNoOpLogHandler() })))
         var errors = StandardError()
         for diagnostic in config.diagnostics.all { print(diagnostic, to: &errors) }
         if !config.diagnostics.isEmpty { throw ExitCode(1) }

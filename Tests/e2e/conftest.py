@@ -207,3 +207,36 @@ def _bytes_diff(a: bytes, b: bytes) -> str:
 
 def pytest_report_header(config):
     return f"sluice binary: {SLUICE_BIN}"
+
+
+# ----------------------------------------------------------------------------
+# Runtime tests (test_runtime.py): running sluice processes and a local OTLP
+# destination. Every process a test starts is killed when the test (or module)
+# ends, whatever happened.
+
+
+def _process_tracker():
+    processes = []
+    yield processes.append
+    for process in processes:
+        process.kill()
+
+
+@pytest.fixture
+def track_sluice():
+    """Call with each SluiceProcess a test starts; they are killed at teardown."""
+    yield from _process_tracker()
+
+
+@pytest.fixture(scope="module")
+def track_sluice_module():
+    yield from _process_tracker()
+
+
+@pytest.fixture
+def otlp_sink():
+    """A local OTLP/HTTP destination (Tests/e2e/sink.py), started and stopped."""
+    from sink import OTLPSink
+
+    with OTLPSink() as sink:
+        yield sink

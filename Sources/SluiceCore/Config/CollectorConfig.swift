@@ -129,7 +129,8 @@ public final class CollectorConfig: @unchecked Sendable {
                 map.report(key, "'\(key)' is not a component id; write type or type/name")
                 continue
             }
-            result.append((id, map.map(key) ?? .empty(path: "\(section).\(key)", diagnostics: diagnostics)))
+            let keyLine = map.entries.last { $0.key == key }?.keyLine
+            result.append((id, map.map(key) ?? ConfigMap(path: "\(section).\(key)", node: nil, line: keyLine, diagnostics: diagnostics)))
         }
         map.finish()
         return result

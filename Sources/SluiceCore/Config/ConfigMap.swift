@@ -11,18 +11,20 @@ public final class ConfigMap: @unchecked Sendable {
     public let path: String
     public let line: Int?
     public let diagnostics: ConfigDiagnostics
-    let entries: [(key: String, value: Node)]
+    /// Each key with the line it is written on (where messages about it point).
+    let entries: [(key: String, keyLine: Int?, value: Node)]
     private var known: Set<String> = []
 
-    init(path: String, node: Node?, diagnostics: ConfigDiagnostics) {
+    /// `line` is where the section's key is written; without it, where its content starts.
+    init(path: String, node: Node?, line: Int? = nil, diagnostics: ConfigDiagnostics) {
         self.path = path
         self.diagnostics = diagnostics
-        line = node?.mark?.line
-        var entries: [(key: String, value: Node)] = []
+        self.line = line ?? node?.mark?.line
+        var entries: [(key: String, keyLine: Int?, value: Node)] = []
         switch node {
         case .mapping(let mapping):
             for (key, value) in mapping {
-                entries.append((key.string ?? "", value))
+                entries.append((key.string ?? "", key.mark?.line ?? value.mark?.line, value))
             }
         case .none:
             break
@@ -52,7 +54,7 @@ public final class ConfigMap: @unchecked Sendable {
     func childPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
     public func report(_ key: String, _ message: String) {
-        let line = entries.last { $0.key == key }?.value.mark?.line ?? self.line
+        let line = entries.last { $0.key == key }?.keyLine ?? self.line
         diagnostics.report(line: line, path: childPath(key), message)
     }
 
@@ -157,7 +159,8 @@ public final class ConfigMap: @unchecked Sendable {
     /// A nested section; `nil` when the key is absent.
     public func map(_ key: String) -> ConfigMap? {
         guard let node = node(key) else { return nil }
-        return ConfigMap(path: childPath(key), node: node, diagnostics: diagnostics)
+        let keyLine = entries.last { $0.key == key }?.keyLine
+        return ConfigMap(path: childPath(key), node: node, line: keyLine, diagnostics: diagnostics)
     }
 
     /// The raw list items of a key (for lists of sections).
@@ -175,7 +178,7 @@ public final class ConfigMap: @unchecked Sendable {
         let allowed = known
         for entry in entries where !allowed.contains(entry.key) {
             let hint = closestMatch(to: entry.key, in: allowed.sorted()).map { " (did you mean \($0)?)" } ?? ""
-            diagnostics.report(line: entry.value.mark?.line ?? line, path: childPath(entry.key), "unknown key\(hint)")
+            diagnostics.report(line: entry.keyLine ?? line, path: childPath(entry.key), "unknown key\(hint)")
         }
     }
 

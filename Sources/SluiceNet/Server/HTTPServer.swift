@@ -44,6 +44,15 @@ public struct HTTPServerResponse: Sendable {
 /// any thread (it hops back to the loop).
 public protocol HTTPRequestResponder: Sendable {
     func respond(to request: HTTPServerRequest, on eventLoop: any EventLoop) -> EventLoopFuture<HTTPServerResponse>
+    /// The answer the server gives on its own, before a request reaches `respond`
+    /// (body over the limit, read timeout), in the form the protocol expects.
+    func errorResponse(_ status: HTTPResponseStatus, message: String, requestHeaders: HTTPHeaders) -> HTTPServerResponse
+}
+
+extension HTTPRequestResponder {
+    public func errorResponse(_ status: HTTPResponseStatus, message: String, requestHeaders: HTTPHeaders) -> HTTPServerResponse {
+        .text(status, message + "\n")
+    }
 }
 
 public struct HTTPServerLimits: Sendable {
@@ -178,11 +187,12 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         // Answer at once and close: reading a huge body only to discard it would let
         // a client keep the connection busy.
         state = .discarding(keepAlive: false)
-        var headers = HTTPHeaders([("Content-Type", "text/plain; charset=utf-8"), ("Connection", "close")])
-        let body = context.channel.allocator.buffer(string: message + "\n")
-        headers.add(name: "Content-Length", value: String(body.readableBytes))
+        let response = responder.errorResponse(status, message: message, requestHeaders: head.headers)
+        var headers = response.headers
+        headers.replaceOrAdd(name: "Connection", value: "close")
+        headers.replaceOrAdd(name: "Content-Length", value: String(response.body?.readableBytes ?? 0))
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        if let body = response.body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
     }

@@ -18,6 +18,14 @@ struct OTLPHTTPResponder: HTTPRequestResponder {
         eventLoop.makeSucceededFuture(handle(request))
     }
 
+    /// 413 and 408 from the server itself still carry a `google.rpc.Status` in the
+    /// request's encoding, as OTLP/HTTP asks of every error.
+    func errorResponse(_ httpStatus: HTTPResponseStatus, message: String, requestHeaders: HTTPHeaders) -> HTTPServerResponse {
+        counters.badRequests.increment()
+        let json = requestHeaders.first(name: "content-type")?.lowercased().hasPrefix("application/json") ?? false
+        return status(httpStatus, code: httpStatus == .requestTimeout ? 4 : 3, message, json ? .json : .protobuf)
+    }
+
     func handle(_ request: HTTPServerRequest) -> HTTPServerResponse {
         let origin = request.headers.first(name: "origin")
         var response = route(request)
