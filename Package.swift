@@ -70,6 +70,7 @@ let package = Package(
         ),
         .executableTarget(name: "sluice-bench", dependencies: ["SluiceCore", "COTLP"], path: "Benchmarks/sluice-bench", swiftSettings: strict),
 
+        .testTarget(name: "SluiceComponentsTests", dependencies: ["SluiceComponents", "SluiceCore"], swiftSettings: strict),
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "COTLP"], resources: [.copy("Fixtures")], swiftSettings: strict),
     ]
 )

@@ -10,6 +10,7 @@ extension ComponentRegistry {
         registry.register(BatchProcessorFactory())
         registry.register(MemoryLimiterProcessorFactory())
         registry.register(DebugExporterFactory())
+        registry.register(FileExporterFactory())
         registry.register(NopExporterFactory())
         registry.register(OTLPHTTPExporterFactory())
         registry.register(HealthCheckExtensionFactory())

@@ -30,7 +30,7 @@ import SluiceCore
     @Test func protoFramesRoundTrip() async throws {
         let directory = try TemporaryDirectory()
         let path = directory.path + "/out.binpb"
-        let exporter = try #require(makeExporter("path: \(path)\nformat: proto"))
+        let exporter = try #require(makeExporter("path: \(path)\nformat: proto\nfsync: true"))
         let batches = (0..<3).map { logsBatch(body: "event \($0)") }
         try await exporter.start()
         #expect(await exporter.export(batches, signal: .logs) == .delivered)
@@ -171,6 +171,26 @@ import SluiceCore
         }
     }
 
+    @Test func aRequestLargerThanTheLimitIsWrittenWholeToAFileOfItsOwn() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/out.jsonl"
+        let batches = (0..<3).map { logsBatch(body: "event \($0)") }
+        let exporter = rotatingExporter(path: path, maxBytes: batches[0].encodeJSON().count / 2, maxBackups: 0)
+        try await exporter.start()
+        for batch in batches { #expect(await exporter.export([batch], signal: .logs) == .delivered) }
+        await exporter.shutdown()
+
+        let backups = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0 != "out.jsonl" }.sorted()
+        #expect(backups.count == 2)
+        var lines: [[UInt8]] = []
+        for name in backups {
+            let packed = Array(try Data(contentsOf: URL(fileURLWithPath: directory.path + "/" + name)))
+            lines.append(Array(try Decompression.decompress(packed, encoding: .gzip, limit: 1 << 20).dropLast()))
+        }
+        lines += try jsonLines(path)
+        #expect(lines == batches.map { $0.encodeJSON() })
+    }
+
     @Test func backupsOlderThanMaxDaysAreDeleted() async throws {
         let directory = try TemporaryDirectory()
         let path = directory.path + "/out.jsonl"
@@ -252,6 +272,18 @@ import SluiceCore
         #expect(file.queue.queueSize == 100)
     }
 
+    @Test func theDefaultCollectorYamlIsAccepted() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let config = CollectorConfig.load(path: root.appendingPathComponent("collector.yaml").path)
+        let files = config.exporters.filter { $0.id.type == "file" }
+        #expect(!files.isEmpty)
+        for (id, section) in files {
+            let before = config.diagnostics.all.count
+            #expect(FileExporterFactory().make(id: id, config: section, context: ComponentContext(logger: Logger(label: "test"))) != nil)
+            #expect(config.diagnostics.all.count == before, "\(config.diagnostics.all)")
+        }
+    }
+
     @Test func defaults() throws {
         let (exporter, diagnostics) = make("path: out.json\nrotation:")
         #expect(diagnostics.isEmpty, "\(diagnostics)")
@@ -287,9 +319,9 @@ import SluiceCore
         #expect(grouped == nil)
         #expect(groupDiagnostics.contains { $0.path == "exporters.file.group_by.enabled" })
 
-        let (badFormat, formatDiagnostics) = make("path: out.json\nformat: protobuf")
+        let (badFormat, formatDiagnostics) = make("path: out.json\nformat: jsonl")
         #expect(badFormat == nil)
-        #expect(formatDiagnostics.contains { $0.path == "exporters.file.format" && $0.message.contains("did you mean proto?") })
+        #expect(formatDiagnostics.contains { $0.path == "exporters.file.format" && $0.message.contains("did you mean json?") })
     }
 
     // MARK: Helpers
