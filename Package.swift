@@ -27,10 +27,12 @@ let package = Package(
         // protoc-c output for proto/ (scripts/generate-proto.sh) and the arena allocator.
         .target(name: "COTLP", dependencies: ["CProtobufC"], exclude: []),
 
+        // Decoded OTLP, its codecs and views: the C libraries and nothing else.
+        .target(name: "SluiceOTLP", dependencies: ["COTLP", "CProtobufC", "CZlib", "CZstd", "CSluiceShims"], swiftSettings: strict),
         .target(
             name: "SluiceCore",
             dependencies: [
-                "COTLP", "CProtobufC", "CZlib", "CZstd", "CSluiceShims",
+                "SluiceOTLP",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -68,9 +70,9 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .executableTarget(name: "sluice-bench", dependencies: ["SluiceCore", "COTLP"], path: "Benchmarks/sluice-bench", swiftSettings: strict),
+        .executableTarget(name: "sluice-bench", dependencies: ["SluiceOTLP", "COTLP"], path: "Benchmarks/sluice-bench", swiftSettings: strict),
 
         .testTarget(name: "SluiceComponentsTests", dependencies: ["SluiceComponents", "SluiceCore"], swiftSettings: strict),
-        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "COTLP"], resources: [.copy("Fixtures")], swiftSettings: strict),
+        .testTarget(name: "SluiceOTLPTests", dependencies: ["SluiceOTLP", "COTLP"], resources: [.copy("Fixtures")], swiftSettings: strict),
     ]
 )

@@ -19,7 +19,7 @@ done
 swiftc -O -g -sanitize=fuzzer,address -parse-as-library -module-name FuzzDecoders \
     -swift-version 6 \
     -I Sources/COTLP/include -I Sources/CProtobufC -I Sources/CZlib -I Sources/CZstd -I Sources/CSluiceShims/include \
-    $(find Sources/SluiceCore -name '*.swift') fuzz/FuzzDecoders.swift \
+    $(find Sources/SluiceOTLP -name '*.swift') fuzz/FuzzDecoders.swift \
     -use-ld=lld "$out"/obj/*.o -lprotobuf-c -lz -lzstd -lssl -lcrypto \
     -o "$out/fuzz-decoders"
 # New inputs the run finds go to corpus-work; the committed seeds stay as they are.

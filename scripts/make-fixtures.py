@@ -2,7 +2,7 @@
 """Writes the OTLP fixtures the Swift unit tests decode, with the OpenTelemetry
 Python SDK (pinned in Tests/e2e/requirements.txt):
 
-  Tests/SluiceCoreTests/Fixtures/
+  Tests/SluiceOTLPTests/Fixtures/
     logs.pb               ExportLogsServiceRequest, the SDK's protobuf encoder
     logs.json             the same records, the SDK's OTLP/JSON encoder (as
                           opentelemetry-exporter-otlp-json-http sends them)
@@ -49,7 +49,7 @@ def expected_json(message) -> bytes:
 
 def main() -> int:
     logging.getLogger("opentelemetry").setLevel(logging.CRITICAL)
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "Tests" / "SluiceCoreTests" / "Fixtures"
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "Tests" / "SluiceOTLPTests" / "Fixtures"
     out.mkdir(parents=True, exist_ok=True)
 
     records = samples.sdk_log_records()

@@ -7,7 +7,7 @@
 //   - the same unpack with protobuf-c's default malloc allocator, for comparison;
 //   - OTLP/JSON into the same structs.
 import COTLP
-import SluiceCore
+import SluiceOTLP
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,10 +1,6 @@
-// SluiceCore: the data layer every receiver, processor and exporter stands on.
-//
-// - `OTLPBatch` owns one decoded OTLP request: protobuf-c's C structs in an arena
-//   (`OTLPArena`) that goes away with the batch. OTLP/JSON decodes into the same
-//   structs, so everything downstream sees one form.
-// - Views (`LogRecordView`, `SpanView`, `AnyValueView`, …) read those structs in
-//   place; there is no intermediate tree of Swift objects.
-// - `OTLPDecodeLimits` and the checks behind it keep hostile input (deep nesting,
-//   huge bodies, compression bombs) from reaching protobuf-c or exhausting memory.
-// - `JSONOutput` writes JSON that is always valid UTF-8, whatever the input held.
+// SluiceCore: what turns decoded batches into a running pipeline — the
+// configuration model (the Collector's format, with line-numbered diagnostics), the
+// component protocols and registry, the pipeline log, the delivery loop (retry,
+// status, dead-letter) and Sluice's own metrics and logs. Nothing here knows about
+// a particular destination.
+@_exported import SluiceOTLP

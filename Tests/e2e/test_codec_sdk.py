@@ -497,7 +497,7 @@ def test_int64_and_uint64_extremes_in_json():
 # ----------------------------------------------------------------------------
 # The fixtures the Swift unit tests use (scripts/make-fixtures.py).
 
-FIXTURES = Path(__file__).resolve().parent.parent / "SluiceCoreTests" / "Fixtures"
+FIXTURES = Path(__file__).resolve().parent.parent / "SluiceOTLPTests" / "Fixtures"
 
 
 def test_fixtures_are_current(tmp_path):

@@ -1,5 +1,5 @@
 import Testing
-@testable import SluiceCore
+@testable import SluiceOTLP
 
 @Suite struct ArenaTests {
     @Test func allocationsAreAlignedAndCounted() throws {

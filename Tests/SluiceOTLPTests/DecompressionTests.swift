@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import SluiceCore
+@testable import SluiceOTLP
 
 @Suite struct DecompressionTests {
     let text = Array(String(repeating: "governance event ", count: 1000).utf8)

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import SluiceCore
+@testable import SluiceOTLP
 
 @Suite struct OTLPJSONTests {
     @Test func gatewayEventDecodesIntoViews() throws {
@@ -134,5 +134,27 @@ import Testing
             #expect(OTLPJSONReader.decodeBase64(text) == data)
             #expect(Data(data).base64EncodedString() == String(decoding: text, as: UTF8.self))
         }
+    }
+}
+
+/// Payloads the OpenTelemetry Python SDK encoded (scripts/make-fixtures.py), checked
+/// against the protobuf library's own JSON of the same messages.
+@Suite struct SDKFixtureTests {
+    @Test(arguments: [("logs", OTLPSignal.logs), ("traces", OTLPSignal.traces)])
+    func sdkProtobufDecodesToTheSameJSONAsTheProtobufLibrary(name: String, signal: OTLPSignal) throws {
+        let protobuf = try Payloads.fixture("\(name).pb")
+        let expected = try JSONSerialization.jsonObject(with: Data(try Payloads.fixture("\(name).expected.json"))) as? NSDictionary
+        let batch = try OTLPBatch.decode(protobuf: protobuf, signal: signal)
+        let ours = try JSONSerialization.jsonObject(with: Data(batch.encodeJSON())) as? NSDictionary
+        #expect(ours == expected)
+        #expect(batch.encodeProtobuf() == protobuf)
+    }
+
+    @Test(arguments: [("logs", OTLPSignal.logs), ("traces", OTLPSignal.traces)])
+    func sdkJSONDecodesToTheSDKProtobuf(name: String, signal: OTLPSignal) throws {
+        let json = try Payloads.fixture("\(name).json")
+        let protobuf = try Payloads.fixture("\(name).pb")
+        let batch = try OTLPBatch.decode(json: json, signal: signal)
+        #expect(batch.encodeProtobuf() == protobuf)
     }
 }

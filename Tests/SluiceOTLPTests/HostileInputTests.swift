@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import SluiceCore
+@testable import SluiceOTLP
 
 /// Input a hostile or broken client can send. Every case must come back as an error
 /// value, never a crash; `make test-asan` runs this suite under AddressSanitizer.

@@ -1,5 +1,5 @@
 import Foundation
-@testable import SluiceCore
+@testable import SluiceOTLP
 
 /// Payloads built by hand for the tests that need exact bytes.
 enum Payloads {
