@@ -913,3 +913,36 @@ def test_validate_accepts_a_valid_config(tmp_path):
     path, result = _validate(tmp_path, text, "valid.yaml")
     assert result.returncode == 0, result.stderr
     assert "valid" in result.stdout and result.stderr == ""
+
+
+# ----------------------------------------------------------------------------
+# memory_limiter: above the limit the receiver refuses with 503, nothing is taken
+
+
+def test_memory_limiter_refuses_above_the_limit(tmp_path, track_sluice):
+    """A limit below what the process already uses: every request is refused with
+    503, Retry-After and a Status body, the refusal is counted, and nothing reaches
+    the exporter."""
+
+    def config(ports):
+        return {
+            "receivers": {"otlp": {"protocols": {"http": {"endpoint": ports.address("otlp")}}}},
+            "processors": {"memory_limiter": {"check_interval": "100ms", "limit_mib": 4, "spike_limit_mib": 1}},
+            "exporters": {"nop": {}},
+            "service": {
+                "telemetry": {"metrics": {"address": ports.address("metrics")}},
+                "pipelines": {"logs": {"receivers": ["otlp"], "processors": ["memory_limiter"], "exporters": ["nop"]}},
+            },
+        }
+
+    process = rt.start_sluice(tmp_path, config, track_sluice)
+    response = rt.post(process.ports.url("otlp", "/v1/logs"), VALID_LOGS)
+    assert response.status == 503, response
+    assert int(response.headers["retry-after"]) >= 1
+    status = rt.decode_status(response)
+    assert "memory limit" in status["message"], status
+    m = rt.scrape(process.ports.url("metrics", "/metrics"))
+    assert rt.metric(m, "sluice_memory_limiter_refused_requests_total", processor="memory_limiter") >= 1
+    assert rt.metric(m, "sluice_receiver_accepted_items_total", receiver="otlp", signal="logs") == 0
+    assert rt.metric(m, "sluice_exporter_sent_items_total", exporter="nop", signal="logs") == 0
+    assert "memory above the soft limit" in process.stderr_tail()

@@ -24,6 +24,9 @@ public struct ExporterDelivery: Sendable {
         let failed: Counter
         let retries: Counter
         let deadLettered: Counter
+        /// Items per delivered payload, as a Prometheus summary's _sum and _count.
+        let batchItemsSum: Counter
+        let batchCount: Counter
     }
 
     public init(
@@ -47,7 +50,9 @@ public struct ExporterDelivery: Sendable {
             sent: metrics.counter("sluice_exporter_sent_items_total", "Items delivered to the destination.", labels: labels),
             failed: metrics.counter("sluice_exporter_send_failed_items_total", "Items in attempts that failed (each attempt counts).", labels: labels),
             retries: metrics.counter("sluice_exporter_retries_total", "Delivery attempts retried.", labels: labels),
-            deadLettered: metrics.counter("sluice_exporter_dead_lettered_items_total", "Items written to the dead-letter file.", labels: labels))
+            deadLettered: metrics.counter("sluice_exporter_dead_lettered_items_total", "Items written to the dead-letter file.", labels: labels),
+            batchItemsSum: metrics.counter("sluice_exporter_batch_items_sum", "Items in delivered payloads (sum; divide by _count for the mean batch size).", labels: labels),
+            batchCount: metrics.counter("sluice_exporter_batch_items_count", "Delivered payloads.", labels: labels))
     }
 
     /// Runs until the log is closed and drained, or the task is cancelled (the
@@ -78,6 +83,8 @@ public struct ExporterDelivery: Sendable {
             switch await exporter.export(batches, signal: signal) {
             case .delivered:
                 counters.sent.add(items)
+                counters.batchItemsSum.add(items)
+                counters.batchCount.increment()
                 if status.set(.active) {
                     logger.info("exporter recovered", metadata: ["exporter": "\(exporter.id)", "pipeline": "\(pipeline)"])
                 }
