@@ -61,7 +61,8 @@ public struct ConfigSubstitution: Sendable {
     private func resolve(_ reference: String) throws(Failure) -> String {
         var scheme = "env"
         var body = reference
-        if let colon = reference.firstIndex(of: ":"), !reference[..<colon].contains("-") {
+        // `${VAR:-default}` has no scheme; `${env:VAR}` and `${file:/p}` do.
+        if let colon = reference.firstIndex(of: ":"), reference[reference.index(after: colon)...].first != "-" {
             scheme = String(reference[..<colon])
             body = String(reference[reference.index(after: colon)...])
         }

@@ -1,0 +1,93 @@
+import Testing
+@testable import SluiceCore
+
+@Suite struct CollectorConfigTests {
+    static let base = """
+    receivers:
+      otlp:
+        protocols:
+          http:
+            endpoint: ${env:HOST:-0.0.0.0}:4318
+    exporters:
+      debug:
+        verbosity: ${VERBOSITY}
+      file/audit:
+        path: ${file:/secrets/path}
+    service:
+      shutdown_timeout: 10s
+      pipelines:
+        logs/audit:
+          receivers: [otlp]
+          exporters: [debug, file/audit]
+    """
+
+    func load(_ text: String, overrides: [String] = [], env: [String: String] = ["VERBOSITY": "normal"]) -> CollectorConfig {
+        CollectorConfig.load(text: text, file: "collector.yaml", overrides: overrides,
+                             substitution: ConfigSubstitution(environment: env, readFile: { $0 == "/secrets/path" ? "/data/audit.jsonl\n" : nil }))
+    }
+
+    @Test func readsPipelinesAndSubstitutes() throws {
+        let config = load(Self.base)
+        #expect(config.diagnostics.isEmpty, "\(config.diagnostics.all)")
+        let pipeline = try #require(config.pipelines.first)
+        #expect(pipeline.id.description == "logs/audit")
+        #expect(pipeline.signal == .logs)
+        #expect(pipeline.exporters.map(\.description) == ["debug", "file/audit"])
+        #expect(config.shutdownTimeout == .seconds(10))
+        let receiver = try #require(config.receivers.first?.config)
+        #expect(receiver.map("protocols")?.map("http")?.string("endpoint") == "0.0.0.0:4318")
+        let debug = try #require(config.exporters.first { $0.id.type == "debug" }?.config)
+        #expect(debug.string("verbosity") == "normal")
+        let file = try #require(config.exporters.first { $0.id.type == "file" }?.config)
+        #expect(file.string("path") == "/data/audit.jsonl")
+    }
+
+    @Test func setOverridesWithDotsAndDoubleColons() throws {
+        let config = load(Self.base, overrides: ["exporters.debug.verbosity=detailed", "exporters::file/audit::path=/tmp/x"])
+        #expect(config.exporters.first { $0.id.type == "debug" }?.config.string("verbosity") == "detailed")
+        #expect(config.exporters.first { $0.id.type == "file" }?.config.string("path") == "/tmp/x")
+    }
+
+    @Test func unknownKeyNamesLineAndSuggestion() {
+        let config = load(Self.base.replacingOccurrences(of: "shutdown_timeout", with: "shutdown_timout"))
+        #expect(config.diagnostics.all.map(\.description).contains("collector.yaml:12 service.shutdown_timout: unknown key (did you mean shutdown_timeout?)"),
+                "\(config.diagnostics.all)")
+    }
+
+    @Test func undefinedComponentAndBadPipelineAreReported() {
+        let text = Self.base.replacingOccurrences(of: "exporters: [debug, file/audit]", with: "exporters: [debug, fille/audit]")
+            .replacingOccurrences(of: "logs/audit:", with: "events:")
+        let messages = load(text).diagnostics.all.map(\.description)
+        #expect(messages.contains { $0.contains("'events' is not a pipeline id") }, "\(messages)")
+        let withBadExporter = load(Self.base.replacingOccurrences(of: "exporters: [debug, file/audit]", with: "exporters: [debug, fille/audit]"))
+        #expect(withBadExporter.diagnostics.all.contains { $0.description.contains("fille/audit is not defined under exporters (did you mean file/audit?)") })
+    }
+
+    @Test func unreadableFileReferenceIsAnError() {
+        let config = CollectorConfig.load(text: Self.base, file: "c.yaml", substitution: ConfigSubstitution(environment: [:], readFile: { _ in nil }))
+        #expect(config.diagnostics.all.contains { $0.description.contains("cannot read /secrets/path") && $0.line == 10 })
+    }
+
+    @Test func invalidYAMLHasALine() {
+        let config = load("receivers:\n  otlp: [\n")
+        #expect(config.diagnostics.all.first?.message.hasPrefix("not valid YAML") == true)
+        #expect(config.diagnostics.all.first?.line != nil)
+    }
+
+    @Test(arguments: [("200ms", Duration.milliseconds(200)), ("1h30m", .seconds(5400)), ("1.5s", .milliseconds(1500)), ("0", .zero), ("24h", .seconds(86400))])
+    func goDurations(text: String, expected: Duration) {
+        #expect(parseGoDuration(text) == expected)
+    }
+
+    @Test func durationsWithoutUnitsAreRefused() {
+        #expect(parseGoDuration("5") == nil)
+        #expect(parseGoDuration("5 parsecs") == nil)
+    }
+
+    @Test func substitutionRules() throws {
+        let s = ConfigSubstitution(environment: ["A": "x", "EMPTY": ""], readFile: { _ in nil })
+        #expect(try s.expand("${A}-${env:A}-${env:MISSING:-d}-${EMPTY:-e}-$$A") == "x-x-d-e-$A")
+        #expect(throws: ConfigSubstitution.Failure.self) { try s.expand("${vault:secret}") }
+        #expect(throws: ConfigSubstitution.Failure.self) { try s.expand("${A") }
+    }
+}
