@@ -118,8 +118,9 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     private enum State {
         case idle
         case receiving(HTTPRequestHead, ByteBuffer)
-        /// The body is over the limit: answered 413, the rest is read and dropped.
-        case discarding(keepAlive: Bool)
+        /// Answered early (413, 408): the rest of the body is read and dropped, up to
+        /// a cap, so the client sees the answer instead of a reset while it sends.
+        case discarding(remaining: Int)
         case responding
     }
 
@@ -148,6 +149,12 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             state = .receiving(head, context.channel.allocator.buffer(capacity: min(initial, limits.maxBodyBytes)))
         case .body(var chunk):
             switch state {
+            case .discarding(let remaining):
+                if chunk.readableBytes >= remaining {
+                    context.close(promise: nil)
+                } else {
+                    state = .discarding(remaining: remaining - chunk.readableBytes)
+                }
             case .receiving(let head, var body):
                 if body.readableBytes + chunk.readableBytes > limits.maxBodyBytes {
                     reject(context, head: head, status: .payloadTooLarge,
@@ -174,9 +181,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
                     let response = (try? result.get()) ?? .text(.internalServerError, "internal error\n")
                     handler.write(response, version: version, keepAlive: keepAlive, context: context)
                 }
-            case .discarding(let keepAlive):
-                state = .idle
-                if !keepAlive { context.close(promise: nil) }
+            case .discarding:
+                context.close(promise: nil)
             default:
                 break
             }
@@ -184,17 +190,17 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     private func reject(_ context: ChannelHandlerContext, head: HTTPRequestHead, status: HTTPResponseStatus, message: String) {
-        // Answer at once and close: reading a huge body only to discard it would let
-        // a client keep the connection busy.
-        state = .discarding(keepAlive: false)
+        // Answer at once. The connection closes when the request ends or after 8 MiB
+        // more (whichever is first): a client cannot keep it busy, and one that is
+        // still sending reads the answer instead of a broken pipe.
+        state = .discarding(remaining: 8 << 20)
         let response = responder.errorResponse(status, message: message, requestHeaders: head.headers)
         var headers = response.headers
         headers.replaceOrAdd(name: "Connection", value: "close")
         headers.replaceOrAdd(name: "Content-Length", value: String(response.body?.readableBytes ?? 0))
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
         if let body = response.body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-        let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
 
     private func write(_ response: HTTPServerResponse, version: HTTPVersion, keepAlive: Bool, context: ChannelHandlerContext) {
