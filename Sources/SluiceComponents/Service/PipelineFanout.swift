@@ -1,4 +1,5 @@
 import SluiceCore
+import Synchronization
 
 /// One pipeline as a receiver sees it: its processors and its log.
 struct PipelineRoute: Sendable {
@@ -19,21 +20,38 @@ struct PipelineFanout: ReceiverSink {
 
     func takes(_ signal: OTLPSignal) -> Bool { !(routes[signal]?.isEmpty ?? true) }
 
-    func accept(_ batch: OTLPBatch) -> AcceptResult {
+    func accept(_ batch: OTLPBatch, completion: @escaping @Sendable (AcceptResult) -> Void) {
+        let (result, appended) = append(batch)
+        guard case .accepted = result, !appended.isEmpty else { return completion(result) }
+        // Answer when every log has made its copy durable; if any could not, the
+        // client retries (the logs that did keep theirs: at-least-once).
+        let waiting = AtomicCountdown(appended.count)
+        for (log, sequence) in appended {
+            log.whenDurable(sequence) { stored in
+                if !stored { waiting.fail() }
+                if waiting.arrive() {
+                    completion(waiting.failed ? .refused(.storageUnavailable(pipeline: log.name), retryAfter: .seconds(5)) : result)
+                }
+            }
+        }
+    }
+
+    /// Runs the processors and appends; returns what to answer and where it went.
+    private func append(_ batch: OTLPBatch) -> (AcceptResult, [(any PipelineLog, UInt64)]) {
         guard let pipelines = routes[batch.signal], !pipelines.isEmpty else {
-            return .refused(.noPipeline(batch.signal), retryAfter: .seconds(5))
+            return (.refused(.noPipeline(batch.signal), retryAfter: .seconds(5)), [])
         }
         let bytes = batch.memoryBytes
         for pipeline in pipelines where !pipeline.log.hasRoom(for: bytes) {
             refusedFull.increment()
-            return .refused(.logFull(pipeline: pipeline.name), retryAfter: .seconds(1))
+            return (.refused(.logFull(pipeline: pipeline.name), retryAfter: .seconds(1)), [])
         }
         var copies: [OTLPBatch] = [batch]
         if pipelines.count > 1 {
             let encoded = batch.encodeProtobuf()
             for _ in 1..<pipelines.count {
                 guard let copy = try? OTLPBatch.decode(protobuf: encoded, signal: batch.signal, limits: OTLPDecodeLimits(maxBodyBytes: .max)) else {
-                    return .refused(.memoryLimit, retryAfter: .seconds(1))
+                    return (.refused(.memoryLimit, retryAfter: .seconds(1)), [])
                 }
                 copies.append(copy)
             }
@@ -44,19 +62,37 @@ struct PipelineFanout: ReceiverSink {
             for processor in pipeline.processors {
                 switch processor.process(copy) {
                 case .pass(let n): droppedHere += n
-                case .refuse(let reason, let after): return .refused(reason, retryAfter: after)
+                case .refuse(let reason, let after): return (.refused(reason, retryAfter: after), [])
                 }
             }
             dropped = max(dropped, droppedHere)
         }
+        var appended: [(any PipelineLog, UInt64)] = []
         for (pipeline, copy) in zip(pipelines, copies) {
-            if case .full = pipeline.log.append(copy, items: copy.itemCount, bytes: copy.memoryBytes) {
+            switch pipeline.log.append(copy, items: copy.itemCount, bytes: copy.memoryBytes) {
+            case .appended(let sequence):
+                appended.append((pipeline.log, sequence))
+            case .full:
                 // Only reachable when another receiver filled the log between the
                 // check and here; earlier pipelines keep their copy (at-least-once).
                 refusedFull.increment()
-                return .refused(.logFull(pipeline: pipeline.name), retryAfter: .seconds(1))
+                return (.refused(.logFull(pipeline: pipeline.name), retryAfter: .seconds(1)), [])
             }
         }
-        return .accepted(rejected: dropped, message: dropped > 0 ? "\(dropped) \(batch.signal.itemName) dropped by processors" : nil)
+        return (.accepted(rejected: dropped, message: dropped > 0 ? "\(dropped) \(batch.signal.itemName) dropped by processors" : nil), appended)
     }
+}
+
+/// Counts the logs still to confirm a request; the last one to arrive answers.
+final class AtomicCountdown: Sendable {
+    private let remaining: Atomic<Int>
+    private let anyFailed = Atomic<Bool>(false)
+
+    init(_ count: Int) { remaining = Atomic(count) }
+
+    func fail() { anyFailed.store(true, ordering: .sequentiallyConsistent) }
+    var failed: Bool { anyFailed.load(ordering: .sequentiallyConsistent) }
+
+    /// True for the last arrival.
+    func arrive() -> Bool { remaining.subtract(1, ordering: .sequentiallyConsistent).newValue == 0 }
 }

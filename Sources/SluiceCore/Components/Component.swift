@@ -50,6 +50,8 @@ public enum AcceptResult: Sendable, Equatable {
 
 public enum RefusalReason: Sendable, Equatable, CustomStringConvertible {
     case logFull(pipeline: String)
+    /// The disk log could not store the request (disk full, I/O error).
+    case storageUnavailable(pipeline: String)
     case memoryLimit
     case shuttingDown
     case noPipeline(OTLPSignal)
@@ -57,6 +59,7 @@ public enum RefusalReason: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .logFull(let pipeline): "pipeline \(pipeline) is full; retry later"
+        case .storageUnavailable(let pipeline): "pipeline \(pipeline) cannot store data right now; retry later"
         case .memoryLimit: "memory limit reached; retry later"
         case .shuttingDown: "the collector is shutting down"
         case .noPipeline(let signal): "no pipeline takes \(signal) from this receiver"
@@ -67,16 +70,17 @@ public enum RefusalReason: Sendable, Equatable, CustomStringConvertible {
     public var httpStatus: Int {
         switch self {
         case .logFull: 429
-        case .memoryLimit, .shuttingDown, .noPipeline: 503
+        case .memoryLimit, .shuttingDown, .noPipeline, .storageUnavailable: 503
         }
     }
 }
 
 /// Where a receiver delivers: runs the processors of every pipeline that takes the
-/// signal from this receiver, then appends to their logs. The client is answered
-/// with the result, after the append.
+/// signal from this receiver, then appends to their logs. `completion` is called
+/// once, when every log has the data (for a disk log: written, and fsynced when
+/// asked for) or when it was refused; the client is answered then.
 public protocol ReceiverSink: Sendable {
-    func accept(_ batch: OTLPBatch) -> AcceptResult
+    func accept(_ batch: OTLPBatch, completion: @escaping @Sendable (AcceptResult) -> Void)
     /// Whether any pipeline takes this signal from the receiver (else 404-like answers).
     func takes(_ signal: OTLPSignal) -> Bool
 }

@@ -60,6 +60,8 @@ public final class MemoryPipelineLog: PipelineLog {
         return result
     }
 
+    public func whenDurable(_ sequence: UInt64, _ callback: @escaping @Sendable (Bool) -> Void) { callback(true) }
+
     public func cursor(_ reader: ComponentID) -> any LogCursor {
         state.withLock { s in
             if s.readers[reader] == nil {

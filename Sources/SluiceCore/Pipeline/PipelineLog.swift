@@ -39,6 +39,10 @@ public protocol PipelineLog: AnyObject, Sendable {
     var name: String { get }
     /// Appends, or refuses when the byte limit would be passed.
     func append(_ batch: OTLPBatch, items: Int, bytes: Int) -> AppendResult
+    /// Calls back once everything up to `sequence` is as durable as the log promises
+    /// (true), or could not be stored (false: the entry is gone from the log, and
+    /// the client must be told to retry). The memory log calls back at once.
+    func whenDurable(_ sequence: UInt64, _ callback: @escaping @Sendable (Bool) -> Void)
     /// Whether `bytes` more would fit now (to check every pipeline before appending
     /// to any).
     func hasRoom(for bytes: Int) -> Bool

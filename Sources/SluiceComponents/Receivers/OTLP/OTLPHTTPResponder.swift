@@ -15,7 +15,9 @@ struct OTLPHTTPResponder: HTTPRequestResponder {
     enum Encoding { case protobuf, json }
 
     func respond(to request: HTTPServerRequest, on eventLoop: any EventLoop) -> EventLoopFuture<HTTPServerResponse> {
-        eventLoop.makeSucceededFuture(handle(request))
+        let promise = eventLoop.makePromise(of: HTTPServerResponse.self)
+        handle(request) { promise.succeed($0) }
+        return promise.futureResult
     }
 
     /// 413 and 408 from the server itself still carry a `google.rpc.Status` in the
@@ -26,17 +28,30 @@ struct OTLPHTTPResponder: HTTPRequestResponder {
         return status(httpStatus, code: httpStatus == .requestTimeout ? 4 : 3, message, json ? .json : .protobuf)
     }
 
-    func handle(_ request: HTTPServerRequest) -> HTTPServerResponse {
+    /// Answers through `reply`: at once for a request that is refused, and after the
+    /// pipeline logs have the data for one that is taken (a disk log answers after
+    /// its write, and after fsync when that is asked for).
+    func handle(_ request: HTTPServerRequest, reply: @escaping @Sendable (HTTPServerResponse) -> Void) {
         let origin = request.headers.first(name: "origin")
-        var response = route(request)
-        if let origin, let cors = config.cors, cors.allows(origin: origin) {
-            response.headers.replaceOrAdd(name: "Access-Control-Allow-Origin", value: origin)
-            response.headers.add(name: "Vary", value: "Origin")
+        let cors = config.cors
+        let withCORS: @Sendable (HTTPServerResponse) -> Void = { response in
+            var response = response
+            if let origin, let cors, cors.allows(origin: origin) {
+                response.headers.replaceOrAdd(name: "Access-Control-Allow-Origin", value: origin)
+                response.headers.add(name: "Vary", value: "Origin")
+            }
+            reply(response)
         }
-        return response
+        route(request, reply: withCORS)
     }
 
-    private func route(_ request: HTTPServerRequest) -> HTTPServerResponse {
+    private func route(_ request: HTTPServerRequest, reply: @escaping @Sendable (HTTPServerResponse) -> Void) {
+        if let early = decode(request, reply: reply) { reply(early) }
+    }
+
+    /// Decodes the request and hands it to the pipelines, or returns the answer that
+    /// refuses it.
+    private func decode(_ request: HTTPServerRequest, reply: @escaping @Sendable (HTTPServerResponse) -> Void) -> HTTPServerResponse? {
         guard let signal = config.paths.first(where: { $0.value == request.path })?.key else {
             return .text(.notFound, "unknown path \(request.path); OTLP/HTTP paths are \(config.paths.values.sorted().joined(separator: ", "))\n")
         }
@@ -89,7 +104,12 @@ struct OTLPHTTPResponder: HTTPRequestResponder {
         }
         let items = batch.itemCount
         counters.received(signal).add(items)
-        switch sink.accept(batch) {
+        sink.accept(batch) { result in reply(self.answer(result, signal: signal, items: items, encoding)) }
+        return nil
+    }
+
+    private func answer(_ result: AcceptResult, signal: OTLPSignal, items: Int, _ encoding: Encoding) -> HTTPServerResponse {
+        switch result {
         case .accepted(let rejected, let message):
             counters.accepted(signal).add(items - rejected)
             counters.dropped(signal).add(rejected)
