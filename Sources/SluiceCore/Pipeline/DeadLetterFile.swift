@@ -57,7 +57,7 @@ public final class DeadLetterFile: Sendable {
 }
 
 extension ISO8601DateFormatter {
-    nonisolated(unsafe) static let withFractionalSeconds: ISO8601DateFormatter = {
+    nonisolated(unsafe) public static let withFractionalSeconds: ISO8601DateFormatter = {
         // nonisolated(unsafe): ISO8601DateFormatter is documented thread-safe for
         // formatting once configured, and this one is never reconfigured.
         let formatter = ISO8601DateFormatter()

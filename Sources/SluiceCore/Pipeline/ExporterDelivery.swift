@@ -17,13 +17,13 @@ public struct ExporterDelivery: Sendable {
     /// Sleeping is injected so tests can pass hours of backoff in milliseconds.
     public let sleep: @Sendable (Duration) async throws -> Void
     public let now: @Sendable () -> ContinuousClock.Instant
-    let counters: Counters
+    public let counters: Counters
 
-    struct Counters: Sendable {
-        let sent: Counter
+    public struct Counters: Sendable {
+        public let sent: Counter
         let failed: Counter
         let retries: Counter
-        let deadLettered: Counter
+        public let deadLettered: Counter
         /// Items per delivered payload, as a Prometheus summary's _sum and _count.
         let batchItemsSum: Counter
         let batchCount: Counter
