@@ -115,6 +115,25 @@ public final class ConfigMap: @unchecked Sendable {
         return value
     }
 
+    /// A size in bytes: a whole number, or with a unit (`512MiB`, `1GiB`, `100MB`).
+    public func byteSize(_ key: String) -> Int? {
+        guard let text = string(key)?.replacingOccurrences(of: " ", with: "") else { return nil }
+        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40),
+                                      ("KB", 1000), ("MB", 1_000_000), ("GB", 1_000_000_000), ("TB", 1_000_000_000_000), ("B", 1)]
+        var number = Substring(text)
+        var scale = 1
+        for (suffix, factor) in units where text.hasSuffix(suffix) {
+            number = text.dropLast(suffix.count)
+            scale = factor
+            break
+        }
+        guard let value = Int(number), value >= 0, value <= Int.max / scale else {
+            report(key, "expected a size such as 1073741824, 512MiB or 1GiB, not '\(text)'")
+            return nil
+        }
+        return value * scale
+    }
+
     public func enumeration(_ key: String, _ allowed: [String]) -> String? {
         guard let text = string(key) else { return nil }
         guard allowed.contains(text) else {
