@@ -32,7 +32,7 @@ let package = Package(
         .target(
             name: "SluiceCore",
             dependencies: [
-                "SluiceOTLP",
+                "SluiceOTLP", "CZlib",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ],

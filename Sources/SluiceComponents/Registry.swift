@@ -14,6 +14,7 @@ extension ComponentRegistry {
         registry.register(NopExporterFactory())
         registry.register(OTLPHTTPExporterFactory())
         registry.register(HealthCheckExtensionFactory())
+        registry.register(FileStorageExtensionFactory())
         return registry
     }()
 }

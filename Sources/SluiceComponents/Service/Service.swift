@@ -63,9 +63,19 @@ public final class Service: Sendable {
             if let made = factory.make(id: id, config: section, context: context), used.contains(id) { exporters[id] = made }
         }
         var extensions: [any Extension] = []
+        var storages: [ComponentID: FileStorageSettings] = [:]
         for (id, section) in config.extensions {
             guard let factory = registry.extensions[id.type] else { unknown(.extension, id, section.line); continue }
-            if let made = factory.make(id: id, config: section, context: context), config.serviceExtensions.contains(id) { extensions.append(made) }
+            guard let made = factory.make(id: id, config: section, context: context) else { continue }
+            if config.serviceExtensions.contains(id) {
+                extensions.append(made)
+                if let storage = made as? any DiskStorageProvider { storages[id] = storage.settings }
+            }
+        }
+        for (id, exporter) in exporters {
+            guard let storage = exporter.queue.storage, storages[storage] == nil else { continue }
+            diagnostics.report(line: config.exporters.first { $0.id == id }?.config.line, path: "exporters.\(id).sending_queue.storage",
+                               "\(storage) is not a file_storage extension listed in service.extensions")
         }
         for pipeline in config.pipelines {
             for id in pipeline.receivers where receiverSignals[id].map({ !$0.contains(pipeline.signal) }) ?? false {
@@ -80,12 +90,30 @@ public final class Service: Sendable {
         var pipelines: [Pipeline] = []
         for pipeline in config.pipelines {
             let chain = pipeline.processors.compactMap { processors[$0] }
-            let limit = pipeline.exporters.compactMap { exporters[$0]?.queue }.map { $0.sizer == .bytes ? $0.queueSize : 64 << 20 }.max() ?? 64 << 20
-            let log = MemoryPipelineLog(name: pipeline.id.description, limitBytes: limit)
+            let queues = pipeline.exporters.compactMap { exporters[$0]?.queue }
+            let limit = queues.map { $0.sizer == .bytes ? $0.queueSize : 64 << 20 }.max() ?? 64 << 20
+            // The pipeline's log is on disk when any of its exporters asks for the
+            // Collector's persistent queue (DESIGN.md).
+            let log: any PipelineLog
+            if let storage = queues.compactMap(\.storage).first.flatMap({ storages[$0] }) {
+                do {
+                    log = try DiskPipelineLog.open(directory: storage.directory, name: pipeline.id.description, signal: pipeline.signal,
+                                                   readers: pipeline.exporters, settings: storage.log, logger: context.logger, metrics: context.metrics)
+                } catch {
+                    diagnostics.report(line: pipeline.line, path: "service.pipelines.\(pipeline.id)", "\(error)")
+                    continue
+                }
+            } else {
+                log = MemoryPipelineLog(name: pipeline.id.description, limitBytes: limit)
+            }
             let shape = chain.compactMap(\.batchShape).last ?? .unbatched
             pipelines.append(Pipeline(config: pipeline, log: log, processors: chain, shape: shape))
             context.metrics.gauge("sluice_pipeline_log_bytes", "Bytes held in the pipeline log.", labels: [("pipeline", log.name)]) { Double(log.usedBytes) }
             context.metrics.gauge("sluice_pipeline_log_limit_bytes", "The pipeline log's byte limit.", labels: [("pipeline", log.name)]) { Double(log.limitBytes) }
+        }
+        guard diagnostics.isEmpty else {
+            for pipeline in pipelines { pipeline.log.close() }
+            return nil
         }
         var sinks: [ComponentID: PipelineFanout] = [:]
         for id in receivers.keys {
@@ -180,7 +208,10 @@ public final class Service: Sendable {
                 return true
             }
             group.addTask {
+                // At the deadline the delivery loops are cancelled: the group waits for
+                // both children, and the other one waits for the loops.
                 try? await Task.sleep(until: deadline)
+                if !Task.isCancelled { for task in tasks { task.cancel() } }
                 return false
             }
             let first = await group.next() ?? false
@@ -191,12 +222,20 @@ public final class Service: Sendable {
         if !drained {
             for task in tasks { task.cancel() }
             for task in tasks { await task.value }
+            var kept = 0
             for pipeline in pipelines {
-                for id in pipeline.config.exporters { left += pipeline.log.lag(id).items }
+                let lag = pipeline.config.exporters.reduce(0) { $0 + pipeline.log.lag($1).items }
+                if pipeline.log is DiskPipelineLog { kept += lag } else { left += lag }
             }
-            undeliveredAtShutdown.add(left)
-            context.logger.error("shutdown timeout passed with data undelivered; it is lost with the memory log",
-                                 metadata: ["items": "\(left)", "shutdown_timeout": "\(shutdownTimeout)"])
+            if kept > 0 {
+                context.logger.info("shutdown timeout passed; undelivered data stays in the disk log for the next start",
+                                    metadata: ["items": "\(kept)", "shutdown_timeout": "\(shutdownTimeout)"])
+            }
+            if left > 0 {
+                undeliveredAtShutdown.add(left)
+                context.logger.error("shutdown timeout passed with data undelivered; it is lost with the memory log",
+                                     metadata: ["items": "\(left)", "shutdown_timeout": "\(shutdownTimeout)"])
+            }
         }
         for processor in processors.values { await processor.shutdown() }
         for exporter in exporters.values { await exporter.shutdown() }

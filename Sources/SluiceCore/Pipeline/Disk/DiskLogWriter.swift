@@ -1,0 +1,368 @@
+import Foundation
+import Logging
+
+/// The one thread that writes a disk log: it owns the active segment's descriptor,
+/// writes queued entries (many per system call), fsyncs per policy, starts new
+/// segments, saves cursors and deletes released segments. Appending threads only
+/// queue; they never wait for it.
+///
+/// Lives on its own `Thread`, created there and never shared, so it needs no locks
+/// of its own; everything shared goes through `DiskPipelineLog.state`.
+final class DiskLogWriter {
+    struct Active: Sendable {
+        var fd: Int32
+        var path: String
+        var first: UInt64
+        var bytes: Int
+    }
+
+    private let log: DiskPipelineLog
+    private var active: Active?
+    /// Entries written to the active segment and not yet handed to readers.
+    private var written: [(pending: DiskPipelineLog.Pending, offset: Int)] = []
+    /// Entries gathered for the next write, and their bytes.
+    private var buffered: [(pending: DiskPipelineLog.Pending, offset: Int)] = []
+    private var buffer: [UInt8] = []
+    /// Bytes of entries taken from the queue and not yet published or failed.
+    private var inFlight = 0
+    /// Written since the last fsync, and since when.
+    private var dirtySince: ContinuousClock.Instant?
+    private var savedCursors: [ComponentID: UInt64] = [:]
+
+    private var settings: DiskLogSettings { log.settings }
+    private var logger: Logger { log.logger }
+    private let maxBuffer = 8 << 20
+
+    init(log: DiskPipelineLog, active: Active?) {
+        self.log = log
+        self.active = active
+    }
+
+    private struct Round {
+        var pending: [DiskPipelineLog.Pending]
+        var deletions: [DiskPipelineLog.SegmentInfo]
+        var cursors: [(ComponentID, UInt64)]?
+        var closing: Bool
+        var flushes: [DispatchSemaphore]
+    }
+
+    func run() {
+        while true {
+            var timeout = DispatchTime.distantFuture
+            if case .interval(let interval) = settings.fsync, let since = dirtySince {
+                let remaining = since + interval - ContinuousClock.now
+                let nanos = max(0, remaining.components.seconds * 1_000_000_000 + remaining.components.attoseconds / 1_000_000_000)
+                timeout = .now() + .nanoseconds(Int(min(nanos, Int64(Int32.max))))
+            }
+            _ = log.wake.wait(timeout: timeout)
+            let round = log.state.withLock { s -> Round in
+                s.writerSignaled = false
+                let round = Round(pending: s.pending, deletions: s.toDelete,
+                                  cursors: s.cursorsDirty ? s.readers.map { ($0.key, $0.value.committed) } : nil,
+                                  closing: s.closed, flushes: s.flushRequests)
+                s.pending.removeAll(keepingCapacity: true)
+                s.toDelete.removeAll()
+                s.cursorsDirty = false
+                s.flushRequests.removeAll()
+                return round
+            }
+            write(round.pending)
+            if case .interval(let interval) = settings.fsync, let since = dirtySince, ContinuousClock.now - since >= interval {
+                syncActive()
+            }
+            if round.closing || !round.flushes.isEmpty { syncActive() }
+            if let cursors = round.cursors { save(cursors) }
+            delete(round.deletions)
+            if round.closing {
+                if let active { close(active.fd) }
+                active = nil
+                let waiters = log.state.withLock { s -> [@Sendable (Bool) -> Void] in
+                    s.writerFinished = true
+                    let waiters = s.durableWaiters.map(\.callback)
+                    s.durableWaiters.removeAll()
+                    return waiters
+                }
+                for waiter in waiters { waiter(false) }
+                for flush in round.flushes { flush.signal() }
+                // Flushes asked for while this round ran see `writerFinished` or are here.
+                let late = log.state.withLock { s -> [DispatchSemaphore] in
+                    defer { s.flushRequests.removeAll() }
+                    return s.flushRequests
+                }
+                for flush in late { flush.signal() }
+                log.writerDone.signal()
+                return
+            }
+            for flush in round.flushes { flush.signal() }
+        }
+    }
+
+    // MARK: Writing
+
+    private func write(_ pending: [DiskPipelineLog.Pending]) {
+        guard !pending.isEmpty else { return }
+        let segmentLimit = settings.effectiveSegmentBytes
+        for entry in pending {
+            inFlight += entry.size
+            if settings.whenFull == .dropOldest { makeRoom(for: entry) }
+            let used = (active?.bytes ?? 0) + buffer.count
+            if active == nil || (used > 0 && used + entry.size > segmentLimit) {
+                writeBuffer()
+                publishWritten()
+                guard startSegment(first: entry.sequence) else {
+                    fail([entry], reason: "cannot start a new segment")
+                    continue
+                }
+            }
+            let offset = active!.bytes + buffer.count
+            buffer.append(contentsOf: SegmentFormat.header(payloadLength: entry.payload.count, sequence: entry.sequence, items: entry.items,
+                                                           signal: entry.signal, appendedAtMillis: entry.appendedAtMillis, payloadCRC: entry.payloadCRC))
+            buffer.append(contentsOf: entry.payload)
+            buffered.append((entry, offset))
+            if buffer.count >= maxBuffer { writeBuffer() }
+        }
+        writeBuffer()
+        publishWritten()
+    }
+
+    /// Writes the gathered entries at the end of the active segment. On failure the
+    /// file is cut back to where they started, and they fail.
+    private func writeBuffer() {
+        guard !buffered.isEmpty, let current = active else { return }
+        do {
+            try POSIXFile.writeAll(current.fd, buffer, at: current.bytes, path: current.path)
+            active!.bytes += buffer.count
+            written.append(contentsOf: buffered)
+            if dirtySince == nil { dirtySince = ContinuousClock.now }
+            buffered.removeAll(keepingCapacity: true)
+            buffer.removeAll(keepingCapacity: true)
+        } catch {
+            _ = ftruncate(current.fd, off_t(current.bytes))
+            let failed = buffered.map(\.pending)
+            buffered.removeAll(keepingCapacity: true)
+            buffer.removeAll(keepingCapacity: true)
+            // Earlier entries are answered first: sequences are answered in order.
+            publishWritten()
+            fail(failed, reason: "\(error)")
+        }
+    }
+
+    /// Hands written entries to readers and answers `whenDurable`; with
+    /// `fsync: always`, after one fsync for all of them.
+    private func publishWritten() {
+        guard !written.isEmpty, let current = active else { return }
+        if settings.fsync == .always {
+            do {
+                try POSIXFile.sync(current.fd, path: current.path)
+                dirtySince = nil
+            } catch {
+                let start = written[0].offset
+                _ = ftruncate(current.fd, off_t(start))
+                active!.bytes = start
+                let failed = written.map(\.pending)
+                written.removeAll(keepingCapacity: true)
+                fail(failed, reason: "\(error)")
+                return
+            }
+        }
+        let entries = written
+        written.removeAll(keepingCapacity: true)
+        let bytes = entries.reduce(0) { $0 + $1.pending.size }
+        inFlight -= bytes
+        let (durable, readers, recovered) = log.state.withLock { s -> ([(callback: @Sendable (Bool) -> Void, stored: Bool)], [CheckedContinuation<Void, Never>], Bool) in
+            let segmentIndex = s.segments.count - 1
+            for (entry, offset) in entries {
+                s.totalItems += entry.items
+                s.totalBytes += entry.size
+                s.entries.append(DiskPipelineLog.IndexEntry(
+                    sequence: entry.sequence, segment: current.first, offset: offset, size: entry.size, items: entry.items,
+                    appendedAtMillis: entry.appendedAtMillis, cumulativeItems: s.totalItems, cumulativeBytes: s.totalBytes,
+                    batch: entry.batch, cachedBytes: entry.cachedBytes))
+                s.segments[segmentIndex].lastSequence = entry.sequence
+            }
+            s.segments[segmentIndex].bytes += bytes
+            s.diskBytes += bytes
+            s.pendingBytes -= bytes
+            s.resolvedThrough = max(s.resolvedThrough, entries.last!.pending.sequence)
+            let recovered = s.failure != nil
+            s.failure = nil
+            return (takeDurableWaiters(&s), takeReaderWaiters(&s), recovered)
+        }
+        if recovered {
+            logger.info("pipeline log: writing works again; receivers take data again", metadata: ["pipeline": "\(log.name)"])
+        }
+        for waiter in readers { waiter.resume() }
+        for waiter in durable { waiter.callback(waiter.stored) }
+    }
+
+    /// Entries that could not be stored: gone from the log, their clients told to retry.
+    private func fail(_ entries: [DiskPipelineLog.Pending], reason: String) {
+        guard !entries.isEmpty else { return }
+        let bytes = entries.reduce(0) { $0 + $1.size }
+        inFlight -= bytes
+        log.counters.writeErrors.increment()
+        let retryAt = ContinuousClock.now + DiskPipelineLog.writeRetryDelay
+        let (durable, firstFailure) = log.state.withLock { s -> ([(callback: @Sendable (Bool) -> Void, stored: Bool)], Bool) in
+            s.pendingBytes -= bytes
+            for entry in entries {
+                s.cachedBytes -= entry.cachedBytes
+                s.failed.insert(entry.sequence)
+            }
+            s.resolvedThrough = max(s.resolvedThrough, entries.last!.sequence)
+            if s.failed.count > 4096 {
+                let keepFrom = s.resolvedThrough > 4096 ? s.resolvedThrough - 4096 : 0
+                s.failed = s.failed.filter { $0 > keepFrom }
+            }
+            let firstFailure = s.failure == nil
+            s.failure = DiskPipelineLog.WriteFailure(retryAt: retryAt, probing: false)
+            return (takeDurableWaiters(&s), firstFailure)
+        }
+        let level: Logger.Level = firstFailure ? .error : .debug
+        logger.log(level: level, "pipeline log: cannot write to disk; receivers answer 503 and clients retry until it can",
+                   metadata: ["pipeline": "\(log.name)", "error": "\(reason)", "entries": "\(entries.count)",
+                              "retry_in": "\(DiskPipelineLog.writeRetryDelay)"])
+        for waiter in durable { waiter.callback(waiter.stored) }
+    }
+
+    private func takeDurableWaiters(_ s: inout DiskPipelineLog.State) -> [(callback: @Sendable (Bool) -> Void, stored: Bool)] {
+        guard !s.durableWaiters.isEmpty else { return [] }
+        var ready: [(callback: @Sendable (Bool) -> Void, stored: Bool)] = []
+        let through = s.resolvedThrough, failed = s.failed
+        s.durableWaiters.removeAll { waiter in
+            guard waiter.sequence <= through else { return false }
+            ready.append((waiter.callback, !failed.contains(waiter.sequence)))
+            return true
+        }
+        return ready
+    }
+
+    private func takeReaderWaiters(_ s: inout DiskPipelineLog.State) -> [CheckedContinuation<Void, Never>] {
+        var waiters: [CheckedContinuation<Void, Never>] = []
+        for key in s.readers.keys {
+            if let waiter = s.readers[key]!.waiter {
+                waiters.append(waiter)
+                s.readers[key]!.waiter = nil
+            }
+        }
+        return waiters
+    }
+
+    // MARK: Segments
+
+    private func startSegment(first: UInt64) -> Bool {
+        if let old = active {
+            if settings.fsync != .never, dirtySince != nil {
+                do { try POSIXFile.sync(old.fd, path: old.path) } catch {
+                    logger.error("pipeline log: fsync of a finished segment failed", metadata: ["pipeline": "\(log.name)", "error": "\(error)"])
+                }
+            }
+            dirtySince = nil
+            close(old.fd)
+            active = nil
+        }
+        let path = log.directory + "/" + SegmentFormat.segmentName(first: first)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            logger.debug("pipeline log: cannot create a segment", metadata: ["path": "\(path)", "error": "\(String(cString: strerror(errno)))"])
+            return false
+        }
+        if settings.fsync != .never { try? POSIXFile.syncDirectory(log.directory) }
+        active = Active(fd: fd, path: path, first: first, bytes: 0)
+        log.state.withLock { s in
+            s.segments.append(DiskPipelineLog.SegmentInfo(first: first, path: path, bytes: 0, lastSequence: 0, quarantined: false))
+        }
+        return true
+    }
+
+    private func syncActive() {
+        guard let current = active, dirtySince != nil else { return }
+        do { try POSIXFile.sync(current.fd, path: current.path) } catch {
+            logger.error("pipeline log: fsync failed", metadata: ["pipeline": "\(log.name)", "error": "\(error)"])
+        }
+        dirtySince = nil
+    }
+
+    /// `when_full: drop_oldest`: deletes the oldest segments, read or not, until the
+    /// entry fits; if only the active segment is left, starts a new one first so the
+    /// old one can go too.
+    private func makeRoom(for entry: DiskPipelineLog.Pending) {
+        let limit = settings.maxSizeBytes
+        while true {
+            // inFlight holds this entry and every taken one not yet counted in diskBytes.
+            let over = log.state.withLock { $0.diskBytes } + inFlight > limit
+            guard over else { return }
+            if log.state.withLock({ $0.segments.count }) <= 1 {
+                guard let current = active, current.bytes + buffer.count > 0 else { return }
+                writeBuffer()
+                publishWritten()
+                guard startSegment(first: entry.sequence) else { return }
+            }
+            guard dropOldestSegment() else { return }
+        }
+    }
+
+    private func dropOldestSegment() -> Bool {
+        let dropped = log.state.withLock { s -> (segment: DiskPipelineLog.SegmentInfo, entries: Int, items: Int, moved: Int)? in
+            guard s.segments.count > 1 else { return nil }
+            let segment = s.segments.removeFirst()
+            s.diskBytes -= segment.bytes
+            var entries = 0, items = 0
+            while s.head < s.entries.count, s.entries[s.head].sequence <= segment.lastSequence {
+                if !s.entries[s.head].corrupt {
+                    entries += 1
+                    items += s.entries[s.head].items
+                }
+                s.cachedBytes -= s.entries[s.head].cachedBytes
+                s.entries[s.head].batch = nil
+                s.head += 1
+            }
+            var moved = 0
+            for key in s.readers.keys where s.readers[key]!.committed < segment.lastSequence {
+                s.readers[key]!.committed = segment.lastSequence
+                s.readers[key]!.readPosition = max(s.readers[key]!.readPosition, segment.lastSequence)
+                moved += 1
+            }
+            if moved > 0 { s.cursorsDirty = true }
+            return (segment, entries, items, moved)
+        }
+        guard let dropped else { return false }
+        remove(dropped.segment)
+        if dropped.items > 0 || dropped.entries > 0 {
+            log.counters.dropped.add(dropped.items)
+            logger.warning("pipeline log full: dropped the oldest segment before every exporter had it (when_full: drop_oldest)",
+                           metadata: ["pipeline": "\(log.name)", "segment": "\(dropped.segment.path)", "entries": "\(dropped.entries)",
+                                      "items": "\(dropped.items)", "limit_bytes": "\(settings.maxSizeBytes)"])
+        }
+        return true
+    }
+
+    private func delete(_ segments: [DiskPipelineLog.SegmentInfo]) {
+        for segment in segments { remove(segment) }
+    }
+
+    /// Deletes a released segment, or leaves a quarantined one as `.corrupt` for inspection.
+    private func remove(_ segment: DiskPipelineLog.SegmentInfo) {
+        if segment.quarantined {
+            if !segment.path.hasSuffix(".corrupt") { rename(segment.path, segment.path + ".corrupt") }
+        } else {
+            unlink(segment.path)
+        }
+    }
+
+    // MARK: Cursors
+
+    private func save(_ cursors: [(ComponentID, UInt64)]) {
+        var failed = false
+        for (reader, committed) in cursors where savedCursors[reader] != committed {
+            do {
+                try log.cursorStore.save(reader, committed: committed)
+                savedCursors[reader] = committed
+            } catch {
+                failed = true
+                logger.warning("pipeline log: cannot save a reader's position; it will be retried (a restart now would repeat some deliveries)",
+                               metadata: ["pipeline": "\(log.name)", "reader": "\(reader)", "error": "\(error)"])
+            }
+        }
+        if failed { log.state.withLock { $0.cursorsDirty = true } }
+    }
+}
