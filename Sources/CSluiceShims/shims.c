@@ -10,3 +10,4 @@ int sluice_inflate_init2(z_stream *stream, int window_bits) { return inflateInit
 int sluice_deflate_init2(z_stream *stream, int level, int window_bits) {
     return deflateInit2(stream, level, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY);
 }
+int sluice_mallopt(int param, int value) { return mallopt(param, value); }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CSluiceShims
 import Dispatch
 import Foundation
 import Logging
@@ -18,6 +19,13 @@ struct Run: AsyncParsableCommand {
     var dataDirectory: String = "data"
 
     func run() async throws {
+        // Decoded batches are large, short-lived allocations. With a fixed mmap
+        // threshold they come from mmap and go back to the system when freed; glibc's
+        // default raises the threshold after the first such free, after which freed
+        // batches stay in the heap and the resident size follows the peak, not the
+        // live data. Two malloc arenas are plenty for two event loops.
+        _ = sluice_mallopt(Int32(SLUICE_M_MMAP_THRESHOLD), 128 * 1024)
+        _ = sluice_mallopt(Int32(SLUICE_M_ARENA_MAX), 2)
         let config = options.load()
         let format: StructuredLogHandler.Format
         switch logFormat ?? (config.telemetry.logEncoding == "console" ? "text" : "json") {

@@ -6,6 +6,7 @@
 #include <openssl/ssl.h>
 #include <openssl/bio.h>
 #include <zlib.h>
+#include <malloc.h>
 
 long sluice_bio_pending(BIO *bio);
 long sluice_ssl_set_tlsext_host_name(SSL *ssl, const char *name);
@@ -17,5 +18,9 @@ int sluice_ssl_ctx_set_alpn_protos(SSL_CTX *ctx, const unsigned char *protos, un
 int sluice_inflate_init2(z_stream *stream, int window_bits);
 /// zlib's `deflateInit2` is a macro too.
 int sluice_deflate_init2(z_stream *stream, int level, int window_bits);
+
+/// glibc's mallopt and the two parameters Sluice tunes (macros in malloc.h).
+int sluice_mallopt(int param, int value);
+enum { SLUICE_M_MMAP_THRESHOLD = M_MMAP_THRESHOLD, SLUICE_M_ARENA_MAX = M_ARENA_MAX };
 
 #endif

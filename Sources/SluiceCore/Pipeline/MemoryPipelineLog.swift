@@ -158,8 +158,9 @@ public final class MemoryPipelineLog: PipelineLog {
                 s.appendedAt[s.entries[s.head].sequence] = nil
                 s.head += 1
             }
-            // Compact now and then so the array does not grow without end.
-            if s.head > 1024, s.head * 2 > s.entries.count {
+            // Drop delivered entries at once: each holds its batch's arena, and the
+            // memory must go back when the data is delivered, not later.
+            if s.head > 0 {
                 s.entries.removeFirst(s.head)
                 s.head = 0
             }

@@ -18,6 +18,10 @@ final class OTLPArena {
     /// Bytes handed out: what the decoded batch costs.
     var usedBytes: Int { sluice_arena_used(raw) }
 
+    /// Bytes taken from the system, unused chunk tails included: what the batch
+    /// really costs while it is held.
+    var reservedBytes: Int { sluice_arena_reserved(raw) }
+
     func allocate(_ size: Int) -> UnsafeMutableRawPointer? { sluice_arena_alloc(raw, size) }
 
     /// A NUL-terminated copy of `bytes`, as protobuf-c keeps strings.

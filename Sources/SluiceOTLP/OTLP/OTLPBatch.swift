@@ -18,8 +18,8 @@ public final class OTLPBatch: @unchecked Sendable {
         self.message = message
     }
 
-    /// Memory the decoded batch holds.
-    public var memoryBytes: Int { arena.usedBytes }
+    /// Memory the decoded batch holds (what pipeline logs count against their limit).
+    public var memoryBytes: Int { arena.reservedBytes }
 
     /// An empty request of `signal`.
     public static func empty(_ signal: OTLPSignal) -> OTLPBatch? {

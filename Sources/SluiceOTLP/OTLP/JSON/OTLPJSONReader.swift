@@ -569,7 +569,7 @@ extension OTLPBatch {
         guard bytes.count <= limits.maxDecompressedBytes else {
             throw OTLPDecodeError(.tooLarge, "request of \(bytes.count.byteCountText) is over the limit of \(limits.maxDecompressedBytes.byteCountText)")
         }
-        guard let arena = OTLPArena(firstChunk: min(max(bytes.count, 4096), 1 << 20), limit: limits.arenaLimit(forInput: bytes.count)) else {
+        guard let arena = OTLPArena(firstChunk: min(max(bytes.count * 3, 4096), 64 << 20), limit: limits.arenaLimit(forInput: bytes.count)) else {
             throw OTLPDecodeError(.outOfMemory, "out of memory decoding the request")
         }
         var reader = OTLPJSONReader(bytes.assumingMemoryBound(to: UInt8.self), arena: arena, maxDepth: limits.maxNestingDepth)
