@@ -10,16 +10,62 @@ public struct LogsRequestView: OTLPMessageView {
     }
 
     /// Every log record with its resource and scope, in order.
-    public var records: some Sequence<(resource: ResourceLogsView, scope: ScopeLogsView, record: LogRecordView)> {
-        resourceLogs.lazy.flatMap { rl in
-            rl.scopeLogs.lazy.flatMap { sl in sl.logRecords.lazy.map { (resource: rl, scope: sl, record: $0) } }
-        }
+    public var records: NestedRecords<ResourceLogsView, ScopeLogsView, LogRecordView> {
+        NestedRecords(resourceLogs)
     }
 
     public var recordCount: Int {
         resourceLogs.reduce(0) { $0 + $1.scopeLogs.reduce(0) { $0 + $1.logRecords.count } }
     }
 }
+
+/// Resource → scope → item, walked with three indexes (no closures per record: this
+/// is every exporter's inner loop).
+public struct NestedRecords<Resource: NestedLevel, Scope: NestedLevel, Item: OTLPMessageView>: Sequence
+where Resource.Child == Scope, Scope.Child == Item {
+    let resources: RepeatedMessageView<Resource>
+
+    init(_ resources: RepeatedMessageView<Resource>) { self.resources = resources }
+
+    public struct Iterator: IteratorProtocol {
+        let resources: RepeatedMessageView<Resource>
+        var r = 0, s = 0, i = 0
+        var scopes: RepeatedMessageView<Scope>?
+        var items: RepeatedMessageView<Item>?
+
+        public mutating func next() -> (resource: Resource, scope: Scope, record: Item)? {
+            while true {
+                if let items, i < items.count {
+                    defer { i += 1 }
+                    return (resources[r], scopes![s], items[i])
+                }
+                if let scopes, s + 1 < scopes.count {
+                    s += 1
+                    items = scopes[s].children
+                    i = 0
+                    continue
+                }
+                if scopes != nil { r += 1 }
+                guard r < resources.count else { return nil }
+                scopes = resources[r].children
+                s = -1
+                items = nil
+                if scopes!.isEmpty { scopes = nil; r += 1; continue }
+            }
+        }
+    }
+
+    public func makeIterator() -> Iterator { Iterator(resources: resources) }
+}
+
+/// A level of the resource → scope → item nesting.
+public protocol NestedLevel: OTLPMessageView {
+    associatedtype Child: OTLPMessageView
+    var children: RepeatedMessageView<Child> { get }
+}
+
+extension ResourceLogsView: NestedLevel { public var children: RepeatedMessageView<ScopeLogsView> { scopeLogs } }
+extension ScopeLogsView: NestedLevel { public var children: RepeatedMessageView<LogRecordView> { logRecords } }
 
 public struct ResourceLogsView: OTLPMessageView {
     let raw: UnsafeMutablePointer<CResourceLogs>
