@@ -77,6 +77,8 @@ public enum HTTPClientError: Error, CustomStringConvertible, Equatable {
     case connectionClosed
     case responseTooLarge(Int)
     case unsupportedScheme(String)
+    /// The client's TLS or proxy settings cannot be used (a bad PEM file, an unusable HTTPS_PROXY).
+    case configuration(String)
 
     public var description: String {
         switch self {
@@ -84,19 +86,29 @@ public enum HTTPClientError: Error, CustomStringConvertible, Equatable {
         case .timeout(let limit): "no response within \(limit)"
         case .connectionClosed: "the connection closed before the response was complete"
         case .responseTooLarge(let limit): "response larger than \(limit) bytes"
-        case .unsupportedScheme(let scheme): "\(scheme) endpoints need TLS, which this build's HTTP client does not speak yet"
+        case .unsupportedScheme(let scheme): "\(scheme) endpoints are not supported; use http:// or https://"
+        case .configuration(let reason): "cannot send: \(reason)"
         }
     }
 }
 
-/// An HTTP/1.1 client for one endpoint with a pool of keep-alive connections.
-/// Every exporter sends through one of these.
+/// An HTTP/1.1 client for one endpoint with a pool of keep-alive connections,
+/// TLS through OpenSSL for https endpoints, and HTTP proxies (CONNECT tunnels for
+/// https, absolute-form targets for http). Every exporter sends through one of these.
 public final class HTTPClient: Sendable {
     public struct Settings: Sendable {
         public var maxConnections = 4
         public var idleTimeout: TimeAmount = .seconds(90)
         public var requestTimeout: Duration = .seconds(30)
         public var maxResponseBytes = 4 << 20
+        /// How https endpoints are spoken to; `nil` is the defaults (system CAs, TLS 1.2+).
+        public var tls: TLSClientConfiguration?
+        /// The proxy to go through; by default the process's HTTPS_PROXY / HTTP_PROXY /
+        /// NO_PROXY, as the Collector does. `nil` connects directly.
+        public var proxy: ProxySettings? = ProxySettings.environment()
+        /// How long the TCP connect, and then the proxy's CONNECT answer and the TLS
+        /// handshake, may each take.
+        public var connectTimeout: TimeAmount = .seconds(10)
         public init() {}
     }
 
@@ -104,9 +116,22 @@ public final class HTTPClient: Sendable {
     public let settings: Settings
     private let group: any EventLoopGroup
     private let pool = Mutex<Pool>(Pool())
+    /// The proxy for this endpoint, or why the configured one cannot be used.
+    private let route: Result<ProxyServer?, HTTPClientError>
+    /// For https endpoints: the OpenSSL context, or why it could not be built.
+    private let tlsContext: Result<TLSContextSource, HTTPClientError>?
+
+    /// What the caller should log once (insecure_skip_verify, an unusable proxy variable).
+    public var warnings: [String] {
+        var warnings: [String] = []
+        if endpoint.scheme == "https" { warnings += (settings.tls ?? TLSClientConfiguration()).warnings }
+        if case .failure(let error) = route { warnings.append(error.description) }
+        if case .failure(let error)? = tlsContext { warnings.append(error.description) }
+        return warnings
+    }
 
     private struct Pool {
-        var idle: [(channel: any Channel, since: NIODeadline)] = []
+        var idle: [(connection: Connection, since: NIODeadline)] = []
         var open = 0
         var waiters: [CheckedContinuation<Void, Never>] = []
         var closed = false
@@ -116,12 +141,37 @@ public final class HTTPClient: Sendable {
         self.endpoint = endpoint
         self.settings = settings
         self.group = group
+        do {
+            route = .success(try settings.proxy?.server(for: endpoint))
+        } catch {
+            route = .failure(.configuration("proxy for \(endpoint.scheme)://\(endpoint.authority): \(error)"))
+        }
+        if endpoint.scheme == "https" {
+            var tls = settings.tls ?? TLSClientConfiguration()
+            // HTTP/1.1 is all this client speaks; saying so keeps ALPN servers from picking h2.
+            if tls.alpnProtocols.isEmpty { tls.alpnProtocols = ["http/1.1"] }
+            do {
+                tlsContext = .success(try TLSContextSource(tls))
+            } catch {
+                tlsContext = .failure(.configuration(error.description))
+            }
+        } else {
+            tlsContext = nil
+        }
     }
 
     public func send(_ request: HTTPClientRequest) async throws -> HTTPClientResponse {
-        guard endpoint.scheme == "http" else { throw HTTPClientError.unsupportedScheme(endpoint.scheme) }
-        let channel = try await checkout()
+        guard endpoint.scheme == "http" || endpoint.scheme == "https" else { throw HTTPClientError.unsupportedScheme(endpoint.scheme) }
+        let proxy = try route.get()
+        if case .failure(let error)? = tlsContext { throw error }
+        let connection = try await checkout()
+        let channel = connection.channel
         var request = request
+        if let proxy, endpoint.scheme == "http" {
+            // Through a proxy, plain HTTP names the whole URL in the request line.
+            request.target = "http://\(endpoint.authority)\(request.target)"
+            if let authorization = proxy.authorization { request.headers.replaceOrAdd(name: "Proxy-Authorization", value: authorization) }
+        }
         request.headers.replaceOrAdd(name: "Host", value: endpoint.authority)
         request.headers.replaceOrAdd(name: "Content-Length", value: String(request.body?.readableBytes ?? 0))
         if !request.headers.contains(name: "User-Agent") { request.headers.add(name: "User-Agent", value: "sluice") }
@@ -131,17 +181,24 @@ public final class HTTPClient: Sendable {
             promise.fail(HTTPClientError.timeout(timeout))
             channel.close(promise: nil)
         }
-        channel.writeAndFlush(PendingRequest(request: request, promise: promise, maxResponseBytes: settings.maxResponseBytes), promise: nil)
+        // A connection can die between checkout and this write (a TLS 1.3 server
+        // refusing the client certificate does it just after the handshake): then
+        // the write fails, and the request with the reason the session ended.
+        let failure = connection.failure
+        channel.writeAndFlush(PendingRequest(request: request, promise: promise, maxResponseBytes: settings.maxResponseBytes)).whenFailure { _ in
+            promise.fail(failure.error ?? HTTPClientError.connectionClosed)
+        }
         do {
             let response = try await promise.futureResult.get()
             timer.cancel()
             let reusable = channel.isActive && response.headers.first(name: "connection")?.lowercased() != "close"
-            checkin(channel, reusable: reusable)
+            checkin(connection, reusable: reusable)
             return response
         } catch {
             timer.cancel()
             channel.close(promise: nil)
-            checkin(channel, reusable: false)
+            checkin(connection, reusable: false)
+            if let reason = failure.error, (error as? HTTPClientError) == .connectionClosed || error is ChannelError { throw reason }
             throw error
         }
     }
@@ -149,7 +206,7 @@ public final class HTTPClient: Sendable {
     public func close() async {
         let (channels, waiters) = pool.withLock { p -> ([any Channel], [CheckedContinuation<Void, Never>]) in
             p.closed = true
-            let channels = p.idle.map(\.channel)
+            let channels = p.idle.map(\.connection.channel)
             p.idle.removeAll()
             let waiters = p.waiters
             p.waiters.removeAll()
@@ -159,14 +216,14 @@ public final class HTTPClient: Sendable {
         for channel in channels { try? await channel.close() }
     }
 
-    private func checkout() async throws -> any Channel {
+    private func checkout() async throws -> Connection {
         while true {
-            enum Step { case reuse(any Channel), connect, wait }
+            enum Step { case reuse(Connection), connect, wait }
             let step = pool.withLock { p -> Step in
                 let now = NIODeadline.now()
-                while let (channel, since) = p.idle.popLast() {
-                    if channel.isActive, now - since < settings.idleTimeout { return .reuse(channel) }
-                    channel.close(promise: nil)
+                while let (connection, since) = p.idle.popLast() {
+                    if connection.channel.isActive, now - since < settings.idleTimeout { return .reuse(connection) }
+                    connection.channel.close(promise: nil)
                     p.open -= 1
                 }
                 if p.open < settings.maxConnections || p.closed {
@@ -176,15 +233,18 @@ public final class HTTPClient: Sendable {
                 return .wait
             }
             switch step {
-            case .reuse(let channel):
-                return channel
+            case .reuse(let connection):
+                return connection
             case .connect:
                 do {
                     return try await connect()
                 } catch {
                     pool.withLock { $0.open -= 1 }
                     wakeOne()
-                    throw HTTPClientError.connect("\(endpoint.authority): \(error)")
+                    if let error = error as? HTTPClientError { throw error }
+                    if let error = error as? TLSError { throw HTTPClientError.connect(error.description) }
+                    let via = (try? route.get())?.map { " via proxy \($0)" } ?? ""
+                    throw HTTPClientError.connect("\(endpoint.authority)\(via): \(error)")
                 }
             case .wait:
                 await withCheckedContinuation { continuation in
@@ -199,13 +259,13 @@ public final class HTTPClient: Sendable {
         }
     }
 
-    private func checkin(_ channel: any Channel, reusable: Bool) {
+    private func checkin(_ connection: Connection, reusable: Bool) {
         pool.withLock { p in
             if reusable, !p.closed {
-                p.idle.append((channel, .now()))
+                p.idle.append((connection, .now()))
             } else {
                 p.open -= 1
-                if reusable { channel.close(promise: nil) }
+                if reusable { connection.channel.close(promise: nil) }
             }
         }
         wakeOne()
@@ -216,17 +276,87 @@ public final class HTTPClient: Sendable {
         waiter?.resume()
     }
 
-    private func connect() async throws -> any Channel {
-        try await ClientBootstrap(group: group)
-            .connectTimeout(.seconds(10))
+    /// A connection ready for HTTP: TCP to the endpoint or its proxy, then the
+    /// CONNECT tunnel and the TLS handshake where they apply.
+    private func connect() async throws -> Connection {
+        let proxy = try route.get()
+        let tls = try tlsContext?.get().current
+        let channel = try await ClientBootstrap(group: group)
+            .connectTimeout(settings.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(HTTPClientConnectionHandler())
+            .connect(host: proxy?.host ?? endpoint.host, port: proxy?.port ?? endpoint.port).get()
+        let endpoint = self.endpoint
+        let timeout = settings.connectTimeout
+        let failure = ConnectionFailure()
+        let ready = channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+            let loop = channel.eventLoop
+            let done = loop.makePromise(of: Void.self)
+            let timer = loop.scheduleTask(in: timeout) {
+                let stage = proxy != nil && tls != nil ? "the proxy's CONNECT answer and the TLS handshake" : (tls == nil ? "connection set-up" : "the TLS handshake")
+                let ms = timeout.nanoseconds / 1_000_000
+                let limit = ms % 1000 == 0 ? "\(ms / 1000) s" : "\(ms) ms"
+                done.fail(HTTPClientError.connect("\(endpoint.authority): \(stage) did not finish within \(limit)"))
+                channel.close(promise: nil)
+            }
+            var step = loop.makeSucceededVoidFuture()
+            if let proxy, endpoint.scheme == "https" {
+                step = step.flatMap {
+                    let tunnel = loop.makePromise(of: Void.self)
+                    let target = endpoint.host.contains(":") ? "[\(endpoint.host)]:\(endpoint.port)" : "\(endpoint.host):\(endpoint.port)"
+                    do {
+                        try channel.pipeline.syncOperations.addHandler(HTTPProxyConnectHandler(target: target, proxy: proxy, promise: tunnel))
+                    } catch {
+                        tunnel.fail(error)
+                    }
+                    return tunnel.futureResult
                 }
             }
-            .connect(host: endpoint.host, port: endpoint.port).get()
+            if let tls {
+                step = step.flatMap {
+                    let handshake = loop.makePromise(of: Void.self)
+                    do {
+                        let peer = proxy.map { "\(endpoint.authority) (via proxy \($0))" } ?? endpoint.authority
+                        try channel.pipeline.syncOperations.addHandler(
+                            TLSClientHandler(context: tls, host: endpoint.host, peer: peer, handshakePromise: handshake,
+                                             onFailure: { failure.record($0) }))
+                    } catch {
+                        handshake.fail(error)
+                    }
+                    return handshake.futureResult
+                }
+            }
+            step.flatMapThrowing {
+                try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                try channel.pipeline.syncOperations.addHandler(HTTPClientConnectionHandler())
+            }.cascade(to: done)
+            done.futureResult.whenComplete { _ in timer.cancel() }
+            return done.futureResult
+        }
+        do {
+            try await ready.get()
+        } catch {
+            channel.close(promise: nil)
+            throw error
+        }
+        return Connection(channel: channel, failure: failure)
+    }
+}
+
+/// A pooled connection and what ended it, if something did.
+private struct Connection: Sendable {
+    let channel: any Channel
+    let failure: ConnectionFailure
+}
+
+/// Why a connection's TLS session failed, kept for a request that finds the
+/// connection already closed.
+final class ConnectionFailure: Sendable {
+    private let recorded = Mutex<(any Error)?>(nil)
+
+    var error: (any Error)? { recorded.withLock { $0 } }
+
+    func record(_ error: any Error) {
+        recorded.withLock { if $0 == nil { $0 = error } }
     }
 }
 

@@ -30,21 +30,19 @@ public struct OTLPHTTPExporterFactory: ExporterFactory {
             }
         }
         if base == nil, endpoints.isEmpty { config.report("endpoint", "missing: set endpoint (or logs_endpoint / traces_endpoint / metrics_endpoint)") }
-        for (_, (endpoint, _)) in endpoints where endpoint.scheme == "https" {
-            config.report("endpoint", "https endpoints need the TLS client, which is not in this build yet; use http:// or a local TLS proxy")
-            break
-        }
         let encoding = config.enumeration("encoding", ["proto", "json"]) ?? "proto"
         let http = HTTPClientSettings(config)
+        var client = HTTPClient.Settings(exporterConfig: config, shared: http)
+        if let connections = config.int("max_conns_per_host", min: 1, max: 256) { client.maxConnections = connections }
         let retry = RetrySettings(config.map("retry_on_failure"))
         let queue = QueueSettings(config.map("sending_queue"))
-        config.accept("tls", "read_buffer_size", "write_buffer_size", "max_idle_conns", "max_idle_conns_per_host", "max_conns_per_host",
-                      "idle_conn_timeout", "disable_keep_alives", "http2_read_idle_timeout", "http2_ping_timeout", "auth", "proxy_url",
+        config.accept("read_buffer_size", "write_buffer_size", "max_idle_conns", "max_idle_conns_per_host",
+                      "idle_conn_timeout", "disable_keep_alives", "http2_read_idle_timeout", "http2_ping_timeout", "auth",
                       "cookies", "compression_params")
-        if config.has("tls") { config.map("tls")?.accept("insecure", "insecure_skip_verify", "ca_file", "cert_file", "key_file", "min_version") ; config.map("tls")?.finish() }
         config.finish()
         guard config.diagnostics.all.count == before else { return nil }
-        return OTLPHTTPExporter(id: id, endpoints: endpoints, json: encoding == "json", http: http, retry: retry, queue: queue)
+        for warning in client.warnings { context.logger.warning("\(warning)", metadata: ["exporter": "\(id)"]) }
+        return OTLPHTTPExporter(id: id, endpoints: endpoints, json: encoding == "json", http: http, client: client, retry: retry, queue: queue)
     }
 }
 
@@ -57,7 +55,8 @@ final class OTLPHTTPExporter: Exporter {
     let http: HTTPClientSettings
     let targets: [OTLPSignal: (client: HTTPClient, path: String)]
 
-    init(id: ComponentID, endpoints: [OTLPSignal: (HTTPEndpoint, String)], json: Bool, http: HTTPClientSettings, retry: RetrySettings, queue: QueueSettings) {
+    init(id: ComponentID, endpoints: [OTLPSignal: (HTTPEndpoint, String)], json: Bool, http: HTTPClientSettings, client settings: HTTPClient.Settings,
+         retry: RetrySettings, queue: QueueSettings) {
         self.id = id
         self.json = json
         self.http = http
@@ -68,8 +67,6 @@ final class OTLPHTTPExporter: Exporter {
         var clients: [String: HTTPClient] = [:]
         var targets: [OTLPSignal: (client: HTTPClient, path: String)] = [:]
         for (signal, (endpoint, path)) in endpoints {
-            var settings = HTTPClient.Settings()
-            settings.requestTimeout = http.timeout
             let key = "\(endpoint.scheme)://\(endpoint.authority)"
             let client = clients[key] ?? HTTPClient(endpoint: endpoint, settings: settings)
             clients[key] = client
