@@ -17,7 +17,9 @@ clock_ticks=$(getconf CLK_TCK)
 cpu_seconds() { awk -v t="$clock_ticks" '{print ($14+$15)/t}' "/proc/$1/stat"; }
 
 run_case() {
-    local name=$1 exporter=$2
+    local name=$1 exporter=$2 storage=${3:-}
+    local queue=""
+    [ -n "$storage" ] && queue="sending_queue: {storage: file_storage}"
     cat > "$work/$name.yaml" <<YAML
 receivers:
   otlp:
@@ -30,11 +32,17 @@ processors:
     timeout: 200ms
 exporters:
   nop:
+    $queue
   file:
     path: $work/out.jsonl
     rotation:
       max_megabytes: 10000
+extensions:
+  file_storage:
+    directory: $work/storage-$name
+    fsync: ${storage:-interval}
 service:
+  extensions: [file_storage]
   telemetry:
     metrics:
       level: none
@@ -47,6 +55,7 @@ YAML
     $bin --config "$work/$name.yaml" --data-directory "$work/data" 2>"$work/$name.log" &
     local pid=$!
     for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/v1/logs" && break; sleep 0.1; done
+    if ! kill -0 $pid 2>/dev/null; then echo "sluice did not start:"; cat "$work/$name.log"; exit 1; fi
     local before; before=$(cpu_seconds $pid)
     h2load --h1 -n "$requests" -c 4 -d "$work/payload.pb" -H 'Content-Type: application/x-protobuf' \
         "http://127.0.0.1:$port/v1/logs" > "$work/$name.h2load"
@@ -59,10 +68,13 @@ YAML
     local rps; rps=$(awk '/^finished in/ {print $4}' "$work/$name.h2load")
     awk -v n="$name" -v ok="$ok" -v r=1000 -v c0="$before" -v c1="$after" -v hwm="$hwm" -v rps="$rps" 'BEGIN {
         cpu = c1 - c0; if (cpu <= 0) cpu = 0.001
-        printf "OTLP/HTTP -> %-5s %8d requests ok  %10.0f records/CPU-second  %8.0f records/s wall  peak RSS %6.1f MiB\n", n, ok, ok * r / cpu, rps * r, hwm / 1024
+        printf "OTLP/HTTP -> %-13s %8d requests ok  %10.0f records/CPU-second  %8.0f records/s wall  peak RSS %6.1f MiB\n", n, ok, ok * r / cpu, rps * r, hwm / 1024
     }'
 }
 
 echo "runtime: $requests requests of 1,000 log records ($(stat -c %s "$work/payload.pb") bytes protobuf), h2load --h1 -c 4, release build"
 run_case nop nop
 run_case file file
+# The same into `nop` through the disk log (file_storage), with each fsync policy.
+run_case disk-interval nop interval
+run_case disk-always nop always

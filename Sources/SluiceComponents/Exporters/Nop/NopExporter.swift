@@ -8,8 +8,10 @@ public struct NopExporterFactory: ExporterFactory {
     public init() {}
 
     public func make(id: ComponentID, config: ConfigMap, context: ComponentContext) -> (any Exporter)? {
+        // A queue can be given, so a benchmark can put nop's pipeline on the disk log.
+        let queue = QueueSettings(config.map("sending_queue"))
         config.finish()
-        return NopExporter(id: id)
+        return NopExporter(id: id, queue: queue)
     }
 }
 
@@ -17,8 +19,11 @@ final class NopExporter: Exporter {
     let id: ComponentID
     let signals: Set<OTLPSignal> = [.logs, .traces, .metrics]
     let retry = RetrySettings()
-    let queue = QueueSettings()
-    init(id: ComponentID) { self.id = id }
+    let queue: QueueSettings
+    init(id: ComponentID, queue: QueueSettings) {
+        self.id = id
+        self.queue = queue
+    }
     func start() async throws {}
     func export(_ batches: [OTLPBatch], signal: OTLPSignal) async -> ExportOutcome { .delivered }
     func shutdown() async {}
