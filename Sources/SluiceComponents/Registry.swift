@@ -13,6 +13,7 @@ extension ComponentRegistry {
         registry.register(FileExporterFactory())
         registry.register(NopExporterFactory())
         registry.register(OTLPHTTPExporterFactory())
+        registry.register(SplunkHECExporterFactory())
         registry.register(HealthCheckExtensionFactory())
         registry.register(FileStorageExtensionFactory())
         return registry

@@ -139,6 +139,23 @@ public enum ExportOutcome: Sendable, Equatable {
     case retryable(reason: String, after: Duration?)
     /// The destination will never take this data: it goes to the dead-letter file.
     case permanent(reason: String)
+    /// Everything was delivered except some items the destination refused for good
+    /// (one oversized or malformed event must not sink its whole batch). `rejected`
+    /// holds new batches with just those items: they go to the dead-letter file with
+    /// `reason`, and the rest counts as delivered.
+    case partiallyDelivered(rejected: [OTLPBatch], reason: String)
+
+    // Batches have no value equality; the same batch objects are the same outcome.
+    public static func == (lhs: ExportOutcome, rhs: ExportOutcome) -> Bool {
+        switch (lhs, rhs) {
+        case (.delivered, .delivered): true
+        case let (.retryable(a, x), .retryable(b, y)): a == b && x == y
+        case let (.permanent(a), .permanent(b)): a == b
+        case let (.partiallyDelivered(x, a), .partiallyDelivered(y, b)):
+            a == b && x.count == y.count && zip(x, y).allSatisfy { $0 === $1 }
+        default: false
+        }
+    }
 }
 
 /// Sends batches to a destination. Retry, status, dead-letter and batching are done

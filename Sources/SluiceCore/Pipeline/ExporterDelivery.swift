@@ -89,6 +89,21 @@ public struct ExporterDelivery: Sendable {
                     logger.info("exporter recovered", metadata: ["exporter": "\(exporter.id)", "pipeline": "\(pipeline)"])
                 }
                 return true
+            case .partiallyDelivered(let rejected, let reason):
+                let refused = min(items, rejected.reduce(0) { $0 + $1.itemCount })
+                counters.sent.add(items - refused)
+                counters.batchItemsSum.add(items - refused)
+                counters.batchCount.increment()
+                counters.failed.add(refused)
+                // The destination is taking data, so the exporter is active; the refusal
+                // is its last error until the next one.
+                if status.set(.active, error: reason) {
+                    logger.info("exporter recovered", metadata: ["exporter": "\(exporter.id)", "pipeline": "\(pipeline)"])
+                }
+                logger.error("destination refused some items permanently; writing them to the dead-letter file",
+                             metadata: ["exporter": "\(exporter.id)", "reason": "\(reason)", "items": "\(refused)",
+                                        "delivered": "\(items - refused)", "dead_letter": "\(deadLetter.path)"])
+                return await writeDeadLetter(rejected, items: refused, reason: reason)
             case .permanent(let reason):
                 counters.failed.add(items)
                 logger.error("destination refused data permanently; writing it to the dead-letter file",

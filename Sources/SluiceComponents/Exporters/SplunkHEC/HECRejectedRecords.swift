@@ -1,0 +1,73 @@
+import Foundation
+import SluiceCore
+
+/// Builds the batches for `ExportOutcome.partiallyDelivered`: copies of the
+/// original requests holding only the records Splunk refused for good, so the
+/// dead-letter file gets exactly those (with their resource and scope) and
+/// `sluice replay` resends nothing that was delivered.
+///
+/// The copy goes through OTLP/JSON: the batch's own JSON encoding, with every
+/// record not refused taken out, decoded again. It is off the hot path (only refused
+/// records take it), so Foundation's JSON parser is fine here; OTLP/JSON carries
+/// 64-bit integers as strings, so nothing is rounded on the way.
+enum HECRejectedRecords {
+    /// One new batch per original batch that had refused records. Where a copy
+    /// cannot be made (it never should), the whole original batch is returned:
+    /// a record written to the dead-letter file twice is better than one lost.
+    static func batches(_ batches: [OTLPBatch], signal: OTLPSignal, refused: [RecordLocator]) -> [OTLPBatch] {
+        var byBatch: [Int32: Set<RecordLocator>] = [:]
+        for locator in refused { byBatch[locator.batch, default: []].insert(locator) }
+        return byBatch.keys.sorted().map { b in
+            let batch = batches[Int(b)]
+            return subset(batch, signal: signal, index: b, keeping: byBatch[b]!) ?? batch
+        }
+    }
+
+    /// `batch` (number `index` of the call) with only the records in `keeping`.
+    static func subset(_ batch: OTLPBatch, signal: OTLPSignal, index: Int32, keeping: Set<RecordLocator>) -> OTLPBatch? {
+        let (resourcesKey, scopesKey, recordsKey) = signal == .logs
+            ? ("resourceLogs", "scopeLogs", "logRecords")
+            : ("resourceSpans", "scopeSpans", "spans")
+        guard var request = (try? JSONSerialization.jsonObject(with: Data(batch.encodeJSON()))) as? [String: Any],
+              let resources = request[resourcesKey] as? [[String: Any]] else { return nil }
+        let expected = shape(batch, signal: signal)
+        guard resources.count == expected.count else { return nil }
+        var keptResources: [[String: Any]] = []
+        for (r, var resource) in resources.enumerated() {
+            let scopes = resource[scopesKey] as? [[String: Any]] ?? []
+            guard scopes.count == expected[r].count else { return nil }
+            var keptScopes: [[String: Any]] = []
+            for (s, var scope) in scopes.enumerated() {
+                let records = scope[recordsKey] as? [Any] ?? []
+                guard records.count == expected[r][s] else { return nil }
+                let kept = records.enumerated().filter { k, _ in
+                    keeping.contains(RecordLocator(batch: index, resource: Int32(r), scope: Int32(s), record: Int32(k)))
+                }.map(\.element)
+                if kept.isEmpty { continue }
+                scope[recordsKey] = kept
+                keptScopes.append(scope)
+            }
+            if keptScopes.isEmpty { continue }
+            resource[scopesKey] = keptScopes
+            keptResources.append(resource)
+        }
+        request[resourcesKey] = keptResources
+        guard let json = try? JSONSerialization.data(withJSONObject: request) else { return nil }
+        // The records were decoded once already; allow the deepest nesting any
+        // receiver setting allows, and any size.
+        let limits = OTLPDecodeLimits(maxBodyBytes: Int(Int32.max), maxNestingDepth: OTLPDecodeLimits.nestingCeiling)
+        guard let copy = try? OTLPBatch.decode(json: Array(json), signal: signal, limits: limits),
+              copy.itemCount == keeping.count else { return nil }
+        return copy
+    }
+
+    /// How many records each scope of each resource has, to check the JSON lines up
+    /// with the views the locators were taken from.
+    private static func shape(_ batch: OTLPBatch, signal: OTLPSignal) -> [[Int]] {
+        switch signal {
+        case .logs: batch.withLogs { $0.resourceLogs.map { $0.scopeLogs.map(\.logRecords.count) } } ?? []
+        case .traces: batch.withTraces { $0.resourceSpans.map { $0.scopeSpans.map(\.spans.count) } } ?? []
+        case .metrics: []
+        }
+    }
+}
