@@ -17,7 +17,7 @@ clock_ticks=$(getconf CLK_TCK)
 cpu_seconds() { awk -v t="$clock_ticks" '{print ($14+$15)/t}' "/proc/$1/stat"; }
 
 run_case() {
-    local name=$1 exporter=$2 storage=${3:-}
+    local name=$1 exporter=$2 storage=${3:-} requests=${4:-$requests}
     local queue=""
     [ -n "$storage" ] && queue="sending_queue: {storage: file_storage}"
     cat > "$work/$name.yaml" <<YAML
@@ -33,6 +33,14 @@ processors:
 exporters:
   nop:
     $queue
+  splunk_hec:
+    endpoint: http://127.0.0.1:$hec_port
+    token: bench-token
+    sourcetype: ai:gateway:audit
+  splunk_hec/nogzip:
+    endpoint: http://127.0.0.1:$hec_port
+    token: bench-token
+    disable_compression: true
   file:
     path: $work/out.jsonl
     rotation:
@@ -57,11 +65,16 @@ YAML
     for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/v1/logs" && break; sleep 0.1; done
     if ! kill -0 $pid 2>/dev/null; then echo "sluice did not start:"; cat "$work/$name.log"; exit 1; fi
     local before; before=$(cpu_seconds $pid)
-    h2load --h1 -n "$requests" -c 4 -d "$work/payload.pb" -H 'Content-Type: application/x-protobuf' \
+    h2load --h1 -n "$requests" -c "$((requests < 4 ? requests : 4))" -d "$work/payload.pb" -H 'Content-Type: application/x-protobuf' \
         "http://127.0.0.1:$port/v1/logs" > "$work/$name.h2load"
-    # Let the exporter finish what is in the log before reading the CPU time.
-    sleep 1
+    # Let the exporter finish what is in the log: wait until the process is idle.
     local after; after=$(cpu_seconds $pid)
+    for _ in $(seq 600); do
+        sleep 0.5
+        local now; now=$(cpu_seconds $pid)
+        awk -v a="$after" -v b="$now" 'BEGIN { exit !(b - a < 0.01) }' && break
+        after=$now
+    done
     local hwm; hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
     kill -TERM $pid; wait $pid || true
     local ok; ok=$(awk '/^requests:/ {print $8}' "$work/$name.h2load")
@@ -73,8 +86,16 @@ YAML
 }
 
 echo "runtime: $requests requests of 1,000 log records ($(stat -c %s "$work/payload.pb") bytes protobuf), h2load --h1 -c 4, release build"
+# A local HEC endpoint (the strict test fixture) for the splunk_hec runs.
+coproc HEC { python3 Benchmarks/hec_sink.py; }
+read -r hec_port <&"${HEC[0]}"
+
 run_case nop nop
-run_case file file
+run_case file file "" 20
+# The local HEC endpoint is Python and slow; 20 requests fit in the pipeline log, so
+# no request is refused and every record counted was delivered to it.
+run_case hec-gzip splunk_hec "" 20
+run_case hec-nogzip splunk_hec/nogzip "" 20
 # The same into `nop` through the disk log (file_storage), with each fsync policy.
 run_case disk-interval nop interval
 run_case disk-always nop always

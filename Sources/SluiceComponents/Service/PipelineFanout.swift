@@ -20,6 +20,15 @@ struct PipelineFanout: ReceiverSink {
 
     func takes(_ signal: OTLPSignal) -> Bool { !(routes[signal]?.isEmpty ?? true) }
 
+    func refusalBeforeDecoding(_ signal: OTLPSignal, bodyBytes: Int) -> AcceptResult? {
+        // A decoded batch takes about eight times its wire size (OTLPBatch's arena).
+        for pipeline in routes[signal] ?? [] where !pipeline.log.hasRoom(for: bodyBytes * 8) {
+            refusedFull.increment()
+            return .refused(.logFull(pipeline: pipeline.name), retryAfter: .seconds(1))
+        }
+        return nil
+    }
+
     func accept(_ batch: OTLPBatch, completion: @escaping @Sendable (AcceptResult) -> Void) {
         let (result, appended) = append(batch)
         guard case .accepted = result, !appended.isEmpty else { return completion(result) }

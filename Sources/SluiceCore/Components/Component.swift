@@ -83,6 +83,10 @@ public protocol ReceiverSink: Sendable {
     func accept(_ batch: OTLPBatch, completion: @escaping @Sendable (AcceptResult) -> Void)
     /// Whether any pipeline takes this signal from the receiver (else 404-like answers).
     func takes(_ signal: OTLPSignal) -> Bool
+    /// Why a request of this signal and body size would be refused right now, before
+    /// it is even decoded (a log without room for it): answering 429 early spares the
+    /// decode. `nil` when there is room.
+    func refusalBeforeDecoding(_ signal: OTLPSignal, bodyBytes: Int) -> AcceptResult?
 }
 
 // MARK: Processors

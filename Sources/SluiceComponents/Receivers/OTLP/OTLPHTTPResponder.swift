@@ -79,6 +79,10 @@ struct OTLPHTTPResponder: HTTPRequestResponder {
             counters.badRequests.increment()
             return status(.unsupportedMediaType, code: 3, "unsupported Content-Encoding '\(header)'; use gzip, deflate, zstd or none", encoding)
         }
+        if let refusal = sink.refusalBeforeDecoding(signal, bodyBytes: request.body.readableBytes) {
+            counters.refusedRequests.increment()
+            return answer(refusal, signal: signal, items: 0, encoding)
+        }
         let limits = OTLPDecodeLimits(maxBodyBytes: config.maxRequestBodySize, maxNestingDepth: config.maxNestingDepth)
         let batch: OTLPBatch
         do {
@@ -238,6 +242,8 @@ struct ReceiverCounters: Sendable {
     let refusedBySignal: [OTLPSignal: Counter]
     let droppedBySignal: [OTLPSignal: Counter]
     let badRequests: Counter
+    /// Requests refused before decoding (their items are not known).
+    let refusedRequests: Counter
 
     init(id: ComponentID, transport: String, metrics: MetricsRegistry) {
         func family(_ name: String, _ help: String) -> [OTLPSignal: Counter] {
@@ -249,6 +255,8 @@ struct ReceiverCounters: Sendable {
         acceptedBySignal = family("sluice_receiver_accepted_items_total", "Items appended to the pipeline log and acknowledged.")
         refusedBySignal = family("sluice_receiver_refused_items_total", "Items refused with a retryable answer (log full, memory limit).")
         droppedBySignal = family("sluice_receiver_dropped_items_total", "Items dropped on purpose by processors (reported as partial success).")
+        refusedRequests = metrics.counter("sluice_receiver_refused_requests_total", "Requests refused before decoding because a pipeline log was full.",
+                                          labels: [("receiver", id.description), ("transport", transport)])
         badRequests = metrics.counter("sluice_receiver_bad_requests_total", "Requests refused as malformed, oversized or of an unsupported type.",
                                       labels: [("receiver", id.description), ("transport", transport)])
     }
