@@ -67,3 +67,37 @@ public protocol LogCursor: Sendable {
     /// Puts the read position back to the last commit (after an abandoned attempt).
     func rewind()
 }
+
+/// What a reader could take from a log right now.
+enum LogAvailability { case entries(items: Int), closedAndDrained, nothing }
+
+/// The read both logs share: wait until something is past the reader's position,
+/// give the batch `shape.timeout` to reach `shape.sendBatchSize` (the data is already
+/// safe in the log while it waits), then take it.
+func readShaped(
+    _ shape: BatchShape,
+    available: () -> LogAvailability,
+    waitForAppend: () async -> Void,
+    take: () -> [LogEntry]
+) async -> [LogEntry] {
+    while true {
+        switch available() {
+        case .closedAndDrained:
+            return []
+        case .nothing:
+            await waitForAppend()
+        case .entries(let items):
+            if shape.timeout > .zero, items < shape.sendBatchSize {
+                let deadline = ContinuousClock.now + shape.timeout
+                while ContinuousClock.now < deadline {
+                    if case .entries(let now) = available(), now >= shape.sendBatchSize { break }
+                    if case .closedAndDrained = available() { break }
+                    try? await Task.sleep(for: min(.milliseconds(20), deadline - ContinuousClock.now))
+                    if Task.isCancelled { break }
+                }
+            }
+            let taken = take()
+            if !taken.isEmpty { return taken }
+        }
+    }
+}

@@ -430,9 +430,7 @@ public final class DiskPipelineLog: PipelineLog {
 
     // MARK: Cursor operations
 
-    enum Available { case entries(items: Int), closedAndDrained, nothing }
-
-    func available(_ reader: ComponentID) -> Available {
+    func available(_ reader: ComponentID) -> LogAvailability {
         state.withLock { s in
             let position = s.readers[reader]?.readPosition ?? 0
             if s.firstIndex(after: position) < s.entries.count { return .entries(items: s.items(after: position)) }
@@ -600,28 +598,8 @@ struct DiskLogCursor: LogCursor {
     let reader: ComponentID
 
     func read(_ shape: BatchShape) async -> [LogEntry] {
-        while true {
-            switch log.available(reader) {
-            case .closedAndDrained:
-                return []
-            case .nothing:
-                await log.waitForAppend(reader)
-                continue
-            case .entries(let items):
-                if shape.timeout > .zero, items < shape.sendBatchSize {
-                    // Give the batch time to fill; the data is already safe in the log.
-                    let deadline = ContinuousClock.now + shape.timeout
-                    while ContinuousClock.now < deadline {
-                        if case .entries(let now) = log.available(reader), now >= shape.sendBatchSize { break }
-                        if case .closedAndDrained = log.available(reader) { break }
-                        try? await Task.sleep(for: min(.milliseconds(20), deadline - ContinuousClock.now))
-                        if Task.isCancelled { break }
-                    }
-                }
-                let taken = log.materialize(log.take(reader, maxItems: shape.sendBatchMaxSize))
-                if !taken.isEmpty { return taken }
-            }
-        }
+        await readShaped(shape, available: { log.available(reader) }, waitForAppend: { await log.waitForAppend(reader) },
+                         take: { log.materialize(log.take(reader, maxItems: shape.sendBatchMaxSize)) })
     }
 
     func commit(through sequence: UInt64) { log.commit(reader, through: sequence) }
