@@ -157,3 +157,41 @@ def test_shutdown_leaves_undelivered_data_for_the_next_start(tmp_path, track_slu
     process.wait_running()
     rt.wait_until(lambda: set(ids) <= set(_arrived(otlp_sink)), 60, what="the records left on disk delivered after restart")
     assert process.stop(timeout=30) == 0
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("SLUICE_LONG_TESTS"),
+                    reason="takes over 10 minutes; run with SLUICE_LONG_TESTS=1")
+def test_ten_minute_outage_with_200000_records(tmp_path, track_sluice, otlp_sink):
+    """The destination is down for 10 minutes while 200,000 records arrive; all of
+    them arrive after it comes back, and /status goes active → degraded → active."""
+    ports = rt.Ports()
+    settings = _disk_config(otlp_sink, "interval")(ports)
+    settings["extensions"]["file_storage"]["directory"] = str(tmp_path / "storage")
+    settings["exporters"]["otlphttp"]["retry_on_failure"]["max_interval"] = "5s"
+    process = rt.SluiceProcess(tmp_path, settings, ports)
+    track_sluice(process)
+    process.start()
+    process.wait_running()
+    status_url = ports.url("metrics", "/status")
+    assert rt.exporter_status(status_url)["otlphttp"]["status"] == "active"
+    outage_start = time.monotonic()
+    otlp_sink.set_outage(600)
+    ids = [f"evt-o-{i:06d}" for i in range(200_000)]
+    seen_states = {"active"}
+    per_request = 100
+    pause = 540 / (len(ids) / per_request)  # spread the records over 9 minutes
+    for chunk in range(0, len(ids), per_request):
+        assert rt.post(ports.url("otlp", "/v1/logs"), _request(ids[chunk:chunk + per_request])).status == 200
+        if chunk % 20_000 == 0:
+            seen_states.add(rt.exporter_status(status_url)["otlphttp"]["status"])
+        time.sleep(pause)
+    seen_states.add(rt.exporter_status(status_url)["otlphttp"]["status"])
+    assert "degraded" in seen_states, seen_states
+    assert not _arrived(otlp_sink)
+    rt.wait_until(lambda: set(ids) <= set(_arrived(otlp_sink)), 600 - (time.monotonic() - outage_start) + 180,
+                  what="all 200,000 records after the outage")
+    rt.wait_until(lambda: rt.exporter_status(status_url)["otlphttp"]["status"] == "active", 30, what="status active again")
+    arrived = _arrived(otlp_sink)
+    print(f"\n10-minute outage: {len(ids)} sent, {len(set(arrived))} distinct arrived, "
+          f"{sum(n - 1 for n in arrived.values() if n > 1)} duplicates, states seen {sorted(seen_states)}")
+    assert process.stop(timeout=30) == 0
