@@ -35,6 +35,10 @@ public struct DiskLogSettings: Sendable, Equatable {
     /// to take data again once its readers catch up.
     public var segmentBytes: Int
 
+    /// After a failed write (a full disk), appends are refused this long before one
+    /// is let through to test the disk again.
+    public var writeRetryDelay: Duration = .seconds(1)
+
     public init(fsync: FsyncPolicy = .default, maxSizeBytes: Int = 1 << 30, whenFull: WhenFull = .block, segmentBytes: Int = 64 << 20) {
         self.fsync = fsync
         self.maxSizeBytes = maxSizeBytes

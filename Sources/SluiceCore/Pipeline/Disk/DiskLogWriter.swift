@@ -201,7 +201,7 @@ final class DiskLogWriter {
         let bytes = entries.reduce(0) { $0 + $1.size }
         inFlight -= bytes
         log.counters.writeErrors.increment()
-        let retryAt = ContinuousClock.now + DiskPipelineLog.writeRetryDelay
+        let retryAt = ContinuousClock.now + settings.writeRetryDelay
         let (durable, firstFailure) = log.state.withLock { s -> ([(callback: @Sendable (Bool) -> Void, stored: Bool)], Bool) in
             s.pendingBytes -= bytes
             for entry in entries {
@@ -220,7 +220,7 @@ final class DiskLogWriter {
         let level: Logger.Level = firstFailure ? .error : .debug
         logger.log(level: level, "pipeline log: cannot write to disk; receivers answer 503 and clients retry until it can",
                    metadata: ["pipeline": "\(log.name)", "error": "\(reason)", "entries": "\(entries.count)",
-                              "retry_in": "\(DiskPipelineLog.writeRetryDelay)"])
+                              "retry_in": "\(settings.writeRetryDelay)"])
         for waiter in durable { waiter.callback(waiter.stored) }
     }
 

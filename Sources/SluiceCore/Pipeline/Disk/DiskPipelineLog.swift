@@ -44,8 +44,6 @@ public final class DiskPipelineLog: PipelineLog {
     let writerDone = DispatchSemaphore(value: 0)
     private let lockFD: Int32
 
-    /// How long appends are refused after a failed write before one is tried again.
-    static let writeRetryDelay: Duration = .seconds(1)
     /// The most disk bytes one `read` returns (always at least one entry), so a reader
     /// catching up after a restart does not decode the whole log into memory at once.
     static let maxReadBytes = 8 << 20
@@ -99,6 +97,11 @@ public final class DiskPipelineLog: PipelineLog {
         var committed: UInt64
         var readPosition: UInt64
         var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    /// Ends the wait after a failed write now (tests: the disk has space again).
+    func retryWritesNow() {
+        state.withLock { s in s.failure?.retryAt = ContinuousClock.now }
     }
 
     struct WriteFailure {
