@@ -72,7 +72,7 @@ import Testing
         let snake = try OTLPBatch.decode(json: Array(#"{"resource_spans":[{"scope_spans":[{"spans":[{"trace_id":"0102030405060708090A0B0C0D0E0F10","span_id":"0102030405060708","name":"s","kind":"SPAN_KIND_SERVER","start_time_unix_nano":5,"parent_span_id":null,"unknownField":{"a":[1,2,{"b":null}]},"status":{"code":"STATUS_CODE_ERROR","message":"m"}}]}]}]}"#.utf8), signal: .traces)
         #expect(camel.encodeProtobuf() == snake.encodeProtobuf())
         try snake.withTraces { traces in
-            let span = try #require(traces.spans.first { _ in true }?.span)
+            let span = try #require(traces.spans.first { _ in true }?.record)
             #expect(span.kind == .server)
             #expect(span.status?.code == 2)
             #expect(span.parentSpanID.isEmpty)

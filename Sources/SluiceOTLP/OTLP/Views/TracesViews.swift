@@ -9,11 +9,9 @@ public struct TracesRequestView: OTLPMessageView {
         RepeatedMessageView(raw.pointee.resource_spans, raw.pointee.n_resource_spans)
     }
 
-    /// Every span with its resource and scope, in order.
-    public var spans: some Sequence<(resource: ResourceSpansView, scope: ScopeSpansView, span: SpanView)> {
-        resourceSpans.lazy.flatMap { rs in
-            rs.scopeSpans.lazy.flatMap { ss in ss.spans.lazy.map { (resource: rs, scope: ss, span: $0) } }
-        }
+    /// Every span with its resource and scope, in order (`record` is the span).
+    public var spans: NestedRecords<ResourceSpansView, ScopeSpansView, SpanView> {
+        NestedRecords(resourceSpans)
     }
 
     public var spanCount: Int {
@@ -38,6 +36,9 @@ public struct ScopeSpansView: OTLPMessageView {
     public var spans: RepeatedMessageView<SpanView> { RepeatedMessageView(raw.pointee.spans, raw.pointee.n_spans) }
     public var schemaURL: StringView { StringView(raw.pointee.schema_url) }
 }
+
+extension ResourceSpansView: NestedLevel { public var children: RepeatedMessageView<ScopeSpansView> { scopeSpans } }
+extension ScopeSpansView: NestedLevel { public var children: RepeatedMessageView<SpanView> { spans } }
 
 public struct SpanView: OTLPMessageView {
     let raw: UnsafeMutablePointer<CSpan>
