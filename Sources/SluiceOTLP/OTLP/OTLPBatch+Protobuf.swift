@@ -11,18 +11,13 @@ extension OTLPBatch {
         signal: OTLPSignal,
         limits: OTLPDecodeLimits = .default
     ) throws(OTLPDecodeError) -> OTLPBatch {
-        guard bytes.count <= limits.maxDecompressedBytes else {
-            throw OTLPDecodeError(.tooLarge, "request of \(bytes.count.byteCountText) is over the limit of \(limits.maxDecompressedBytes.byteCountText)")
-        }
+        try checkSize(bytes.count, limits)
         let schema = OTLPSchemas.shared.request(signal)
         try ProtobufWireCheck(maxDepth: limits.maxNestingDepth).check(bytes, schema: schema)
         // protobuf-c's structs take about seven times the wire size for OTLP logs
         // (measured on the benchmark's governance events): one chunk of eight times
         // fits most requests whole, so the arena is one allocation, not a chain.
-        let first = min(max(bytes.count * 8, 4096), 64 << 20)
-        guard let arena = OTLPArena(firstChunk: first, limit: limits.arenaLimit(forInput: bytes.count)) else {
-            throw OTLPDecodeError(.outOfMemory, "out of memory decoding the request")
-        }
+        let arena = try makeArena(forInput: bytes.count, sizeFactor: 8, limits)
         let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
         guard let message = protobuf_c_message_unpack(signal.requestDescriptor, arena.allocator, bytes.count, base) else {
             throw OTLPDecodeError(.malformed, "invalid protobuf: not an OTLP \(schema.name)")
@@ -38,6 +33,22 @@ extension OTLPBatch {
         } catch {
             throw OTLPDecodeError(.malformed, "\(error)")
         }
+    }
+
+    /// Both decoders refuse a body over the limit before doing any work.
+    static func checkSize(_ count: Int, _ limits: OTLPDecodeLimits) throws(OTLPDecodeError) {
+        guard count <= limits.maxDecompressedBytes else {
+            throw OTLPDecodeError(.tooLarge, "request of \(count.byteCountText) is over the limit of \(limits.maxDecompressedBytes.byteCountText)")
+        }
+    }
+
+    /// An arena for a request of `count` input bytes: a first chunk of `sizeFactor`
+    /// times the input (what decoding is expected to take) and the limits' cap.
+    static func makeArena(forInput count: Int, sizeFactor: Int, _ limits: OTLPDecodeLimits) throws(OTLPDecodeError) -> OTLPArena {
+        guard let arena = OTLPArena(firstChunk: min(max(count * sizeFactor, 4096), 64 << 20), limit: limits.arenaLimit(forInput: count)) else {
+            throw OTLPDecodeError(.outOfMemory, "out of memory decoding the request")
+        }
+        return arena
     }
 
     /// The request as protobuf bytes.

@@ -199,21 +199,7 @@ struct RotatingFile {
             try rotate()
             before = try currentSize()
         }
-        var written = 0
-        let descriptor = fd
-        let failure: Int32? = payload.withUnsafeBytes { raw in
-            while written < raw.count {
-                let n = Foundation.write(descriptor, raw.baseAddress! + written, raw.count - written)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return errno
-                }
-                // write(2) returns 0 only for a zero count; never loop on it.
-                if n == 0 { return EIO }
-                written += n
-            }
-            return nil
-        }
+        let (written, failure) = Self.writeLoop(fd, payload)
         if let failure {
             if written > 0 { cutBack(to: before) }
             throw FileExporterError(path, failure)
@@ -363,7 +349,9 @@ struct RotatingFile {
         return filled
     }
 
-    private static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(FileExporterError) {
+    /// Writes all of `bytes`, retrying on EINTR; returns how much was written and
+    /// the errno that stopped it, if any.
+    private static func writeLoop(_ fd: Int32, _ bytes: [UInt8]) -> (written: Int, failure: Int32?) {
         var written = 0
         let failure: Int32? = bytes.withUnsafeBytes { raw in
             while written < raw.count {
@@ -372,12 +360,17 @@ struct RotatingFile {
                     if errno == EINTR { continue }
                     return errno
                 }
+                // write(2) returns 0 only for a zero count; never loop on it.
                 if n == 0 { return EIO }
                 written += n
             }
             return nil
         }
-        if let failure { throw FileExporterError(path, failure) }
+        return (written, failure)
+    }
+
+    private static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(FileExporterError) {
+        if let failure = writeLoop(fd, bytes).failure { throw FileExporterError(path, failure) }
     }
 
     static func makeDirectories(_ directory: String, mode: mode_t) throws(FileExporterError) {

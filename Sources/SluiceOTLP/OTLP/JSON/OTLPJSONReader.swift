@@ -566,12 +566,9 @@ extension OTLPBatch {
         signal: OTLPSignal,
         limits: OTLPDecodeLimits = .default
     ) throws(OTLPDecodeError) -> OTLPBatch {
-        guard bytes.count <= limits.maxDecompressedBytes else {
-            throw OTLPDecodeError(.tooLarge, "request of \(bytes.count.byteCountText) is over the limit of \(limits.maxDecompressedBytes.byteCountText)")
-        }
-        guard let arena = OTLPArena(firstChunk: min(max(bytes.count * 3, 4096), 64 << 20), limit: limits.arenaLimit(forInput: bytes.count)) else {
-            throw OTLPDecodeError(.outOfMemory, "out of memory decoding the request")
-        }
+        try checkSize(bytes.count, limits)
+        // JSON is wordier than protobuf: the structs take about three times its size.
+        let arena = try makeArena(forInput: bytes.count, sizeFactor: 3, limits)
         var reader = OTLPJSONReader(bytes.assumingMemoryBound(to: UInt8.self), arena: arena, maxDepth: limits.maxNestingDepth)
         let message = try reader.parseDocument(OTLPSchemas.shared.request(signal))
         return OTLPBatch(signal: signal, arena: arena, message: message.assumingMemoryBound(to: ProtobufCMessage.self))
