@@ -43,6 +43,20 @@ public final class Service: Sendable {
             diagnostics.report(line: line, path: "\(kind.section).\(id)", "unknown \(kind.rawValue) type '\(id.type)'\(hint); known: \(known.joined(separator: ", "))")
         }
 
+        // Extensions first: receivers look their authenticators up in the context.
+        var extensions: [any Extension] = []
+        var storages: [ComponentID: FileStorageSettings] = [:]
+        for (id, section) in config.extensions {
+            guard let factory = registry.extensions[id.type] else { unknown(.extension, id, section.line); continue }
+            guard let made = factory.make(id: id, config: section, context: context) else { continue }
+            if config.serviceExtensions.contains(id) {
+                extensions.append(made)
+                if let storage = made as? any DiskStorageProvider { storages[id] = storage.settings }
+            }
+        }
+        var context = context
+        context.extensions = Dictionary(extensions.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+
         var receivers: [ComponentID: any Receiver] = [:]
         var receiverSignals: [ComponentID: Set<OTLPSignal>] = [:]
         for (id, section) in config.receivers {
@@ -61,16 +75,6 @@ public final class Service: Sendable {
             guard let factory = registry.exporters[id.type] else { unknown(.exporter, id, section.line); continue }
             exporterSignals[id] = factory.signals
             if let made = factory.make(id: id, config: section, context: context), used.contains(id) { exporters[id] = made }
-        }
-        var extensions: [any Extension] = []
-        var storages: [ComponentID: FileStorageSettings] = [:]
-        for (id, section) in config.extensions {
-            guard let factory = registry.extensions[id.type] else { unknown(.extension, id, section.line); continue }
-            guard let made = factory.make(id: id, config: section, context: context) else { continue }
-            if config.serviceExtensions.contains(id) {
-                extensions.append(made)
-                if let storage = made as? any DiskStorageProvider { storages[id] = storage.settings }
-            }
         }
         for (id, exporter) in exporters {
             guard let storage = exporter.queue.storage, storages[storage] == nil else { continue }

@@ -7,6 +7,9 @@ public struct ComponentContext: Sendable {
     /// Where components keep files by default (`./data`): the file exporter's
     /// output, dead-letter files.
     public var dataDirectory: String
+    /// The extensions listed in `service.extensions`, built before any receiver so a
+    /// receiver can find the authenticator its `auth.authenticator` names.
+    public var extensions: [ComponentID: any Extension] = [:]
 
     public init(logger: Logger, metrics: MetricsRegistry = .shared, dataDirectory: String = "data") {
         self.logger = logger
@@ -182,6 +185,15 @@ public protocol Extension: AnyObject, Sendable {
     var id: ComponentID { get }
     func start(health: HealthState) async throws
     func shutdown() async
+}
+
+/// An extension that decides whether a request may reach a receiver: the
+/// Collector's `auth.authenticator` on a receiver protocol (extension/auth).
+public protocol ServerAuthenticator: Extension {
+    /// `header` looks a request header (or gRPC metadata) up by its lowercase name.
+    /// Returns `nil` when the request may come in, or why not — never with the
+    /// credential in it, since the reason is logged and sent back.
+    func authenticate(header: (String) -> String?) -> String?
 }
 
 // MARK: Factories

@@ -21,11 +21,15 @@ public struct HTTPServerResponse: Sendable {
     public var status: HTTPResponseStatus
     public var headers: HTTPHeaders
     public var body: ByteBuffer?
+    /// Sent after the body (HTTP/2 only: gRPC puts its status here). HTTP/1.1
+    /// connections never send trailers.
+    public var trailers: HTTPHeaders?
 
-    public init(status: HTTPResponseStatus, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer? = nil) {
+    public init(status: HTTPResponseStatus, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer? = nil, trailers: HTTPHeaders? = nil) {
         self.status = status
         self.headers = headers
         self.body = body
+        self.trailers = trailers
     }
 
     public init(status: HTTPResponseStatus, contentType: String, body: [UInt8]) {
