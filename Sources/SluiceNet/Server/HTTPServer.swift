@@ -9,6 +9,8 @@ public struct HTTPServerRequest {
     public var headers: HTTPHeaders
     public var body: ByteBuffer
     public var remoteAddress: SocketAddress?
+    /// HTTP/1.1 or HTTP/2 (gRPC needs the latter).
+    public var version: HTTPVersion = .http1_1
 
     /// The path without the query string.
     public var path: Substring {
@@ -176,7 +178,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             case .receiving(let head, let body):
                 state = .responding
                 let request = HTTPServerRequest(method: head.method, uri: head.uri, headers: head.headers, body: body,
-                                                remoteAddress: context.channel.remoteAddress)
+                                                remoteAddress: context.channel.remoteAddress, version: head.version)
                 let keepAlive = head.isKeepAlive
                 let version = head.version
                 let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
