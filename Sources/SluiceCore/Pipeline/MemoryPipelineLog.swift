@@ -22,6 +22,20 @@ public final class MemoryPipelineLog: PipelineLog {
         var readers: [ComponentID: Reader] = [:]
         var closed = false
         var appendedAt: [UInt64: Double] = [:]
+
+        /// Drops entries every reader has committed. At once: each holds its batch's
+        /// arena, and the memory must go back when the data is delivered, not later.
+        mutating func release(through floor: UInt64) {
+            while head < entries.count, entries[head].sequence <= floor {
+                usedBytes -= entries[head].bytes
+                appendedAt[entries[head].sequence] = nil
+                head += 1
+            }
+            if head > 0 {
+                entries.removeFirst(head)
+                head = 0
+            }
+        }
     }
 
     private let state = Mutex(State())
@@ -88,6 +102,17 @@ public final class MemoryPipelineLog: PipelineLog {
         }
     }
 
+    public var lastSequence: UInt64 { state.withLock { $0.nextSequence - 1 } }
+
+    public func detach(_ reader: ComponentID) {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            guard let removed = s.readers.removeValue(forKey: reader) else { return nil }
+            s.release(through: s.readers.values.map(\.committed).min() ?? s.nextSequence - 1)
+            return removed.waiter
+        }
+        waiter?.resume()
+    }
+
     public func close() {
         let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
             s.closed = true
@@ -105,7 +130,7 @@ public final class MemoryPipelineLog: PipelineLog {
 
     fileprivate func available(_ reader: ComponentID) -> LogAvailability {
         state.withLock { s in
-            let position = s.readers[reader]?.readPosition ?? 0
+            guard let position = s.readers[reader]?.readPosition else { return .closedAndDrained }
             var items = 0
             var any = false
             for entry in s.entries[s.head...] where entry.sequence > position {
@@ -118,14 +143,23 @@ public final class MemoryPipelineLog: PipelineLog {
     }
 
     fileprivate func waitForAppend(_ reader: ComponentID) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let resumeNow = state.withLock { s -> Bool in
-                let position = s.readers[reader]?.readPosition ?? 0
-                if s.closed || s.entries[s.head...].contains(where: { $0.sequence > position }) { return true }
-                s.readers[reader]?.waiter = continuation
-                return false
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { s -> Bool in
+                    // Checked under the lock: a cancel that came before the waiter was
+                    // stored finds nothing to resume, so it must be seen here.
+                    guard !Task.isCancelled, !s.closed, let position = s.readers[reader]?.readPosition else { return true }
+                    if s.entries[s.head...].contains(where: { $0.sequence > position }) { return true }
+                    s.readers[reader]?.waiter = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
             }
-            if resumeNow { continuation.resume() }
+        } onCancel: {
+            state.withLock { s in
+                defer { s.readers[reader]?.waiter = nil }
+                return s.readers[reader]?.waiter
+            }?.resume()
         }
     }
 
@@ -150,18 +184,7 @@ public final class MemoryPipelineLog: PipelineLog {
             r.committed = max(r.committed, sequence)
             r.readPosition = max(r.readPosition, r.committed)
             s.readers[reader] = r
-            let floor = s.readers.values.map(\.committed).min() ?? sequence
-            while s.head < s.entries.count, s.entries[s.head].sequence <= floor {
-                s.usedBytes -= s.entries[s.head].bytes
-                s.appendedAt[s.entries[s.head].sequence] = nil
-                s.head += 1
-            }
-            // Drop delivered entries at once: each holds its batch's arena, and the
-            // memory must go back when the data is delivered, not later.
-            if s.head > 0 {
-                s.entries.removeFirst(s.head)
-                s.head = 0
-            }
+            s.release(through: s.readers.values.map(\.committed).min() ?? sequence)
         }
     }
 

@@ -50,6 +50,13 @@ public protocol PipelineLog: AnyObject, Sendable {
     /// was created (or, on disk, everything not yet committed by that reader).
     func cursor(_ reader: ComponentID) -> any LogCursor
     func lag(_ reader: ComponentID) -> CursorLag
+    /// Unregisters a reader (an exporter a reload took off the pipeline): it holds
+    /// no entry back any more, and a read it is waiting in returns empty. On disk its
+    /// saved cursor file stays, so the exporter resumes there if it comes back.
+    func detach(_ reader: ComponentID)
+    /// The newest entry's sequence (0 before the first): how far a reader leaving the
+    /// pipeline on a reload still has to deliver.
+    var lastSequence: UInt64 { get }
     var usedBytes: Int { get }
     var limitBytes: Int { get }
     /// Wakes readers so they can finish; no more appends are accepted.
@@ -58,7 +65,7 @@ public protocol PipelineLog: AnyObject, Sendable {
 
 public protocol LogCursor: Sendable {
     /// Waits until at least one entry is past the read position (or the log is
-    /// closed), then waits up to `shape.timeout` for `shape.sendBatchSize` items, and
+    /// closed, the reader detached, or the task cancelled), then waits up to `shape.timeout` for `shape.sendBatchSize` items, and
     /// returns the entries, at most `shape.sendBatchMaxSize` items when that is set
     /// (always at least one entry). Empty when the log is closed and drained.
     func read(_ shape: BatchShape) async -> [LogEntry]
@@ -85,6 +92,9 @@ func readShaped(
         case .closedAndDrained:
             return []
         case .nothing:
+            // A cancelled reader (a reload stopping an idle delivery, the shutdown
+            // deadline) gets nothing rather than waiting for the next append.
+            if Task.isCancelled { return [] }
             await waitForAppend()
         case .entries(let items):
             if shape.timeout > .zero, items < shape.sendBatchSize {
