@@ -87,7 +87,7 @@ public final class HTTPServer: Sendable {
 
     public static func start(
         at address: HostPort, limits: HTTPServerLimits, responder: any HTTPRequestResponder,
-        group: any EventLoopGroup = SluiceEventLoops.group
+        group: any EventLoopGroup = SluiceEventLoops.group, tls: TLSServerContext? = nil
     ) async throws -> HTTPServer {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
@@ -96,6 +96,10 @@ public final class HTTPServer: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // TLS first: every handler after it sees plaintext.
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(TLSServerHandler(context: tls, remoteAddress: channel.remoteAddress))
+                    }
                     try channel.pipeline.syncOperations.addHandler(
                         IdleStateHandler(readTimeout: min(limits.readTimeout, limits.idleTimeout)))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)

@@ -1,6 +1,6 @@
 // TLS for the HTTP client, on OpenSSL directly. `TLSClientConfiguration` is the plain
 // description; `TLSContext` owns the `SSL_CTX` built from it; `TLSClientHandler`
-// (TLSClientHandler.swift) runs one session per connection over memory BIOs.
+// (TLSHandler+Client.swift) runs one session per connection over memory BIOs.
 import COpenSSL
 import CSluiceShims
 import Foundation
@@ -95,19 +95,7 @@ public final class TLSContext: @unchecked Sendable {
         }
         switch (configuration.certFile, configuration.keyFile) {
         case let (cert?, key?):
-            guard SSL_CTX_use_certificate_chain_file(ctx, cert) == 1 else {
-                throw .configuration("tls.cert_file '\(cert)' holds no usable certificate: \(OpenSSLErrors.drain())")
-            }
-            guard SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1 else {
-                let reason = OpenSSLErrors.drain()
-                if reason.contains("key values mismatch") {
-                    throw .configuration("tls.key_file '\(key)' does not belong to the certificate in tls.cert_file '\(cert)': \(reason)")
-                }
-                throw .configuration("tls.key_file '\(key)' holds no usable private key: \(reason)")
-            }
-            guard SSL_CTX_check_private_key(ctx) == 1 else {
-                throw .configuration("tls.key_file '\(key)' does not belong to the certificate in tls.cert_file '\(cert)': \(OpenSSLErrors.drain())")
-            }
+            try SSLContextSetup.useCertificate(ctx, certFile: cert, keyFile: key)
         case (nil, nil):
             break
         case (.some, nil):
@@ -115,25 +103,9 @@ public final class TLSContext: @unchecked Sendable {
         case (nil, .some):
             throw .configuration("tls.key_file is set without tls.cert_file")
         }
-        guard sluice_ssl_ctx_set_min_proto_version(ctx, configuration.minVersion.openSSLVersion) == 1 else {
-            throw .configuration("cannot set tls.min_version \(configuration.minVersion.rawValue): \(OpenSSLErrors.drain())")
-        }
-        if let maxVersion = configuration.maxVersion {
-            guard sluice_ssl_ctx_set_max_proto_version(ctx, maxVersion.openSSLVersion) == 1 else {
-                throw .configuration("cannot set tls.max_version \(maxVersion.rawValue): \(OpenSSLErrors.drain())")
-            }
-        }
-        // Idle pooled connections give their buffers back; a write retried after
-        // SSL_ERROR_WANT_READ may come from a ByteBuffer whose storage moved.
-        _ = sluice_ssl_ctx_set_mode(ctx, Int(SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
+        try SSLContextSetup.limitVersions(ctx, min: configuration.minVersion, max: configuration.maxVersion)
         if !configuration.alpnProtocols.isEmpty {
-            var wire: [UInt8] = []
-            for proto in configuration.alpnProtocols {
-                let bytes = Array(proto.utf8)
-                guard !bytes.isEmpty, bytes.count < 256 else { throw .configuration("ALPN protocol '\(proto)' must be 1 to 255 bytes") }
-                wire.append(UInt8(bytes.count))
-                wire += bytes
-            }
+            let wire = try SSLContextSetup.alpnWire(configuration.alpnProtocols)
             // Unlike most of OpenSSL, 0 is success here.
             guard sluice_ssl_ctx_set_alpn_protos(ctx, wire, UInt32(wire.count)) == 0 else {
                 throw .configuration("cannot set ALPN protocols: \(OpenSSLErrors.drain())")

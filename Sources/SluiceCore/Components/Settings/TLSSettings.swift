@@ -44,29 +44,15 @@ public struct TLSSettings: Sendable, Equatable {
         certFile = Self.readableFile(config, "cert_file")
         keyFile = Self.readableFile(config, "key_file")
         if let v = config.bool("include_system_ca_certs_pool") { includeSystemCACertificates = v }
-        if let v = Self.version(config, "min_version") { minVersion = v }
-        if let v = Self.version(config, "max_version") { maxVersion = v }
-        if let maxVersion, maxVersion < minVersion {
-            config.report("max_version", "\(maxVersion.rawValue) is below min_version \(minVersion.rawValue)")
-        }
+        (minVersion, maxVersion) = Self.versions(config)
         if let v = config.string("server_name_override") { serverNameOverride = v }
-        if let v = config.duration("reload_interval") {
-            if v < .zero { config.report("reload_interval", "must not be negative") } else if v > .zero { reloadInterval = v }
-        }
+        reloadInterval = Self.reloadInterval(config)
         // cert_file and key_file only make sense together: name the missing one.
         if config.has("cert_file") != config.has("key_file") {
             let missing = config.has("cert_file") ? "key_file" : "cert_file"
             config.report(missing, "missing: mutual TLS needs both cert_file and key_file")
         }
-        for key in ["ca_pem", "cert_pem", "key_pem"] where config.has(key) {
-            config.accept(key)
-            let file = key.replacingOccurrences(of: "_pem", with: "_file")
-            config.report(key, "inline PEM is not supported by Sluice; write it to a file (a mounted secret) and set \(file)")
-        }
-        for key in ["cipher_suites", "curve_preferences"] where config.has(key) {
-            config.accept(key)
-            config.report(key, "not supported by Sluice; OpenSSL's defaults for the TLS version are used")
-        }
+        Self.refuseUnsupportedKeys(config, pemKeys: ["ca_pem", "cert_pem", "key_pem"])
         config.finish()
     }
 
@@ -75,29 +61,5 @@ public struct TLSSettings: Sendable, Equatable {
         insecureSkipVerify
             ? ["tls.insecure_skip_verify is on: the server's certificate and name are not checked, so anyone on the network path can read and change what is sent"]
             : []
-    }
-
-    private static func readableFile(_ config: ConfigMap, _ key: String) -> String? {
-        guard let path = config.string(key) else { return nil }
-        var isDirectory: ObjCBool = false
-        if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
-            config.report(key, "'\(path)' does not exist; check the path (and that the secret is mounted)")
-        } else if isDirectory.boolValue {
-            config.report(key, "'\(path)' is a directory; name the PEM file")
-        } else if !FileManager.default.isReadableFile(atPath: path) {
-            config.report(key, "'\(path)' cannot be read by this process; check its permissions")
-        }
-        return path
-    }
-
-    private static func version(_ config: ConfigMap, _ key: String) -> TLSVersion? {
-        guard let text = config.string(key) else { return nil }
-        if let version = TLSVersion(rawValue: text) { return version }
-        if text == "1.0" || text == "1.1" {
-            config.report(key, "TLS \(text) is not offered by Sluice; use 1.2 or 1.3")
-        } else {
-            config.report(key, "'\(text)' is not a TLS version; use 1.2 or 1.3")
-        }
-        return nil
     }
 }
