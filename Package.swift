@@ -41,10 +41,11 @@ let package = Package(
         .target(
             name: "SluiceNet",
             dependencies: [
-                "SluiceCore", "COpenSSL", "CSluiceShims",
+                "SluiceCore", "COpenSSL", "CSluiceShims", "CNGHTTP2",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),

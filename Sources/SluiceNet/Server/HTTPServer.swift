@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -11,6 +12,16 @@ public struct HTTPServerRequest {
     public var remoteAddress: SocketAddress?
     /// HTTP/1.1 or HTTP/2 (gRPC needs the latter).
     public var version: HTTPVersion = .http1_1
+
+    public init(method: HTTPMethod, uri: String, headers: HTTPHeaders, body: ByteBuffer, remoteAddress: SocketAddress? = nil,
+                version: HTTPVersion = .http1_1) {
+        self.method = method
+        self.uri = uri
+        self.headers = headers
+        self.body = body
+        self.remoteAddress = remoteAddress
+        self.version = version
+    }
 
     /// The path without the query string.
     public var path: Substring {
@@ -70,14 +81,23 @@ public struct HTTPServerLimits: Sendable {
     /// A keep-alive connection idle between requests is closed after this.
     public var idleTimeout: TimeAmount = .seconds(120)
 
-    public init(maxBodyBytes: Int = 20 << 20, readTimeout: TimeAmount = .seconds(30), idleTimeout: TimeAmount = .seconds(120)) {
+    /// HTTP/2: streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    public var maxConcurrentStreams: Int = 100
+    /// HTTP/2: the largest header list a request may carry (SETTINGS_MAX_HEADER_LIST_SIZE);
+    /// a larger one gets 431.
+    public var maxHeaderListBytes: Int = 64 << 10
+
+    public init(maxBodyBytes: Int = 20 << 20, readTimeout: TimeAmount = .seconds(30), idleTimeout: TimeAmount = .seconds(120),
+                maxConcurrentStreams: Int = 100, maxHeaderListBytes: Int = 64 << 10) {
         self.maxBodyBytes = maxBodyBytes
         self.readTimeout = readTimeout
         self.idleTimeout = idleTimeout
+        self.maxConcurrentStreams = maxConcurrentStreams
+        self.maxHeaderListBytes = maxHeaderListBytes
     }
 }
 
-/// An HTTP/1.1 server on the shared event loops.
+/// An HTTP/1.1 and HTTP/2 server on the shared event loops.
 public final class HTTPServer: Sendable {
     public let channel: any Channel
 
@@ -89,6 +109,7 @@ public final class HTTPServer: Sendable {
         at address: HostPort, limits: HTTPServerLimits, responder: any HTTPRequestResponder,
         group: any EventLoopGroup = SluiceEventLoops.group, tls: TLSServerContext? = nil
     ) async throws -> HTTPServer {
+        let serverLogger = Logger(label: "sluice.http")
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -102,8 +123,8 @@ public final class HTTPServer: Sendable {
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         IdleStateHandler(readTimeout: min(limits.readTimeout, limits.idleTimeout)))
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(HTTPConnectionHandler(limits: limits, responder: responder))
+                    // HTTP/1.1 or HTTP/2 (prior knowledge, or ALPN h2 under TLS), by the first bytes.
+                    try channel.pipeline.syncOperations.addHandler(HTTPProtocolSelector(limits: limits, responder: responder, logger: serverLogger))
                 }
             }
         let channel = try await bootstrap.bind(host: address.host, port: address.port).get()
