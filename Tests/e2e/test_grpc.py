@@ -330,7 +330,7 @@ def test_unknown_method_is_unimplemented(plain_grpc):
 
 def test_full_pipeline_log_is_resource_exhausted(tmp_path, track_sluice):
     """An exporter that cannot deliver (nothing listens at its endpoint) and a
-    log of two requests: once it is full, Export answers RESOURCE_EXHAUSTED
+    log of about two requests: once it is full, Export answers RESOURCE_EXHAUSTED
     (UNAVAILABLE is what the Collector answers; both make SDKs retry)."""
     dead = rt.free_port()
 
@@ -338,7 +338,8 @@ def test_full_pipeline_log_is_resource_exhausted(tmp_path, track_sluice):
         exporters = {"logs": {"otlphttp": {
             "endpoint": f"http://127.0.0.1:{dead}",
             "retry_on_failure": {"initial_interval": "1s", "max_interval": "1s"},
-            "sending_queue": {"sizer": "requests", "queue_size": 2},
+            # The memory log is sized in bytes (each small request reserves 4 KiB).
+            "sending_queue": {"sizer": "bytes", "queue_size": 10_000},
         }}}
         return rs.collector_config(ports, tmp_path / "out", grpc={}, exporters=exporters)
 
