@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -125,15 +126,17 @@ def warnings_matching(process: rt.SluiceProcess, pattern: str) -> list[dict]:
             if line.get("level") in ("warn", "warning", "error") and regex.search(json.dumps(line, ensure_ascii=False))]
 
 
-def assert_logged_warning(process: rt.SluiceProcess, pattern: str, what: str) -> None:
-    """Some warning line names `pattern`; waits for it a little, as the line is
-    written after the client saw the failure."""
-    try:
-        rt.wait_until(lambda: warnings_matching(process, pattern), 10, what=f"a warning naming {what}")
-    except pytest.fail.Exception:
-        lines = [line for line in process.log_lines() if line.get("level") in ("warn", "warning", "error")]
-        pytest.fail(f"no warning log line matching /{pattern}/ ({what}); the warnings were:\n"
-                    + "\n".join(json.dumps(line, ensure_ascii=False) for line in lines[-20:]), pytrace=False)
+def wait_new_warning(process: rt.SluiceProcess, pattern: str, before: int, what: str) -> None:
+    """Until there are more than `before` warnings matching `pattern` (the line
+    is written after the client saw the failure); on a timeout the test fails
+    with the warnings there are."""
+    deadline = time.monotonic() + 10
+    while len(warnings_matching(process, pattern)) <= before:
+        if time.monotonic() > deadline:
+            lines = [line for line in process.log_lines() if line.get("level") in ("warn", "warning", "error")]
+            pytest.fail(f"no new warning matching /{pattern}/ ({what}); the last warnings:\n"
+                        + "\n".join(json.dumps(line, ensure_ascii=False) for line in lines[-10:]), pytrace=False)
+        time.sleep(0.1)
 
 
 def openssl_s_client(port: int, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
