@@ -55,6 +55,8 @@ final class HTTP2ServerSession {
         /// Received body bytes whose stream window has not been returned yet.
         var unconsumed = 0
         var phase = Phase.receiving
+        /// Body bytes read and dropped after an early answer (413, 431).
+        var discarded = 0
 
         enum Phase {
             case receiving
@@ -107,10 +109,7 @@ final class HTTP2ServerSession {
             HTTP2ServerSession.from(userData).streamClosed(streamID)
         }
         nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, userData in
-            if frame!.pointee.hd.type == UInt8(NGHTTP2_GOAWAY.rawValue) {
-                HTTP2ServerSession.from(userData).goAwayErrorCode = frame!.pointee.goaway.error_code
-            }
-            return 0
+            HTTP2ServerSession.from(userData).frameSent(frame!)
         }
         nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks) { _, _, _, userData in
             HTTP2ServerSession.from(userData).protocolErrors += 1
@@ -239,6 +238,7 @@ final class HTTP2ServerSession {
         guard var stream = streams[id], case .receiving = stream.phase else {
             // Dropped data still counts against the windows: give them back.
             nghttp2_session_consume(session, id, data.count)
+            discard(id, data.count)
             return 0
         }
         // The connection's window goes back at once; the stream's waits for room.
@@ -255,6 +255,21 @@ final class HTTP2ServerSession {
         }
         streams[id] = stream
         return 0
+    }
+
+    /// After an early answer the rest of the body is read and dropped, so clients
+    /// that only look at the answer once their upload is done (curl does) see it;
+    /// past 8 MiB the client is told to stop with RST_STREAM NO_ERROR, which RFC 9113
+    /// §8.1 allows once the answer is complete.
+    private func discard(_ id: Int32, _ count: Int) {
+        guard var stream = streams[id] else { return }
+        if case .receiving = stream.phase { return }
+        if case .dispatched = stream.phase { return }
+        stream.discarded += count
+        streams[id] = stream
+        if stream.discarded > 8 << 20, stream.discarded - count <= 8 << 20 {
+            nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, NGHTTP2_NO_ERROR.rawValue)
+        }
     }
 
     private func reject(_ id: Int32, _ stream: inout Stream, status: HTTPResponseStatus, message: String) {
@@ -304,7 +319,6 @@ final class HTTP2ServerSession {
         case .dispatched, .rejected: break
         case .receiving, .responding: return
         }
-        let wasRejected = { if case .rejected = stream.phase { true } else { false } }()
         bufferedBodyBytes -= stream.body.readableBytes
         stream.body = ByteBuffer()
         var headers: [(String, String)] = [(":status", String(response.status.code))]
@@ -328,10 +342,13 @@ final class HTTP2ServerSession {
             }
             Self.withNameValues(headers) { nv in _ = nghttp2_submit_response(session, streamID, nv.baseAddress, nv.count, &provider) }
         }
-        // RFC 9113 §8.1: a server that answered before the request ended may ask
-        // the client to stop sending with RST_STREAM NO_ERROR.
-        if wasRejected { nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, NGHTTP2_NO_ERROR.rawValue) }
         returnWindows()
+    }
+
+    private func frameSent(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        let header = frame.pointee.hd
+        if header.type == UInt8(NGHTTP2_GOAWAY.rawValue) { goAwayErrorCode = frame.pointee.goaway.error_code }
+        return 0
     }
 
     private func readBody(_ id: Int32, _ buffer: UnsafeMutablePointer<UInt8>, _ length: Int, _ flags: UnsafeMutablePointer<UInt32>) -> Int {
