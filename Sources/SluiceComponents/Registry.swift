@@ -16,6 +16,7 @@ extension ComponentRegistry {
         registry.register(SplunkHECExporterFactory())
         registry.register(HealthCheckExtensionFactory())
         registry.register(FileStorageExtensionFactory())
+        registry.register(BearerTokenAuthExtensionFactory())
         return registry
     }()
 }

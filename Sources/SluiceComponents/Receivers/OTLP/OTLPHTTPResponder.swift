@@ -3,22 +3,14 @@ import NIOHTTP1
 import SluiceCore
 import SluiceNet
 
-/// OTLP/HTTP request handling: content negotiation, decompression, decoding into a
-/// batch, handing it to the pipelines, and the answer the specification asks for.
-/// (https://opentelemetry.io/docs/specs/otlp/#otlphttp)
-struct OTLPHTTPResponder: HTTPRequestResponder {
+/// OTLP/HTTP request handling: authentication, content negotiation, then the shared
+/// ingest (decompress, decode, hand to the pipelines), and the answer the
+/// specification asks for. (https://opentelemetry.io/docs/specs/otlp/#otlphttp)
+struct OTLPHTTPResponder: OTLPTransportResponder {
     let id: ComponentID
     let config: OTLPReceiverConfig.HTTP
     let sink: any ReceiverSink
     let counters: ReceiverCounters
-
-    enum Encoding { case protobuf, json }
-
-    func respond(to request: HTTPServerRequest, on eventLoop: any EventLoop) -> EventLoopFuture<HTTPServerResponse> {
-        let promise = eventLoop.makePromise(of: HTTPServerResponse.self)
-        handle(request) { promise.succeed($0) }
-        return promise.futureResult
-    }
 
     /// 413 and 408 from the server itself still carry a `google.rpc.Status` in the
     /// request's encoding, as OTLP/HTTP asks of every error.
@@ -49,13 +41,16 @@ struct OTLPHTTPResponder: HTTPRequestResponder {
         if let early = decode(request, reply: reply) { reply(early) }
     }
 
-    /// Decodes the request and hands it to the pipelines, or returns the answer that
-    /// refuses it.
+    /// Checks the request and hands its body to the pipelines, or returns the answer
+    /// that refuses it.
     private func decode(_ request: HTTPServerRequest, reply: @escaping @Sendable (HTTPServerResponse) -> Void) -> HTTPServerResponse? {
         guard let signal = config.paths.first(where: { $0.value == request.path })?.key else {
             return .text(.notFound, "unknown path \(request.path); OTLP/HTTP paths are \(config.paths.values.sorted().joined(separator: ", "))\n")
         }
+        // A CORS preflight carries no credentials (Fetch standard, CORS-preflight
+        // request), so it is answered before authentication.
         if request.method == .OPTIONS { return preflight(request) }
+        if let refusal = authenticate(request) { return refusal }
         guard request.method == .POST else {
             var response = HTTPServerResponse.text(.methodNotAllowed, "use POST\n")
             response.headers.add(name: "Allow", value: "POST, OPTIONS")
@@ -63,7 +58,7 @@ struct OTLPHTTPResponder: HTTPRequestResponder {
         }
         let contentType = (request.headers.first(name: "content-type") ?? "").lowercased()
         let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
-        let encoding: Encoding
+        let encoding: OTLPPayloadFormat
         switch mediaType {
         case "application/x-protobuf", "application/protobuf": encoding = .protobuf
         case "application/json": encoding = .json
@@ -79,56 +74,37 @@ struct OTLPHTTPResponder: HTTPRequestResponder {
             counters.badRequests.increment()
             return status(.unsupportedMediaType, code: 3, "unsupported Content-Encoding '\(header)'; use gzip, deflate, zstd or none", encoding)
         }
-        if let refusal = sink.refusalBeforeDecoding(signal, bodyBytes: request.body.readableBytes) {
-            counters.refusedRequests.increment()
-            return answer(refusal, signal: signal, items: 0, encoding)
-        }
         let limits = OTLPDecodeLimits(maxBodyBytes: config.maxRequestBodySize, maxNestingDepth: config.maxNestingDepth)
-        let batch: OTLPBatch
-        do {
-            if contentEncoding == .identity {
-                batch = try request.body.withUnsafeReadableBytes { raw in try decode(raw, encoding, signal, limits) }
-            } else {
-                let inflated = try request.body.withUnsafeReadableBytes { raw in
-                    try Decompression.decompress(raw, encoding: contentEncoding, limit: limits.maxDecompressedBytes)
-                }
-                batch = try inflated.withUnsafeBytes { raw in try decode(raw, encoding, signal, limits) }
-            }
-        } catch let error as OTLPDecodeError {
-            counters.badRequests.increment()
+        OTLPIngest(sink: sink, counters: counters).ingest(request.body, signal: signal, format: encoding, compression: contentEncoding,
+                                                         limits: limits) { outcome in reply(self.answer(outcome, signal: signal, encoding)) }
+        return nil
+    }
+
+    /// The protocol's `auth.authenticator`: 401 with a challenge (RFC 9110 §11.6.1)
+    /// and a google.rpc.Status UNAUTHENTICATED (16) in the request's encoding.
+    private func authenticate(_ request: HTTPServerRequest) -> HTTPServerResponse? {
+        guard let auth = config.auth, let reason = auth.authenticator.authenticate(header: { request.headers.first(name: $0) }) else { return nil }
+        counters.authFailures.increment()
+        let json = request.headers.first(name: "content-type")?.lowercased().hasPrefix("application/json") ?? false
+        var response = status(.unauthorized, code: 16, "unauthenticated: \(reason)", json ? .json : .protobuf)
+        response.headers.add(name: "WWW-Authenticate", value: "Bearer")
+        return response
+    }
+
+    private func answer(_ outcome: OTLPIngestOutcome, signal: OTLPSignal, _ encoding: OTLPPayloadFormat) -> HTTPServerResponse {
+        switch outcome {
+        case .accepted(let rejected, let message):
+            return success(signal, rejected: rejected, message: message, encoding)
+        case .refused(let reason, let retryAfter):
+            let code = reason.httpStatus == 429 ? 8 : 14  // RESOURCE_EXHAUSTED, UNAVAILABLE
+            return retryLater(HTTPResponseStatus(statusCode: reason.httpStatus), code: code, reason.description, retryAfter, encoding)
+        case .undecodable(let error):
             switch error.kind {
             case .tooLarge: return status(.payloadTooLarge, code: 3, error.description, encoding)
             case .unsupported: return status(.unsupportedMediaType, code: 3, error.description, encoding)
             case .outOfMemory: return retryLater(.serviceUnavailable, code: 14, error.description, .seconds(1), encoding)
             case .malformed, .tooDeep, .badCompression: return status(.badRequest, code: 3, error.description, encoding)
             }
-        } catch {
-            counters.badRequests.increment()
-            return status(.badRequest, code: 3, "\(error)", encoding)
-        }
-        let items = batch.itemCount
-        counters.received(signal).add(items)
-        sink.accept(batch) { result in reply(self.answer(result, signal: signal, items: items, encoding)) }
-        return nil
-    }
-
-    private func answer(_ result: AcceptResult, signal: OTLPSignal, items: Int, _ encoding: Encoding) -> HTTPServerResponse {
-        switch result {
-        case .accepted(let rejected, let message):
-            counters.accepted(signal).add(items - rejected)
-            counters.dropped(signal).add(rejected)
-            return success(signal, rejected: rejected, message: message, encoding)
-        case .refused(let reason, let retryAfter):
-            counters.refused(signal).add(items)
-            let code = reason.httpStatus == 429 ? 8 : 14  // RESOURCE_EXHAUSTED, UNAVAILABLE
-            return retryLater(HTTPResponseStatus(statusCode: reason.httpStatus), code: code, reason.description, retryAfter, encoding)
-        }
-    }
-
-    private func decode(_ raw: UnsafeRawBufferPointer, _ encoding: Encoding, _ signal: OTLPSignal, _ limits: OTLPDecodeLimits) throws(OTLPDecodeError) -> OTLPBatch {
-        switch encoding {
-        case .protobuf: try OTLPBatch.decode(protobuf: raw, signal: signal, limits: limits)
-        case .json: try OTLPBatch.decode(json: raw, signal: signal, limits: limits)
         }
     }
 
@@ -149,19 +125,10 @@ struct OTLPHTTPResponder: HTTPRequestResponder {
 
     /// `Export*ServiceResponse`: empty, or with `partial_success` when processors
     /// dropped items on purpose (clients must not retry those).
-    private func success(_ signal: OTLPSignal, rejected: Int, message: String?, _ encoding: Encoding) -> HTTPServerResponse {
+    private func success(_ signal: OTLPSignal, rejected: Int, message: String?, _ encoding: OTLPPayloadFormat) -> HTTPServerResponse {
         switch encoding {
         case .protobuf:
-            var body: [UInt8] = []
-            if rejected > 0 {
-                var inner = ProtobufWriter()
-                inner.varintField(1, UInt64(rejected))
-                inner.stringField(2, message ?? "")
-                var outer = ProtobufWriter()
-                outer.bytesField(1, inner.bytes)
-                body = outer.bytes
-            }
-            return HTTPServerResponse(status: .ok, contentType: "application/x-protobuf", body: body)
+            return HTTPServerResponse(status: .ok, contentType: "application/x-protobuf", body: exportResponseProtobuf(rejected: rejected, message: message))
         case .json:
             var out = JSONOutput()
             if rejected > 0 {
@@ -182,14 +149,14 @@ struct OTLPHTTPResponder: HTTPRequestResponder {
         }
     }
 
-    private func retryLater(_ httpStatus: HTTPResponseStatus, code: Int, _ message: String, _ after: Duration, _ encoding: Encoding) -> HTTPServerResponse {
+    private func retryLater(_ httpStatus: HTTPResponseStatus, code: Int, _ message: String, _ after: Duration, _ encoding: OTLPPayloadFormat) -> HTTPServerResponse {
         var response = status(httpStatus, code: code, message, encoding)
         response.headers.add(name: "Retry-After", value: String(max(1, after.components.seconds)))
         return response
     }
 
     /// A `google.rpc.Status` body in the request's encoding.
-    private func status(_ httpStatus: HTTPResponseStatus, code: Int, _ message: String, _ encoding: Encoding) -> HTTPServerResponse {
+    private func status(_ httpStatus: HTTPResponseStatus, code: Int, _ message: String, _ encoding: OTLPPayloadFormat) -> HTTPServerResponse {
         switch encoding {
         case .protobuf:
             var writer = ProtobufWriter()
@@ -206,63 +173,4 @@ struct OTLPHTTPResponder: HTTPRequestResponder {
             return HTTPServerResponse(status: httpStatus, contentType: "application/json", body: out.bytes)
         }
     }
-}
-
-/// The few protobuf fields an answer needs, written by hand.
-struct ProtobufWriter {
-    var bytes: [UInt8] = []
-
-    mutating func varint(_ value: UInt64) {
-        var v = value
-        while v >= 0x80 { bytes.append(UInt8(v & 0x7F) | 0x80); v >>= 7 }
-        bytes.append(UInt8(v))
-    }
-
-    mutating func varintField(_ number: UInt64, _ value: UInt64) {
-        varint(number << 3)
-        varint(value)
-    }
-
-    mutating func bytesField(_ number: UInt64, _ value: [UInt8]) {
-        varint(number << 3 | 2)
-        varint(UInt64(value.count))
-        bytes += value
-    }
-
-    mutating func stringField(_ number: UInt64, _ value: String) {
-        guard !value.isEmpty else { return }
-        bytesField(number, Array(value.utf8))
-    }
-}
-
-/// Per receiver and signal: received = accepted + refused + dropped.
-struct ReceiverCounters: Sendable {
-    let receivedBySignal: [OTLPSignal: Counter]
-    let acceptedBySignal: [OTLPSignal: Counter]
-    let refusedBySignal: [OTLPSignal: Counter]
-    let droppedBySignal: [OTLPSignal: Counter]
-    let badRequests: Counter
-    /// Requests refused before decoding (their items are not known).
-    let refusedRequests: Counter
-
-    init(id: ComponentID, transport: String, metrics: MetricsRegistry) {
-        func family(_ name: String, _ help: String) -> [OTLPSignal: Counter] {
-            Dictionary(uniqueKeysWithValues: OTLPSignal.allCases.map { signal in
-                (signal, metrics.counter(name, help, labels: [("receiver", id.description), ("transport", transport), ("signal", signal.rawValue)]))
-            })
-        }
-        receivedBySignal = family("sluice_receiver_received_items_total", "Items in requests that decoded.")
-        acceptedBySignal = family("sluice_receiver_accepted_items_total", "Items appended to the pipeline log and acknowledged.")
-        refusedBySignal = family("sluice_receiver_refused_items_total", "Items refused with a retryable answer (log full, memory limit).")
-        droppedBySignal = family("sluice_receiver_dropped_items_total", "Items dropped on purpose by processors (reported as partial success).")
-        refusedRequests = metrics.counter("sluice_receiver_refused_requests_total", "Requests refused before decoding because a pipeline log was full.",
-                                          labels: [("receiver", id.description), ("transport", transport)])
-        badRequests = metrics.counter("sluice_receiver_bad_requests_total", "Requests refused as malformed, oversized or of an unsupported type.",
-                                      labels: [("receiver", id.description), ("transport", transport)])
-    }
-
-    func received(_ s: OTLPSignal) -> Counter { receivedBySignal[s]! }
-    func accepted(_ s: OTLPSignal) -> Counter { acceptedBySignal[s]! }
-    func refused(_ s: OTLPSignal) -> Counter { refusedBySignal[s]! }
-    func dropped(_ s: OTLPSignal) -> Counter { droppedBySignal[s]! }
 }

@@ -4,14 +4,15 @@ import SluiceCore
 import SluiceNet
 import Synchronization
 
-/// The `otlp` receiver: OTLP/HTTP (protobuf and JSON) on `protocols.http.endpoint`.
+/// The `otlp` receiver: OTLP/HTTP (protobuf and JSON) on `protocols.http.endpoint`
+/// and OTLP/gRPC on `protocols.grpc.endpoint`, each on its own server.
 public struct OTLPReceiverFactory: ReceiverFactory {
     public let type = "otlp"
     public let signals: Set<OTLPSignal> = [.logs, .traces, .metrics]
     public init() {}
 
     public func make(id: ComponentID, config: ConfigMap, context: ComponentContext) -> (any Receiver)? {
-        guard let settings = OTLPReceiverConfig(config) else { return nil }
+        guard let settings = OTLPReceiverConfig(config, context: context) else { return nil }
         return OTLPReceiver(id: id, config: settings, context: context)
     }
 }
@@ -20,7 +21,7 @@ final class OTLPReceiver: Receiver {
     let id: ComponentID
     let config: OTLPReceiverConfig
     let context: ComponentContext
-    private let server = Mutex<HTTPServer?>(nil)
+    private let servers = Mutex<[HTTPServer]>([])
 
     init(id: ComponentID, config: OTLPReceiverConfig, context: ComponentContext) {
         self.id = id
@@ -29,21 +30,41 @@ final class OTLPReceiver: Receiver {
     }
 
     func start(sink: any ReceiverSink) async throws {
-        if let grpc = config.grpcEndpoint {
-            context.logger.warning("OTLP/gRPC is not served by this build; clients must use OTLP/HTTP",
-                                   metadata: ["receiver": "\(id)", "grpc_endpoint": "\(grpc)"])
+        if let http = config.http {
+            let responder = OTLPHTTPResponder(id: id, config: http, sink: sink,
+                                              counters: ReceiverCounters(id: id, transport: "http", metrics: context.metrics))
+            let limits = HTTPServerLimits(maxBodyBytes: http.maxRequestBodySize, readTimeout: http.readTimeout, idleTimeout: http.idleTimeout)
+            try await serve("OTLP/HTTP", at: http.endpoint, limits: limits, responder: responder, tls: http.tls, auth: http.auth)
         }
-        guard let http = config.http else { return }
-        let responder = OTLPHTTPResponder(id: id, config: http, sink: sink,
-                                          counters: ReceiverCounters(id: id, transport: "http", metrics: context.metrics))
-        let limits = HTTPServerLimits(maxBodyBytes: http.maxRequestBodySize, readTimeout: http.readTimeout, idleTimeout: http.idleTimeout)
-        let started = try await HTTPServer.start(at: http.endpoint, limits: limits, responder: responder)
-        server.withLock { $0 = started }
-        context.logger.info("OTLP/HTTP receiver listening", metadata: ["receiver": "\(id)", "endpoint": "\(started.localAddress.map { "\($0)" } ?? "\(http.endpoint)")"])
+        if let grpc = config.grpc {
+            let responder = OTLPGRPCResponder(id: id, config: grpc, sink: sink,
+                                              counters: ReceiverCounters(id: id, transport: "grpc", metrics: context.metrics))
+            // The body is one message and its 5-byte prefix; a larger one is
+            // refused by the server as RESOURCE_EXHAUSTED before it is read whole.
+            var limits = HTTPServerLimits(maxBodyBytes: grpc.maxRecvMsgSize + 5, readTimeout: grpc.readTimeout, idleTimeout: grpc.idleTimeout)
+            if let streams = grpc.maxConcurrentStreams { limits.maxConcurrentStreams = streams }
+            do {
+                try await serve("OTLP/gRPC", at: grpc.endpoint, limits: limits, responder: responder, tls: grpc.tls, auth: grpc.auth)
+            } catch {
+                await shutdown()  // the HTTP server, if it started
+                throw error
+            }
+        }
+    }
+
+    private func serve(_ name: String, at endpoint: HostPort, limits: HTTPServerLimits, responder: any HTTPRequestResponder,
+                       tls: ReceiverTLS?, auth: ReceiverAuth?) async throws {
+        let started = try await HTTPServer.start(at: endpoint, limits: limits, responder: responder, tls: tls?.context)
+        servers.withLock { $0.append(started) }
+        var metadata: Logger.Metadata = ["receiver": "\(id)", "endpoint": "\(started.localAddress.map { "\($0)" } ?? "\(endpoint)")",
+                                         "tls": "\(tls == nil ? "off" : tls?.context.settings.clientCAFile == nil ? "on" : "mutual")"]
+        if let auth { metadata["authenticator"] = "\(auth.id)" }
+        for warning in tls?.warnings ?? [] { context.logger.warning("\(warning)", metadata: ["receiver": "\(id)"]) }
+        context.logger.info("\(name) receiver listening", metadata: metadata)
     }
 
     func shutdown() async {
-        let running = server.withLock { s -> HTTPServer? in defer { s = nil }; return s }
-        await running?.close()
+        let running = servers.withLock { s -> [HTTPServer] in defer { s = [] }; return s }
+        for server in running { await server.close() }
     }
 }

@@ -13,14 +13,31 @@ struct OTLPReceiverConfig: Sendable {
         var readTimeout: TimeAmount = .seconds(30)
         var idleTimeout: TimeAmount = .seconds(120)
         var maxNestingDepth = 64
+        var tls: ReceiverTLS?
+        var auth: ReceiverAuth?
+    }
+
+    /// `protocols.grpc` (config/configgrpc ServerConfig).
+    struct GRPC: Sendable {
+        var endpoint = HostPort(host: "0.0.0.0", port: 4317)
+        /// `max_recv_msg_size_mib`: the largest message, before and after
+        /// decompression (the Collector's default is 4 MiB).
+        var maxRecvMsgSize = 4 << 20
+        var maxConcurrentStreams: Int?
+        /// `keepalive.server_parameters.max_connection_idle`.
+        var idleTimeout: TimeAmount = .seconds(120)
+        var readTimeout: TimeAmount = .seconds(30)
+        var maxNestingDepth = 64
+        var tls: ReceiverTLS?
+        var auth: ReceiverAuth?
     }
 
     var http: HTTP?
-    /// gRPC is declared but not served by this build (HTTP/2 arrives with its own
-    /// issue); kept so the start-up log can say so instead of ignoring it.
-    var grpcEndpoint: String?
+    var grpc: GRPC?
 
-    init?(_ config: ConfigMap) {
+    /// `context.extensions` are the started ones (`service.extensions`), where
+    /// `auth.authenticator` is looked up; its logger and metrics serve TLS.
+    init?(_ config: ConfigMap, context: ComponentContext) {
         let before = config.diagnostics.all.count
         guard let protocols = config.map("protocols") else {
             config.report("protocols", "missing: enable at least one of protocols.http or protocols.grpc")
@@ -42,26 +59,132 @@ struct OTLPReceiverConfig: Sendable {
                 if let timeout = section.duration("idle_timeout"), timeout > .zero { http.idleTimeout = TimeAmount(timeout) }
                 if let depth = section.int("max_nesting_depth", min: 8, max: OTLPDecodeLimits.nestingCeiling) { http.maxNestingDepth = depth }
                 section.accept("include_metadata", "read_header_timeout", "write_timeout", "response_headers", "compression_algorithms")
-                if section.has("tls") { section.report("tls", "TLS on the receiver is not in this build yet; terminate TLS in front of Sluice or remove tls") }
-                if section.has("auth") { section.report("auth", "receiver authentication is not in this build yet; remove auth") }
-                section.accept("tls", "auth")
+                // Both HTTP versions: h2 preferred by ALPN, HTTP/1.1 for the rest.
+                http.tls = ReceiverTLS(section, alpn: ["h2", "http/1.1"], transport: "http", context: context)
+                http.auth = ReceiverAuth(section, extensions: context.extensions)
                 section.finish()
             }
             self.http = http
         }
         if protocols.has("grpc") {
-            grpcEndpoint = protocols.map("grpc")?.string("endpoint") ?? "0.0.0.0:4317"
-            // The section's keys are the Collector's; they are read when gRPC is served.
-            protocols.map("grpc")?.accept("endpoint", "transport", "max_recv_msg_size_mib", "max_concurrent_streams", "read_buffer_size",
-                                          "write_buffer_size", "keepalive", "tls", "auth", "include_metadata")
-            protocols.map("grpc")?.finish()
+            grpc = protocols.map("grpc").map { GRPC($0, context: context) } ?? GRPC()
         }
         protocols.finish()
         config.finish()
-        if http == nil && grpcEndpoint == nil {
+        if http == nil && grpc == nil {
             config.report("protocols", "enable at least one of protocols.http or protocols.grpc")
         }
         if config.diagnostics.all.count > before { return nil }
+    }
+}
+
+extension OTLPReceiverConfig.GRPC {
+    init(_ section: ConfigMap, context: ComponentContext) {
+        if let text = section.string("endpoint") {
+            if let endpoint = HostPort(text) { self.endpoint = endpoint } else { section.report("endpoint", "expected host:port, like 0.0.0.0:4317") }
+        }
+        if let transport = section.string("transport"), transport != "tcp" {
+            section.report("transport", "'\(transport)' is not served by Sluice; use tcp (or remove transport)")
+        }
+        // 0 is the Collector's "use the default".
+        if let mib = section.int("max_recv_msg_size_mib", min: 0, max: 1024), mib > 0 { maxRecvMsgSize = mib << 20 }
+        if let streams = section.int("max_concurrent_streams", min: 0), streams > 0 { maxConcurrentStreams = streams }
+        if let depth = section.int("max_nesting_depth", min: 8, max: OTLPDecodeLimits.nestingCeiling) { maxNestingDepth = depth }
+        if let keepalive = section.map("keepalive") { readKeepalive(keepalive) }
+        // Socket buffer sizes are the kernel's business here, and metadata is not
+        // passed on to processors; both are accepted so Collector configs load.
+        _ = section.byteSize("read_buffer_size")
+        _ = section.byteSize("write_buffer_size")
+        _ = section.bool("include_metadata")
+        // gRPC is HTTP/2 only: ALPN offers h2 alone, as gRPC clients require it.
+        tls = ReceiverTLS(section, alpn: ["h2"], transport: "grpc", context: context)
+        auth = ReceiverAuth(section, extensions: context.extensions)
+        section.finish()
+    }
+
+    /// `keepalive.server_parameters` and `keepalive.enforcement_policy`: the idle
+    /// limit closes quiet connections; the rest shape pings and connection ages,
+    /// which HTTP/2 here leaves to the client, so they are accepted and not enforced.
+    private mutating func readKeepalive(_ keepalive: ConfigMap) {
+        if let server = keepalive.map("server_parameters") {
+            if let idle = server.duration("max_connection_idle"), idle > .zero { idleTimeout = TimeAmount(idle) }
+            for key in ["max_connection_age", "max_connection_age_grace", "time", "timeout"] { _ = server.duration(key) }
+            server.finish()
+        }
+        if let policy = keepalive.map("enforcement_policy") {
+            _ = policy.duration("min_time")
+            _ = policy.bool("permit_without_stream")
+            policy.finish()
+        }
+        keepalive.finish()
+    }
+}
+
+/// A protocol's `tls` (configtls.ServerConfig), loaded when the configuration is
+/// read so a certificate that does not load, or a key that does not match it, is
+/// reported at `….tls` by `sluice validate` too.
+struct ReceiverTLS: Sendable {
+    let context: TLSServerContext
+
+    /// `nil` without a `tls` section, or when it cannot be used (reported).
+    init?(_ section: ConfigMap, alpn: [String], transport: String, context: ComponentContext) {
+        guard let tls = section.map("tls") else { return nil }
+        let before = tls.diagnostics.all.count
+        var settings = TLSServerSettings(tls)
+        guard tls.diagnostics.all.count == before else { return nil }
+        settings.alpnProtocols = alpn
+        do {
+            self.context = try TLSServerContext(settings: settings, logger: context.logger, metrics: context.metrics,
+                                                metricLabels: [("receiver", Self.receiverName(section.path)), ("transport", transport)])
+        } catch {
+            section.report("tls", "\(error)")
+            return nil
+        }
+    }
+
+    var warnings: [String] { context.settings.warnings }
+
+    /// `otlp/edge` from `receivers.otlp/edge.protocols.grpc`, as the other receiver
+    /// metrics label it.
+    private static func receiverName(_ path: String) -> String {
+        let receiver = path.hasPrefix("receivers.") ? path.dropFirst("receivers.".count) : Substring(path)
+        return String(receiver.prefix { $0 != "." })
+    }
+}
+
+/// A protocol's `auth: {authenticator: <extension id>}` (config/configauth), resolved
+/// to the started extension it names.
+struct ReceiverAuth: Sendable {
+    let id: ComponentID
+    let authenticator: any ServerAuthenticator
+
+    init(id: ComponentID, authenticator: any ServerAuthenticator) {
+        self.id = id
+        self.authenticator = authenticator
+    }
+
+    /// `nil` when the section has no `auth`, or when it names something unusable
+    /// (reported at `….auth.authenticator`).
+    init?(_ section: ConfigMap, extensions: [ComponentID: any Extension]) {
+        guard let auth = section.map("auth") else { return nil }
+        defer { auth.finish() }
+        guard let name = auth.string("authenticator") else {
+            auth.report("authenticator", "missing: name the authenticator extension, like bearertokenauth")
+            return nil
+        }
+        guard let id = ComponentID(name) else {
+            auth.report("authenticator", "'\(name)' is not a component id; write type or type/name, like bearertokenauth")
+            return nil
+        }
+        guard let found = extensions[id] else {
+            auth.report("authenticator", "\(id) is not a started extension; define it under extensions and list it in service.extensions")
+            return nil
+        }
+        guard let authenticator = found as? any ServerAuthenticator else {
+            auth.report("authenticator", "\(id) does not authenticate requests; name an authenticator such as bearertokenauth")
+            return nil
+        }
+        self.init(id: id, authenticator: authenticator)
     }
 }
 
@@ -70,6 +193,12 @@ struct CORSSettings: Sendable {
     var allowedOrigins: [String] = []
     var allowedHeaders: [String] = []
     var maxAge: Int?
+
+    init(allowedOrigins: [String], allowedHeaders: [String] = [], maxAge: Int? = nil) {
+        self.allowedOrigins = allowedOrigins
+        self.allowedHeaders = allowedHeaders
+        self.maxAge = maxAge
+    }
 
     init(_ config: ConfigMap) {
         allowedOrigins = config.stringList("allowed_origins") ?? []
