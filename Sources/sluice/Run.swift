@@ -6,7 +6,8 @@ import Logging
 import SluiceComponents
 import SluiceCore
 
-/// `sluice [run] --config collector.yaml`: runs the collector until SIGTERM or SIGINT.
+/// `sluice [run] --config collector.yaml`: runs the collector until SIGTERM or SIGINT,
+/// reloading the configuration on SIGHUP or when the file's content changes.
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the collector (the default command).")
 
@@ -17,6 +18,9 @@ struct Run: AsyncParsableCommand {
 
     @Option(help: "Folder for the file exporter's default output and dead-letter files.")
     var dataDirectory: String = "data"
+
+    @Option(help: "How often to look for a changed configuration file (a Kubernetes ConfigMap update), like 5s; 0 turns it off. SIGHUP reloads at any time.")
+    var configPollInterval: String = "5s"
 
     func run() async throws {
         // Decoded batches are large, short-lived allocations. With a fixed mmap
@@ -42,7 +46,11 @@ struct Run: AsyncParsableCommand {
             for diagnostic in config.diagnostics.all { logger.error("\(diagnostic)") }
             throw ExitCode(1)
         }
-        let stop = ShutdownSignal()
+        guard let poll = parseGoDuration(configPollInterval) else {
+            throw ValidationError("--config-poll-interval must be a duration like 5s, or 0")
+        }
+        let watcher = ConfigFileWatcher(path: options.config)
+        let events = ServiceSignals(watching: poll > .zero ? watcher : nil, every: poll)
         do {
             try await service.start()
         } catch {
@@ -50,34 +58,54 @@ struct Run: AsyncParsableCommand {
             await service.shutdown()
             throw ExitCode(1)
         }
-        let signal = await stop.wait()
-        logger.info("signal received", metadata: ["signal": "\(signal)"])
-        await service.shutdown()
+        // One event at a time: a reload finishes before the next one (or the
+        // shutdown) begins.
+        for await event in events.stream {
+            switch event {
+            case .stop(let signal):
+                logger.info("signal received", metadata: ["signal": "\(signal)"])
+                await service.shutdown()
+                return
+            case .reload(let trigger):
+                watcher.rebaseline()
+                logger.info("reloading the configuration", metadata: ["trigger": "\(trigger)", "file": "\(watcher.resolvedPath)"])
+                _ = await service.reload(options.load())
+            }
+        }
     }
 }
 
-/// Waits for SIGTERM (Kubernetes stopping the pod) or SIGINT.
-final class ShutdownSignal {
-    private let sources: [any DispatchSourceSignal]
-    private let stream: AsyncStream<String>
-    private let continuation: AsyncStream<String>.Continuation
+/// What the run loop reacts to: SIGTERM (Kubernetes stopping the pod) or SIGINT
+/// stop it; SIGHUP or a changed configuration file reload it.
+final class ServiceSignals {
+    enum Event { case stop(String), reload(String) }
 
-    init() {
-        (stream, continuation) = AsyncStream.makeStream(of: String.self)
+    private let sources: [any DispatchSourceSignal]
+    private let poller: Task<Void, Never>?
+    let stream: AsyncStream<Event>
+
+    init(watching watcher: ConfigFileWatcher?, every interval: Duration) {
+        let (stream, continuation) = AsyncStream.makeStream(of: Event.self)
+        self.stream = stream
         var sources: [any DispatchSourceSignal] = []
-        for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
+        for (number, event) in [(SIGTERM, Event.stop("SIGTERM")), (SIGINT, .stop("SIGINT")), (SIGHUP, .reload("SIGHUP"))] {
+            // Ignored first: SIGHUP's default action would end the process.
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            let continuation = self.continuation
-            source.setEventHandler { continuation.yield(name) }
+            source.setEventHandler { continuation.yield(event) }
             source.resume()
             sources.append(source)
         }
         self.sources = sources
+        poller = watcher.map { watcher in
+            Task {
+                for await _ in watcher.changes(every: interval) { continuation.yield(.reload("config file changed")) }
+            }
+        }
     }
 
-    func wait() async -> String {
-        for await name in stream { return name }
-        return "end"
+    deinit {
+        poller?.cancel()
+        for source in sources { source.cancel() }
     }
 }

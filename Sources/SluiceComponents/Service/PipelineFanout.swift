@@ -17,8 +17,12 @@ struct PipelineRoute: Sendable {
 struct PipelineFanout: ReceiverSink {
     let routes: [OTLPSignal: [PipelineRoute]]
     let refusedFull: Counter
+    /// A receiver started by a reload that has not committed yet: it says it takes
+    /// every signal and answers 503 with a short Retry-After until its pipelines are
+    /// wired (a 404 would tell a client to give up).
+    var wiring = false
 
-    func takes(_ signal: OTLPSignal) -> Bool { !(routes[signal]?.isEmpty ?? true) }
+    func takes(_ signal: OTLPSignal) -> Bool { wiring || !(routes[signal]?.isEmpty ?? true) }
 
     func refusalBeforeDecoding(_ signal: OTLPSignal, bodyBytes: Int) -> AcceptResult? {
         // A decoded batch takes about eight times its wire size (OTLPBatch's arena).
@@ -48,7 +52,7 @@ struct PipelineFanout: ReceiverSink {
     /// Runs the processors and appends; returns what to answer and where it went.
     private func append(_ batch: OTLPBatch) -> (AcceptResult, [(any PipelineLog, UInt64)]) {
         guard let pipelines = routes[batch.signal], !pipelines.isEmpty else {
-            return (.refused(.noPipeline(batch.signal), retryAfter: .seconds(5)), [])
+            return (.refused(.noPipeline(batch.signal), retryAfter: .seconds(wiring ? 1 : 5)), [])
         }
         let bytes = batch.memoryBytes
         for pipeline in pipelines where !pipeline.log.hasRoom(for: bytes) {
@@ -90,6 +94,23 @@ struct PipelineFanout: ReceiverSink {
         }
         return (.accepted(rejected: dropped, message: dropped > 0 ? "\(dropped) \(batch.signal.itemName) dropped by processors" : nil), appended)
     }
+}
+
+/// The sink a receiver is started with. A reload swaps the fanout behind it, so a
+/// receiver whose configuration did not change keeps its port and its connections
+/// and delivers into the new pipelines from the next request on. A request already
+/// inside `accept` finishes against the fanout (and logs) it started with.
+final class ReceiverSinkSlot: ReceiverSink {
+    private let current: Mutex<PipelineFanout>
+
+    init(_ fanout: PipelineFanout) { current = Mutex(fanout) }
+
+    var fanout: PipelineFanout { current.withLock { $0 } }
+    func swap(_ fanout: PipelineFanout) { current.withLock { $0 = fanout } }
+
+    func takes(_ signal: OTLPSignal) -> Bool { fanout.takes(signal) }
+    func refusalBeforeDecoding(_ signal: OTLPSignal, bodyBytes: Int) -> AcceptResult? { fanout.refusalBeforeDecoding(signal, bodyBytes: bodyBytes) }
+    func accept(_ batch: OTLPBatch, completion: @escaping @Sendable (AcceptResult) -> Void) { fanout.accept(batch, completion: completion) }
 }
 
 /// Counts the logs still to confirm a request; the last one to arrive answers.

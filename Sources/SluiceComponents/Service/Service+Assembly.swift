@@ -1,0 +1,117 @@
+import SluiceCore
+
+/// Building a configuration's components without starting anything or opening a
+/// log: the same checks at startup and on a reload, so a reload refuses exactly
+/// what `sluice validate` and a fresh start would refuse.
+extension Service {
+    /// One pipeline before its log is opened.
+    struct PipelinePlan: Sendable {
+        let config: PipelineConfig
+        let processors: [any Processor]
+        let shape: BatchShape
+        let spec: LogSpec
+    }
+
+    /// A configuration's components, built but not started.
+    struct Assembly: Sendable {
+        var extensions: [(id: ComponentID, instance: any Extension)] = []
+        var receivers: [ComponentID: any Receiver] = [:]
+        var processors: [ComponentID: any Processor] = [:]
+        var exporters: [ComponentID: any Exporter] = [:]
+        var plans: [PipelinePlan] = []
+        var context: ComponentContext
+    }
+
+    /// Builds every component `config` uses. With `reuse` (a reload), a component
+    /// the diff keeps is taken from the running generation instead of being built
+    /// again. Problems go into `config.diagnostics`; `nil` when there were any.
+    static func assemble(_ config: CollectorConfig, registry: ComponentRegistry, context: ComponentContext,
+                         reuse: (old: Generation, diff: ConfigDiff)? = nil) -> Assembly? {
+        let diagnostics = config.diagnostics
+        let used = Set(config.pipelines.flatMap { $0.receivers + $0.processors + $0.exporters })
+        func unknown(_ kind: ComponentKind, _ id: ComponentID, _ line: Int?) {
+            let known = registry.types(kind)
+            let hint = closestMatch(to: id.type, in: known).map { " (did you mean \($0)?)" } ?? ""
+            diagnostics.report(line: line, path: "\(kind.section).\(id)", "unknown \(kind.rawValue) type '\(id.type)'\(hint); known: \(known.joined(separator: ", "))")
+        }
+        let old = reuse?.old, diff = reuse?.diff
+        var assembly = Assembly(context: context)
+
+        // Extensions first: receivers look their authenticators up in the context.
+        var storages: [ComponentID: FileStorageSettings] = [:]
+        for (id, section) in config.extensions {
+            guard let factory = registry.extensions[id.type] else { unknown(.extension, id, section.line); continue }
+            let kept = diff?.extensions.kept.contains(id) == true ? old?.extensions.first { $0.id == id }?.instance : nil
+            guard let made = kept ?? factory.make(id: id, config: section, context: context) else { continue }
+            if config.serviceExtensions.contains(id) {
+                assembly.extensions.append((id, made))
+                if let storage = made as? any DiskStorageProvider { storages[id] = storage.settings }
+            }
+        }
+        assembly.context.extensions = Dictionary(assembly.extensions.map { ($0.id, $0.instance) }, uniquingKeysWith: { first, _ in first })
+        let built = assembly.context
+
+        // Unused components are still built, for their diagnostics; a kept one is
+        // the running instance.
+        func instance<T>(_ id: ComponentID, kept: Set<ComponentID>?, running: [ComponentID: T]?, make: () -> T?) -> T? {
+            guard used.contains(id) else { _ = make(); return nil }
+            return (kept?.contains(id) == true ? running?[id] : nil) ?? make()
+        }
+        var receiverSignals: [ComponentID: Set<OTLPSignal>] = [:]
+        for (id, section) in config.receivers {
+            guard let factory = registry.receivers[id.type] else { unknown(.receiver, id, section.line); continue }
+            receiverSignals[id] = factory.signals
+            assembly.receivers[id] = instance(id, kept: diff?.receivers.kept, running: old?.receivers) { factory.make(id: id, config: section, context: built) }
+        }
+        for (id, section) in config.processors {
+            guard let factory = registry.processors[id.type] else { unknown(.processor, id, section.line); continue }
+            assembly.processors[id] = instance(id, kept: diff?.processors.kept, running: old?.processors) { factory.make(id: id, config: section, context: built) }
+        }
+        var exporterSignals: [ComponentID: Set<OTLPSignal>] = [:]
+        for (id, section) in config.exporters {
+            guard let factory = registry.exporters[id.type] else { unknown(.exporter, id, section.line); continue }
+            exporterSignals[id] = factory.signals
+            assembly.exporters[id] = instance(id, kept: diff?.exporters.kept, running: old?.exporters) { factory.make(id: id, config: section, context: built) }
+        }
+        for (id, exporter) in assembly.exporters {
+            guard let storage = exporter.queue.storage, storages[storage] == nil else { continue }
+            diagnostics.report(line: config.exporters.first { $0.id == id }?.config.line, path: "exporters.\(id).sending_queue.storage",
+                               "\(storage) is not a file_storage extension listed in service.extensions")
+        }
+        for pipeline in config.pipelines {
+            for id in pipeline.receivers where receiverSignals[id].map({ !$0.contains(pipeline.signal) }) ?? false {
+                diagnostics.report(line: pipeline.line, path: "service.pipelines.\(pipeline.id).receivers", "\(id) does not receive \(pipeline.signal)")
+            }
+            for id in pipeline.exporters where exporterSignals[id].map({ !$0.contains(pipeline.signal) }) ?? false {
+                diagnostics.report(line: pipeline.line, path: "service.pipelines.\(pipeline.id).exporters", "\(id) does not export \(pipeline.signal)")
+            }
+        }
+        guard diagnostics.isEmpty else { return nil }
+
+        for pipeline in config.pipelines {
+            let chain = pipeline.processors.compactMap { assembly.processors[$0] }
+            let queues = pipeline.exporters.compactMap { assembly.exporters[$0]?.queue }
+            let limit = queues.map { $0.sizer == .bytes ? $0.queueSize : 64 << 20 }.max() ?? 64 << 20
+            // The pipeline's log is on disk when any of its exporters asks for the
+            // Collector's persistent queue (DESIGN.md).
+            let spec: LogSpec = queues.compactMap(\.storage).first.flatMap { storages[$0] }
+                .map { .disk(directory: $0.directory, settings: $0.log) } ?? .memory(limitBytes: limit)
+            assembly.plans.append(PipelinePlan(config: pipeline, processors: chain, shape: chain.compactMap(\.batchShape).last ?? .unbatched, spec: spec))
+        }
+        return assembly
+    }
+
+    /// Opens (or creates) the log a plan asks for.
+    static func openPipeline(_ plan: PipelinePlan, context: ComponentContext) throws -> Pipeline {
+        let name = plan.config.id.description
+        let log: any PipelineLog
+        switch plan.spec {
+        case .memory(let limit):
+            log = MemoryPipelineLog(name: name, limitBytes: limit)
+        case .disk(let directory, let settings):
+            log = try DiskPipelineLog.open(directory: directory, name: name, signal: plan.config.signal, readers: plan.config.exporters,
+                                           settings: settings, logger: context.logger, metrics: context.metrics)
+        }
+        return Pipeline(config: plan.config, log: log, spec: plan.spec, processors: plan.processors, shape: plan.shape)
+    }
+}
