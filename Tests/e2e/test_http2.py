@@ -307,7 +307,8 @@ def test_body_over_max_request_body_size_gets_413_over_h2(h2_server, raw):
     limit = 20 << 20  # the receiver's default max_request_body_size
     connection.send(connection.header_frames(1, post_headers(length=limit + 1)) + DataFrame(1, b"x" * 16000).serialize())
     no_length = [h for h in post_headers() if h[0] != "content-length"]
-    connection.send(connection.header_frames(3, no_length) + DataFrame(3, b"x" * 16000).serialize() * 4)
+    # (0xff bytes: a tag that never ends; "x" bytes would be valid unknown fields.)
+    connection.send(connection.header_frames(3, no_length) + DataFrame(3, b"\xff" * 16000).serialize() * 4)
     connection.wait_any(lambda: connection.status(1) is not None or 1 in connection.resets or connection.goaway is not None)
     assert connection.status(1) == "413", f"a declared {limit + 1}-byte body: {_refusal(connection, 1)}; frames: {connection.summary()}"
     # Stream 3 is within the limit so far; end it: a normal 400 (not protobuf).
