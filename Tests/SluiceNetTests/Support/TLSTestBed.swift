@@ -98,6 +98,11 @@ enum TestPKI {
         try makeLeaf("expired", subject: "/CN=localhost", ca: "ca", extensions: "server_ext", days: "-1", serial: "4")
         try makeLeaf("otherhost", subject: "/CN=elsewhere.example", ca: "ca", extensions: "otherhost_ext", days: "30", serial: "5")
         try makeLeaf("stranger", subject: "/CN=localhost", ca: "otherca", extensions: "server_ext", days: "30", serial: "6")
+        // For receivers: client certificates that must be refused, and the server
+        // certificate a rotation puts in place of `server`.
+        try makeLeaf("expiredclient", subject: "/CN=sluice-client-expired", ca: "ca", extensions: "client_ext", days: "-1", serial: "7")
+        try makeLeaf("strangerclient", subject: "/CN=sluice-client-stranger", ca: "otherca", extensions: "client_ext", days: "30", serial: "8")
+        try makeLeaf("rotated", subject: "/CN=localhost-rotated", ca: "ca", extensions: "server_ext", days: "30", serial: "9")
     }
 
     private static func openssl(_ arguments: [String]) throws {
@@ -141,6 +146,16 @@ final class TLSTestBed: @unchecked Sendable {
     /// Server certificate for localhost from a CA the client does not trust.
     var strangerCert: String { pkiPath("stranger.pem") }
     var strangerKey: String { pkiPath("stranger.key") }
+    /// Client certificate from the trusted CA whose validity has ended.
+    var expiredClientCert: String { pkiPath("expiredclient.pem") }
+    var expiredClientKey: String { pkiPath("expiredclient.key") }
+    /// Client certificate from a CA the server does not trust.
+    var strangerClientCert: String { pkiPath("strangerclient.pem") }
+    var strangerClientKey: String { pkiPath("strangerclient.key") }
+    /// A second server certificate for localhost (CN=localhost-rotated, serial 9),
+    /// what a rotation replaces `serverCert` with.
+    var rotatedCert: String { pkiPath("rotated.pem") }
+    var rotatedKey: String { pkiPath("rotated.key") }
 
     init() throws {
         pki = try TestPKI.directory.get()
