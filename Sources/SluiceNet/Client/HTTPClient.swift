@@ -56,6 +56,15 @@ public struct HTTPClientResponse: Sendable {
     public var status: HTTPResponseStatus
     public var headers: HTTPHeaders
     public var body: ByteBuffer
+    /// Fields after the body (HTTP/2; gRPC's status is there).
+    public var trailers: HTTPHeaders
+
+    public init(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer, trailers: HTTPHeaders = HTTPHeaders()) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.trailers = trailers
+    }
 
     public var bodyText: String { String(buffer: body) }
 
@@ -79,6 +88,8 @@ public enum HTTPClientError: Error, CustomStringConvertible, Equatable {
     case unsupportedScheme(String)
     /// The client's TLS or proxy settings cannot be used (a bad PEM file, an unusable HTTPS_PROXY).
     case configuration(String)
+    /// HTTP/2: the server ended the request's stream without an answer.
+    case streamReset(String)
 
     public var description: String {
         switch self {
@@ -88,15 +99,30 @@ public enum HTTPClientError: Error, CustomStringConvertible, Equatable {
         case .responseTooLarge(let limit): "response larger than \(limit) bytes"
         case .unsupportedScheme(let scheme): "\(scheme) endpoints are not supported; use http:// or https://"
         case .configuration(let reason): "cannot send: \(reason)"
+        case .streamReset(let code): "the server reset the HTTP/2 stream (\(code))"
         }
     }
 }
 
-/// An HTTP/1.1 client for one endpoint with a pool of keep-alive connections,
-/// TLS through OpenSSL for https endpoints, and HTTP proxies (CONNECT tunnels for
-/// https, absolute-form targets for http). Every exporter sends through one of these.
+/// An HTTP client for one endpoint: a pool of keep-alive HTTP/1.1 connections, or
+/// shared HTTP/2 connections that carry many requests at once (when the server picks
+/// h2 by ALPN, or always for gRPC); TLS through OpenSSL for https endpoints, and
+/// HTTP proxies (CONNECT tunnels for https, absolute-form targets for http). Every
+/// exporter sends through one of these.
 public final class HTTPClient: Sendable {
+    /// When to speak HTTP/2.
+    public enum HTTP2Use: Sendable {
+        /// HTTP/1.1 only.
+        case never
+        /// https: offer h2 and http/1.1 by ALPN and speak what the server picks; http: HTTP/1.1.
+        case whenOffered
+        /// gRPC: h2 by ALPN on https (a server that does not pick it is an error),
+        /// HTTP/2 with prior knowledge on http.
+        case required
+    }
+
     public struct Settings: Sendable {
+        public var http2 = HTTP2Use.whenOffered
         public var maxConnections = 4
         public var idleTimeout: TimeAmount = .seconds(90)
         public var requestTimeout: Duration = .seconds(30)
@@ -132,6 +158,12 @@ public final class HTTPClient: Sendable {
 
     private struct Pool {
         var idle: [(connection: Connection, since: NIODeadline)] = []
+        /// HTTP/2 connections: never checked out alone, shared by every request.
+        var multiplexed: [Connection] = []
+        /// Connections being set up; while one is and it will likely be HTTP/2,
+        /// others wait to share it instead of opening their own.
+        var connecting = 0
+        var lastWasMultiplexed = false
         var open = 0
         var waiters: [CheckedContinuation<Void, Never>] = []
         var closed = false
@@ -148,8 +180,14 @@ public final class HTTPClient: Sendable {
         }
         if endpoint.scheme == "https" {
             var tls = settings.tls ?? TLSClientConfiguration()
-            // HTTP/1.1 is all this client speaks; saying so keeps ALPN servers from picking h2.
-            if tls.alpnProtocols.isEmpty { tls.alpnProtocols = ["http/1.1"] }
+            if tls.alpnProtocols.isEmpty {
+                switch settings.http2 {
+                // Saying http/1.1 keeps ALPN servers from picking h2.
+                case .never: tls.alpnProtocols = ["http/1.1"]
+                case .whenOffered: tls.alpnProtocols = ["h2", "http/1.1"]
+                case .required: tls.alpnProtocols = ["h2"]
+                }
+            }
             do {
                 tlsContext = .success(try TLSContextSource(tls))
             } catch {
@@ -172,7 +210,7 @@ public final class HTTPClient: Sendable {
             request.target = "http://\(endpoint.authority)\(request.target)"
             if let authorization = proxy.authorization { request.headers.replaceOrAdd(name: "Proxy-Authorization", value: authorization) }
         }
-        request.headers.replaceOrAdd(name: "Host", value: endpoint.authority)
+        if !connection.multiplexed { request.headers.replaceOrAdd(name: "Host", value: endpoint.authority) }
         request.headers.replaceOrAdd(name: "Content-Length", value: String(request.body?.readableBytes ?? 0))
         if !request.headers.contains(name: "User-Agent") { request.headers.add(name: "User-Agent", value: "sluice") }
         let promise = channel.eventLoop.makePromise(of: HTTPClientResponse.self)
@@ -191,13 +229,16 @@ public final class HTTPClient: Sendable {
         do {
             let response = try await promise.futureResult.get()
             timer.cancel()
-            let reusable = channel.isActive && response.headers.first(name: "connection")?.lowercased() != "close"
+            let reusable = channel.isActive && !connection.failure.isDraining && response.headers.first(name: "connection")?.lowercased() != "close"
             checkin(connection, reusable: reusable)
             return response
         } catch {
             timer.cancel()
-            channel.close(promise: nil)
-            checkin(connection, reusable: false)
+            // One failed stream does not end an HTTP/2 connection; a dead one is dropped.
+            if !connection.multiplexed || !channel.isActive || connection.failure.isDraining {
+                channel.close(promise: nil)
+                checkin(connection, reusable: false)
+            }
             if let reason = failure.error, (error as? HTTPClientError) == .connectionClosed || error is ChannelError { throw reason }
             throw error
         }
@@ -206,8 +247,9 @@ public final class HTTPClient: Sendable {
     public func close() async {
         let (channels, waiters) = pool.withLock { p -> ([any Channel], [CheckedContinuation<Void, Never>]) in
             p.closed = true
-            let channels = p.idle.map(\.connection.channel)
+            let channels = p.idle.map(\.connection.channel) + p.multiplexed.map(\.channel)
             p.idle.removeAll()
+            p.multiplexed.removeAll()
             let waiters = p.waiters
             p.waiters.removeAll()
             return (channels, waiters)
@@ -221,6 +263,13 @@ public final class HTTPClient: Sendable {
             enum Step { case reuse(Connection), connect, wait }
             let step = pool.withLock { p -> Step in
                 let now = NIODeadline.now()
+                p.multiplexed.removeAll { connection in
+                    guard !connection.channel.isActive || connection.failure.isDraining else { return false }
+                    p.open -= 1
+                    return true
+                }
+                if let shared = p.multiplexed.first { return .reuse(shared) }
+                if p.connecting > 0, settings.http2 == .required || p.lastWasMultiplexed, !p.closed { return .wait }
                 while let (connection, since) = p.idle.popLast() {
                     if connection.channel.isActive, now - since < settings.idleTimeout { return .reuse(connection) }
                     connection.channel.close(promise: nil)
@@ -228,6 +277,7 @@ public final class HTTPClient: Sendable {
                 }
                 if p.open < settings.maxConnections || p.closed {
                     p.open += 1
+                    p.connecting += 1
                     return .connect
                 }
                 return .wait
@@ -237,10 +287,22 @@ public final class HTTPClient: Sendable {
                 return connection
             case .connect:
                 do {
-                    return try await connect()
+                    let connection = try await connect()
+                    pool.withLock { p in
+                        p.connecting -= 1
+                        p.lastWasMultiplexed = connection.multiplexed
+                        if connection.multiplexed { p.multiplexed.append(connection) }
+                    }
+                    // Requests waiting for the set-up can share an HTTP/2 connection,
+                    // or try their own.
+                    wakeAll()
+                    return connection
                 } catch {
-                    pool.withLock { $0.open -= 1 }
-                    wakeOne()
+                    pool.withLock { p in
+                        p.open -= 1
+                        p.connecting -= 1
+                    }
+                    wakeAll()
                     if let error = error as? HTTPClientError { throw error }
                     if let error = error as? TLSError { throw HTTPClientError.connect(error.description) }
                     let via = (try? route.get())?.map { " via proxy \($0)" } ?? ""
@@ -249,7 +311,8 @@ public final class HTTPClient: Sendable {
             case .wait:
                 await withCheckedContinuation { continuation in
                     let resumeNow = pool.withLock { p -> Bool in
-                        if p.open < settings.maxConnections || !p.idle.isEmpty || p.closed { return true }
+                        let setUpPending = p.connecting > 0 && (settings.http2 == .required || p.lastWasMultiplexed)
+                        if (p.open < settings.maxConnections && !setUpPending) || !p.idle.isEmpty || !p.multiplexed.isEmpty || p.closed { return true }
                         p.waiters.append(continuation)
                         return false
                     }
@@ -260,6 +323,17 @@ public final class HTTPClient: Sendable {
     }
 
     private func checkin(_ connection: Connection, reusable: Bool) {
+        if connection.multiplexed {
+            // Shared connections stay in the pool until they die or drain.
+            guard !reusable else { return }
+            pool.withLock { p in
+                let before = p.multiplexed.count
+                p.multiplexed.removeAll { $0.channel === connection.channel }
+                p.open -= before - p.multiplexed.count
+            }
+            wakeOne()
+            return
+        }
         pool.withLock { p in
             if reusable, !p.closed {
                 p.idle.append((connection, .now()))
@@ -276,6 +350,14 @@ public final class HTTPClient: Sendable {
         waiter?.resume()
     }
 
+    private func wakeAll() {
+        let waiters = pool.withLock { p in
+            defer { p.waiters.removeAll() }
+            return p.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
     /// A connection ready for HTTP: TCP to the endpoint or its proxy, then the
     /// CONNECT tunnel and the TLS handshake where they apply.
     private func connect() async throws -> Connection {
@@ -287,7 +369,8 @@ public final class HTTPClient: Sendable {
             .connect(host: proxy?.host ?? endpoint.host, port: proxy?.port ?? endpoint.port).get()
         let endpoint = self.endpoint
         let timeout = settings.connectTimeout
-        let failure = ConnectionFailure()
+        let failure = ConnectionState()
+        let http2Use = settings.http2
         let ready = channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
             let loop = channel.eventLoop
             let done = loop.makePromise(of: Void.self)
@@ -325,10 +408,29 @@ public final class HTTPClient: Sendable {
                     return handshake.futureResult
                 }
             }
-            step.flatMapThrowing {
-                try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                try channel.pipeline.syncOperations.addHandler(HTTPClientConnectionHandler())
-            }.cascade(to: done)
+            let http2 = http2Use
+            step.flatMapThrowing { () -> Bool in
+                // The TLS handler knows the ALPN choice once the handshake is done.
+                let negotiated = tls == nil ? nil : try channel.pipeline.syncOperations.handler(type: TLSClientHandler.self).negotiatedProtocol
+                let useHTTP2: Bool
+                switch http2 {
+                case .never: useHTTP2 = false
+                case .whenOffered: useHTTP2 = negotiated == "h2"
+                case .required:
+                    guard tls == nil || negotiated == "h2" else {
+                        throw HTTPClientError.connect("\(endpoint.authority) did not agree to HTTP/2 by ALPN (it chose \(negotiated ?? "nothing")); gRPC needs HTTP/2")
+                    }
+                    useHTTP2 = true
+                }
+                if useHTTP2 {
+                    try channel.pipeline.syncOperations.addHandler(
+                        HTTP2ClientConnectionHandler(scheme: endpoint.scheme, authority: endpoint.authority, state: failure))
+                } else {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(HTTPClientConnectionHandler())
+                }
+                return useHTTP2
+            }.map { failure.setMultiplexed($0) }.cascade(to: done)
             done.futureResult.whenComplete { _ in timer.cancel() }
             return done.futureResult
         }
@@ -338,19 +440,22 @@ public final class HTTPClient: Sendable {
             channel.close(promise: nil)
             throw error
         }
-        return Connection(channel: channel, failure: failure)
+        return Connection(channel: channel, failure: failure, multiplexed: failure.isMultiplexed)
     }
 }
 
 /// A pooled connection and what ended it, if something did.
 private struct Connection: Sendable {
     let channel: any Channel
-    let failure: ConnectionFailure
+    let failure: ConnectionState
+    /// HTTP/2: shared by concurrent requests rather than checked out alone.
+    let multiplexed: Bool
 }
 
-/// Why a connection's TLS session failed, kept for a request that finds the
-/// connection already closed.
-final class ConnectionFailure: Sendable {
+/// What requests need to know about a connection beyond its channel: why its TLS
+/// session failed (for a request that finds it closed), whether it is HTTP/2, and
+/// whether an HTTP/2 server has told it to go away.
+final class ConnectionState: Sendable {
     private let recorded = Mutex<(any Error)?>(nil)
 
     var error: (any Error)? { recorded.withLock { $0 } }
@@ -358,6 +463,20 @@ final class ConnectionFailure: Sendable {
     func record(_ error: any Error) {
         recorded.withLock { if $0 == nil { $0 = error } }
     }
+
+    private let draining = Atomic<Bool>(false)
+
+    /// HTTP/2: the server sent GOAWAY (or the connection ended): no new requests.
+    var isDraining: Bool { draining.load(ordering: .relaxed) }
+
+    func markDraining() { draining.store(true, ordering: .relaxed) }
+
+    private let multiplexed = Atomic<Bool>(false)
+
+    /// Whether the connection speaks HTTP/2 (set once, when it is set up).
+    var isMultiplexed: Bool { multiplexed.load(ordering: .relaxed) }
+
+    func setMultiplexed(_ value: Bool) { multiplexed.store(value, ordering: .relaxed) }
 }
 
 struct PendingRequest {

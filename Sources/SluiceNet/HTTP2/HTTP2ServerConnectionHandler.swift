@@ -8,7 +8,7 @@ import NIOCore
 import NIOHTTP1
 import SluiceCore
 
-final class HTTP2ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -77,19 +77,28 @@ final class HTTP2ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
         if let output = session.drainOutput() {
             context.writeAndFlush(wrapOutboundOut(output), promise: nil)
         }
-        if !session.isAlive, context.channel.isActive {
+        if !session.isAlive, context.channel.isActive, !closing {
             closing = true
+            // nghttp2 ended the session itself (rapid resets, a flood): say so once.
+            if let code = session.goAwayErrorCode, code != NGHTTP2_NO_ERROR.rawValue {
+                logAbusive(context: context, reason: "too many stream resets or control frames")
+            }
             context.close(promise: nil)
         }
     }
 
-    private func closeAbusive(context: ChannelHandlerContext, reason: String) {
+    private func logAbusive(context: ChannelHandlerContext, reason: String) {
         guard let session else { return }
         var metadata: Logger.Metadata = ["peer": "\(context.channel.remoteAddress.map { "\($0)" } ?? "unknown")", "reason": "\(reason)"]
         if session.resetsReceived > 0 { metadata["stream_resets"] = "\(session.resetsReceived)" }
         if let code = session.goAwayErrorCode { metadata["goaway"] = "\(String(cString: nghttp2_http2_strerror(code)))" }
         logger.warning("closing an HTTP/2 connection that broke the protocol or its limits", metadata: metadata)
-        HTTP2ConnectionHandler.abusiveConnections.increment()
+        Self.abusiveConnections.increment()
+    }
+
+    private func closeAbusive(context: ChannelHandlerContext, reason: String) {
+        guard let session else { return }
+        logAbusive(context: context, reason: reason)
         closing = true
         if let output = session.drainOutput() {
             // The GOAWAY nghttp2 queued tells the client why; close once it is out.
@@ -145,7 +154,7 @@ final class HTTP2ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandle
 }
 
 @available(*, unavailable)
-extension HTTP2ConnectionHandler: Sendable {}
+extension HTTP2ServerConnectionHandler: Sendable {}
 
 extension HTTPServerLimits {
     var http2Session: HTTP2SessionLimits {

@@ -6,7 +6,7 @@
 // in through `receive` (nghttp2_session_mem_recv), and `drainOutput`
 // (nghttp2_session_mem_send) hands back what should go out. The callbacks nghttp2
 // makes while parsing fill in the per-stream state below; the NIO handler
-// (HTTP2ConnectionHandler.swift) collects finished requests with `takeEvents` and
+// (HTTP2ServerConnectionHandler.swift) collects finished requests with `takeEvents` and
 // answers them with `respond`. Everything runs on the connection's event loop.
 //
 // Flow control (RFC 9113 §5.2, https://www.rfc-editor.org/rfc/rfc9113#section-5.2):
@@ -322,7 +322,7 @@ final class HTTP2ServerSession {
         bufferedBodyBytes -= stream.body.readableBytes
         stream.body = ByteBuffer()
         var headers: [(String, String)] = [(":status", String(response.status.code))]
-        for (name, value) in response.headers where !Self.connectionSpecific.contains(name.lowercased()) {
+        for (name, value) in response.headers where !HTTP2Fields.connectionSpecific.contains(name.lowercased()) {
             headers.append((name.lowercased(), value))
         }
         let body = response.body ?? ByteBuffer()
@@ -331,7 +331,7 @@ final class HTTP2ServerSession {
             for (name, value) in trailers { headers.append((name.lowercased(), value)) }
             stream.phase = .responding(body: ByteBuffer(), trailers: nil)
             streams[streamID] = stream
-            Self.withNameValues(headers) { nv in _ = nghttp2_submit_response(session, streamID, nv.baseAddress, nv.count, nil) }
+            HTTP2Fields.withNameValues(headers) { nv in _ = nghttp2_submit_response(session, streamID, nv.baseAddress, nv.count, nil) }
         } else {
             headers.append(("content-length", String(body.readableBytes)))
             stream.phase = .responding(body: body, trailers: response.trailers)
@@ -340,7 +340,7 @@ final class HTTP2ServerSession {
             provider.read_callback = { _, streamID, buffer, length, flags, _, userData in
                 HTTP2ServerSession.from(userData).readBody(streamID, buffer!, length, flags!)
             }
-            Self.withNameValues(headers) { nv in _ = nghttp2_submit_response(session, streamID, nv.baseAddress, nv.count, &provider) }
+            HTTP2Fields.withNameValues(headers) { nv in _ = nghttp2_submit_response(session, streamID, nv.baseAddress, nv.count, &provider) }
         }
         returnWindows()
     }
@@ -356,17 +356,13 @@ final class HTTP2ServerSession {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             return 0
         }
-        let count = min(length, body.readableBytes)
-        body.readWithUnsafeReadableBytes { bytes in
-            buffer.update(from: bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), count: count)
-            return count
-        }
-        if body.readableBytes == 0 {
+        let (count, finished) = HTTP2Fields.copyBody(&body, into: buffer, length: length)
+        if finished {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             if let trailers {
                 flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
                 let fields = trailers.map { ($0.name.lowercased(), $0.value) }
-                Self.withNameValues(fields) { nv in _ = nghttp2_submit_trailer(session, id, nv.baseAddress, nv.count) }
+                HTTP2Fields.withNameValues(fields) { nv in _ = nghttp2_submit_trailer(session, id, nv.baseAddress, nv.count) }
             }
         }
         stream.phase = .responding(body: body, trailers: trailers)
@@ -374,42 +370,8 @@ final class HTTP2ServerSession {
         return count
     }
 
-    /// Headers HTTP/2 forbids (RFC 9113 §8.2.2); HTTP/1.1 responders may set them.
-    private static let connectionSpecific: Set<String> = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "content-length"]
-
-    private static func withNameValues<R>(_ fields: [(String, String)], _ body: (UnsafeBufferPointer<nghttp2_nv>) -> R) -> R {
-        // nghttp2 copies the fields while submitting, so the storage only has to
-        // live through the call.
-        var storage = [UInt8]()
-        var spans: [(Int, Int, Int, Int)] = []
-        for (name, value) in fields {
-            let nameStart = storage.count
-            storage.append(contentsOf: name.utf8)
-            let valueStart = storage.count
-            storage.append(contentsOf: value.utf8)
-            spans.append((nameStart, valueStart - nameStart, valueStart, storage.count - valueStart))
-        }
-        return storage.withUnsafeMutableBufferPointer { bytes in
-            let base = bytes.baseAddress ?? UnsafeMutablePointer<UInt8>(bitPattern: 1)!
-            let nv = spans.map { span in
-                nghttp2_nv(name: base + span.0, value: base + span.2, namelen: span.1, valuelen: span.3, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
-            }
-            return nv.withUnsafeBufferPointer(body)
-        }
-    }
-
     /// Everything nghttp2 wants sent, or `nil` when nothing is pending.
-    func drainOutput() -> ByteBuffer? {
-        var output: ByteBuffer?
-        while true {
-            var data: UnsafePointer<UInt8>?
-            let length = nghttp2_session_mem_send(session, &data)
-            guard length > 0, let data else { break }
-            if output == nil { output = allocator.buffer(capacity: max(Int(length), 4096)) }
-            output!.writeBytes(UnsafeRawBufferPointer(start: data, count: Int(length)))
-        }
-        return output
-    }
+    func drainOutput() -> ByteBuffer? { HTTP2Fields.drainOutput(session, allocator: allocator) }
 
     /// Whether the session has anything left to do; false after a GOAWAY went out
     /// and every stream finished, or after a fatal error.

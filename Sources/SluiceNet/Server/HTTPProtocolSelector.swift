@@ -39,7 +39,7 @@ final class HTTPProtocolSelector: ChannelInboundHandler, RemovableChannelHandler
         do {
             let pipeline = context.pipeline.syncOperations
             if isHTTP2 {
-                try pipeline.addHandler(HTTP2ConnectionHandler(limits: limits, responder: responder, logger: logger), position: .after(self))
+                try pipeline.addHandler(HTTP2ServerConnectionHandler(limits: limits, responder: responder, logger: logger), position: .after(self))
             } else {
                 let handlers: [any ChannelHandler] = [
                     HTTPResponseEncoder(),

@@ -65,6 +65,9 @@ final class TLSHandler<Role: TLSHandlerRole>: ChannelDuplexHandler, RemovableCha
         self.role = role
     }
 
+    /// The ALPN protocol agreed in the handshake, if any.
+    var negotiatedProtocol: String? { session.negotiatedProtocol }
+
     func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive { startHandshake(context: context) }
     }
