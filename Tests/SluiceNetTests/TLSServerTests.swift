@@ -87,16 +87,22 @@ final class LogCapture: Sendable {
     }
 
     /// `openssl s_client` against `port` with stdin closed: it handshakes, prints
-    /// what it negotiated, and leaves. Awaits the process without blocking a thread.
+    /// what it negotiated, and leaves.
     static func sClient(port: Int, _ arguments: [String]) async throws -> (status: Int32, output: String) {
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent("s_client-\(UUID().uuidString)")
+        try await run("openssl", ["s_client", "-connect", "127.0.0.1:\(port)", "-servername", "localhost"] + arguments)
+    }
+
+    /// Runs a tool with stdin closed; stdout and stderr together. Awaits the process
+    /// without blocking a thread.
+    static func run(_ tool: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("\(tool)-\(UUID().uuidString)")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: output) }
         let handle = try FileHandle(forWritingTo: output)
         defer { try? handle.close() }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["openssl", "s_client", "-connect", "127.0.0.1:\(port)", "-servername", "localhost"] + arguments
+        process.arguments = [tool] + arguments
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = handle
         process.standardError = handle
@@ -127,7 +133,7 @@ final class LogCapture: Sendable {
         defer { Task { await server.close() } }
         let response = try await Self.get(port: server.port, tls: TLSClientConfiguration(caFile: bed.caFile))
         #expect(response.status == .ok)
-        #expect(response.body.hasPrefix("hello over TLS, HTTP/1.1"), "\(response.body)")
+        #expect(response.body.hasPrefix("hello over TLS, HTTP/"), "\(response.body)")
         #expect(server.log.lines(at: .warning).isEmpty)
     }
 
@@ -154,6 +160,18 @@ final class LogCapture: Sendable {
         defer { Task { await http1Only.close() } }
         let offered = try await Self.sClient(port: http1Only.port, ["-CAfile", bed.caFile, "-alpn", "h2,http/1.1"])
         #expect(offered.output.contains("ALPN protocol: http/1.1"), "\(offered.output)")
+    }
+
+    @Test func curlSpeaksHTTP2AfterALPNAndHTTP11Without() async throws {
+        let bed = try TLSTestBed()
+        defer { bed.shutdown() }
+        let server = try await Server(TLSServerSettings(certFile: bed.serverCert, keyFile: bed.serverKey))
+        defer { Task { await server.close() } }
+        let url = "https://localhost:\(server.port)/v1/logs"
+        let h2 = try await Self.run("curl", ["-sS", "--http2", "--cacert", bed.caFile, "-d", "x", url])
+        #expect(h2.status == 0 && h2.output.hasPrefix("hello over TLS, HTTP/2.0"), "\(h2.output)")
+        let http1 = try await Self.run("curl", ["-sS", "--http1.1", "--cacert", bed.caFile, "-d", "x", url])
+        #expect(http1.status == 0 && http1.output.hasPrefix("hello over TLS, HTTP/1.1"), "\(http1.output)")
     }
 
     @Test func selectsALPNFromTheWireList() {
@@ -240,6 +258,43 @@ final class LogCapture: Sendable {
         // Our own client, without a certificate, is refused too (and says why).
         await #expect(throws: (any Error).self) { try await Self.get(port: server.port, tls: TLSClientConfiguration(caFile: bed.caFile)) }
         #expect(server.failures(.noClientCertificate) == 2)
+    }
+
+    @Test func aClientThatRefusesOurCertificateIsLogged() async throws {
+        let bed = try TLSTestBed()
+        defer { bed.shutdown() }
+        let server = try await Server(TLSServerSettings(certFile: bed.serverCert, keyFile: bed.serverKey))
+        defer { Task { await server.close() } }
+        // Trusting only another CA, s_client sends an unknown_ca alert and stops.
+        let result = try await Self.sClient(port: server.port, ["-CAfile", bed.strangerCert, "-verify_return_error"])
+        #expect(result.status != 0, "\(result.output)")
+        let line = try #require(try await server.log.wait(at: .warning).first)
+        #expect(line.message.contains("client refused this receiver's certificate (tls.cert_file)"), "\(line.message)")
+        #expect(server.failures(.rejectedByClient) == 1)
+    }
+
+    @Test func clientCAFileReloadFollowsTheFile() async throws {
+        let bed = try TLSTestBed()
+        defer { bed.shutdown() }
+        let clientCA = bed.path("client-ca.pem")
+        try FileManager.default.copyItem(atPath: bed.caFile, toPath: clientCA)
+        var settings = TLSServerSettings(certFile: bed.serverCert, keyFile: bed.serverKey)
+        settings.clientCAFile = clientCA
+        settings.reloadClientCAFile = true
+        let server = try await Server(settings)
+        defer { Task { await server.close() } }
+        let stranger = TLSClientConfiguration(caFile: bed.caFile, certFile: bed.strangerClientCert, keyFile: bed.strangerClientKey)
+        await #expect(throws: (any Error).self) { try await Self.get(port: server.port, tls: stranger) }
+
+        // Now trust the other CA only (otherca signed the stranger's certificate).
+        let otherCA = URL(fileURLWithPath: bed.strangerClientCert).deletingLastPathComponent().appendingPathComponent("otherca.pem")
+        try Data(contentsOf: otherCA).write(to: URL(fileURLWithPath: clientCA))
+        var accepted = false
+        for _ in 0..<50 where !accepted {
+            accepted = (try? await Self.get(port: server.port, tls: stranger))?.status == .ok
+            if !accepted { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        #expect(accepted, "\(server.log.all.map(\.message))")
     }
 
     // MARK: Rotation
