@@ -68,6 +68,18 @@ import Testing
         return process.terminationStatus == 0
     }
 
+    /// A 256 KiB tmpfs on a new temporary directory (unmount it with `umount -l`), or
+    /// nil with an issue recorded when this machine does not allow the mount.
+    static func mountSmallFileSystem() throws -> String? {
+        let mountPoint = temporaryDirectory() + "/small"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        guard shell(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", mountPoint]) else {
+            Issue.record("cannot mount a tmpfs here (needs root); ENOSPC not tested")
+            return nil
+        }
+        return mountPoint
+    }
+
     @Test func appendReadCommitDeletesSegments() async throws {
         let base = Self.temporaryDirectory()
         let log = try Self.open(base)
@@ -276,13 +288,7 @@ import Testing
     }
 
     @Test func fullDiskTurnsIntoBackpressureAndRecovers() async throws {
-        let base = Self.temporaryDirectory()
-        let mountPoint = base + "/small"
-        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-        guard Self.shell(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", mountPoint]) else {
-            Issue.record("cannot mount a tmpfs here (needs root); ENOSPC not tested")
-            return
-        }
+        guard let mountPoint = try Self.mountSmallFileSystem() else { return }
         defer { _ = Self.shell(["umount", "-l", mountPoint]) }
         var settings = DiskLogSettings(fsync: .always, maxSizeBytes: 64 << 20)
         // The wait after a failed write is ended by hand below, not by the clock.
@@ -323,6 +329,40 @@ import Testing
         reopened.close()
     }
 
+    /// The log's own data fills a file system smaller than one segment: once the
+    /// reader has committed everything, the next write starts a new segment and
+    /// deletes the old one, so the log takes data again without a restart.
+    @Test func segmentLargerThanTheFileSystemIsGivenBackOnceRead() async throws {
+        guard let mountPoint = try Self.mountSmallFileSystem() else { return }
+        defer { _ = Self.shell(["umount", "-l", mountPoint]) }
+        // Segments of 16 MiB (a quarter of max_size) on a 256 KiB file system.
+        var settings = DiskLogSettings(fsync: .interval(.milliseconds(50)), maxSizeBytes: 64 << 20)
+        settings.writeRetryDelay = .seconds(3600)
+        let log = try Self.open(mountPoint, settings: settings)
+        defer { log.close() }
+        let cursor = log.cursor(Self.reader)
+        var stored: [UInt64] = []
+        for i in 0..<200 {
+            let batch = try Self.batch("fill\(i)", count: 20)
+            guard case .appended(let sequence) = log.append(batch, items: 20, bytes: batch.memoryBytes) else { break }
+            guard await Self.durable(log, sequence) else { break }
+            stored.append(sequence)
+        }
+        #expect(!stored.isEmpty && stored.count < 200)
+        #expect(!log.hasRoom(for: 100))
+        #expect(Self.segments(log).count == 1)
+        let entries = await Self.readAvailable(log, Self.reader, cursor)
+        #expect(entries.map(\.sequence) == stored)
+        cursor.commit(through: stored.last!)
+        log.flush()
+        log.retryWritesNow()
+        let after = try await Self.append(log, "after")
+        log.flush()
+        #expect(log.hasRoom(for: 100))
+        #expect(Self.segments(log) == [SegmentFormat.segmentName(first: after)])
+        #expect(Self.bodies(await Self.readAvailable(log, Self.reader, cursor)) == ["after-0", "after-1"])
+    }
+
     @Test func concurrentAppendersAndAReaderSeeEverythingOnce() async throws {
         let base = Self.temporaryDirectory()
         let log = try Self.open(base, settings: DiskLogSettings(fsync: .always, segmentBytes: 64 << 10))
@@ -346,4 +386,43 @@ import Testing
         let seen = await reading.value
         #expect(seen == (1...1000).map { UInt64($0) })
     }
+
+    /// A batch decoded from protobuf (decoders keep the request's bytes once a disk
+    /// log is open) is written byte for byte as it arrived, and reads back the same
+    /// after a restart, when every entry comes from the segment.
+    @Test func requestProtobufIsWrittenAsItArrived() async throws {
+        let base = Self.temporaryDirectory()
+        var log: DiskPipelineLog? = try Self.open(base, settings: DiskLogSettings(segmentBytes: 1 << 20))
+        #expect(OTLPBatch.keepsProtobufSource)
+        var requests: [[UInt8]] = []
+        for i in 1...5 {
+            let request = try Self.batch("pb\(i)", count: 3).encodeProtobuf()
+            let batch = try OTLPBatch.decode(protobuf: request, signal: .logs)
+            #expect(batch.protobufSource.map(Array.init) == request)
+            guard case .appended(let sequence) = log!.append(batch, items: batch.itemCount, bytes: batch.memoryBytes) else {
+                Issue.record("append refused")
+                return
+            }
+            #expect(await Self.durable(log!, sequence))
+            requests.append(request)
+        }
+        log!.flush()
+        let path = log!.directory + "/" + (Self.segments(log!).first ?? "")
+        log!.close()
+        log = nil
+        // The segment is exactly the entries: each a header, then the request's bytes.
+        let segment = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        var offset = 0
+        for request in requests {
+            offset += SegmentFormat.headerSize
+            #expect(Array(segment[offset..<offset + request.count]) == request)
+            offset += request.count
+        }
+        #expect(offset == segment.count)
+        let reopened = try Self.open(base, settings: DiskLogSettings(segmentBytes: 1 << 20))
+        defer { reopened.close() }
+        let entries = await Self.readAvailable(reopened, Self.reader, reopened.cursor(Self.reader))
+        #expect(Self.bodies(entries) == (1...5).flatMap { i in (0..<3).map { "pb\(i)-\($0)" } })
+    }
+
 }

@@ -16,13 +16,25 @@ extension OTLPBatch {
         try ProtobufWireCheck(maxDepth: limits.maxNestingDepth).check(bytes, schema: schema)
         // protobuf-c's structs take about seven times the wire size for OTLP logs
         // (measured on the benchmark's governance events): one chunk of eight times
-        // fits most requests whole, so the arena is one allocation, not a chain.
-        let arena = try makeArena(forInput: bytes.count, sizeFactor: 8, limits)
+        // fits most requests whole, so the arena is one allocation, not a chain (nine
+        // when the input is kept as well).
+        let keepSource = keepsProtobufSource && bytes.count > 0
+        let arena = try makeArena(forInput: bytes.count, sizeFactor: keepSource ? 9 : 8, limits)
+        var source: UnsafeRawBufferPointer?
+        if keepSource {
+            guard let copy = arena.allocate(bytes.count) else {
+                throw OTLPDecodeError(.outOfMemory, "out of memory decoding the request")
+            }
+            copy.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            source = UnsafeRawBufferPointer(start: copy, count: bytes.count)
+        }
         let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
         guard let message = protobuf_c_message_unpack(signal.requestDescriptor, arena.allocator, bytes.count, base) else {
             throw OTLPDecodeError(.malformed, "invalid protobuf: not an OTLP \(schema.name)")
         }
-        return OTLPBatch(signal: signal, arena: arena, message: message)
+        let batch = OTLPBatch(signal: signal, arena: arena, message: message)
+        batch.protobufSource = source
+        return batch
     }
 
     public static func decode(protobuf bytes: [UInt8], signal: OTLPSignal, limits: OTLPDecodeLimits = .default) throws(OTLPDecodeError) -> OTLPBatch {
@@ -53,7 +65,8 @@ extension OTLPBatch {
 
     /// The request as protobuf bytes.
     public func encodeProtobuf() -> [UInt8] {
-        Self.pack(message)
+        if let protobufSource { return [UInt8](protobufSource) }
+        return Self.pack(message)
     }
 
     static func pack(_ message: UnsafePointer<ProtobufCMessage>) -> [UInt8] {

@@ -28,6 +28,9 @@ final class DiskLogWriter {
     /// Written since the last fsync, and since when.
     private var dirtySince: ContinuousClock.Instant?
     private var savedCursors: [ComponentID: UInt64] = [:]
+    /// The last write failed (a full disk): the next round first gives the active
+    /// segment's space back if every reader is past it.
+    private var lastWriteFailed = false
 
     private var settings: DiskLogSettings { log.settings }
     private var logger: Logger { log.logger }
@@ -100,7 +103,8 @@ final class DiskLogWriter {
     // MARK: Writing
 
     private func write(_ pending: [DiskPipelineLog.Pending]) {
-        guard !pending.isEmpty else { return }
+        guard let first = pending.first else { return }
+        if lastWriteFailed { releaseActiveIfRead(next: first.sequence) }
         let segmentLimit = settings.effectiveSegmentBytes
         for entry in pending {
             inFlight += entry.size
@@ -115,9 +119,9 @@ final class DiskLogWriter {
                 }
             }
             let offset = active!.bytes + buffer.count
-            buffer.append(contentsOf: SegmentFormat.header(payloadLength: entry.payload.count, sequence: entry.sequence, items: entry.items,
+            buffer.append(contentsOf: SegmentFormat.header(payloadLength: entry.payloadLength, sequence: entry.sequence, items: entry.items,
                                                            signal: entry.signal, appendedAtMillis: entry.appendedAtMillis, payloadCRC: entry.payloadCRC))
-            buffer.append(contentsOf: entry.payload)
+            entry.withPayload { buffer.append(contentsOf: $0) }
             buffered.append((entry, offset))
             if buffer.count >= maxBuffer { writeBuffer() }
         }
@@ -132,6 +136,7 @@ final class DiskLogWriter {
         do {
             try POSIXFile.writeAll(current.fd, buffer, at: current.bytes, path: current.path)
             active!.bytes += buffer.count
+            lastWriteFailed = false
             written.append(contentsOf: buffered)
             if dirtySince == nil { dirtySince = ContinuousClock.now }
             buffered.removeAll(keepingCapacity: true)
@@ -198,6 +203,7 @@ final class DiskLogWriter {
     /// Entries that could not be stored: gone from the log, their clients told to retry.
     private func fail(_ entries: [DiskPipelineLog.Pending], reason: String) {
         guard !entries.isEmpty else { return }
+        lastWriteFailed = true
         let bytes = entries.reduce(0) { $0 + $1.size }
         inFlight -= bytes
         log.counters.writeErrors.increment()
@@ -272,6 +278,22 @@ final class DiskLogWriter {
             s.segments.append(DiskPipelineLog.SegmentInfo(first: first, path: path, bytes: 0, lastSequence: 0, quarantined: false))
         }
         return true
+    }
+
+    /// After a failed write: when every reader has committed the whole active
+    /// segment, starts the next one so the old one can be deleted. Segments go only
+    /// once they are not the one being written, so without this a segment that
+    /// filled the file system alone (one larger than the free space) would keep its
+    /// space forever and the log would refuse data for good.
+    private func releaseActiveIfRead(next: UInt64) {
+        guard let current = active, current.bytes > 0 else { return }
+        let released = log.state.withLock { s -> Bool in
+            guard let last = s.segments.last, last.first == current.first, last.lastSequence > 0,
+                  let floor = s.floor, floor >= last.lastSequence else { return false }
+            return true
+        }
+        guard released, startSegment(first: next) else { return }
+        delete(log.state.withLock { $0.removeReleasedSegments() })
     }
 
     private func syncActive() {

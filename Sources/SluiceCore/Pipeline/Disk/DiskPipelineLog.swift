@@ -7,7 +7,9 @@ import Synchronization
 /// with fsync, a power cut.
 ///
 /// How it works (the byte layout is in `SegmentFormat`):
-/// - `append` encodes the batch's protobuf and its checksum on the caller's thread,
+/// - `append` takes the batch's protobuf (the request's own bytes, which decoders
+///   keep once a disk log is open, or a fresh packing when the batch has none) and
+///   its checksum on the caller's thread,
 ///   gives the entry a sequence and queues it for the writer thread, which owns the
 ///   segment files. It never waits for the disk; `whenDurable` says when the entry
 ///   is written (fsync `interval`/`never`) or written and fsynced (`always`; every
@@ -86,11 +88,22 @@ public final class DiskPipelineLog: PipelineLog {
         let items: Int
         let signal: OTLPSignal
         let appendedAtMillis: UInt64
-        let payload: [UInt8]
+        /// The batch's protobuf, packed at append; empty when `source` has it.
+        let packed: [UInt8]
+        /// The batch whose kept protobuf (`OTLPBatch.protobufSource`) is the payload,
+        /// held until it is written.
+        let source: OTLPBatch?
+        let payloadLength: Int
         let payloadCRC: UInt32
+        /// The batch readers get from memory (nil: over the budget, read back from disk).
         let batch: OTLPBatch?
         let cachedBytes: Int
-        var size: Int { SegmentFormat.headerSize + payload.count }
+        var size: Int { SegmentFormat.headerSize + payloadLength }
+
+        func withPayload<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+            if let bytes = source?.protobufSource { return try body(bytes) }
+            return try packed.withUnsafeBytes(body)
+        }
     }
 
     struct Reader {
@@ -173,6 +186,19 @@ public final class DiskPipelineLog: PipelineLog {
         }
 
         var floor: UInt64? { readers.values.map(\.committed).min() }
+
+        /// Takes off the list the segments every reader has committed past, for the
+        /// writer to delete. Never the last one: the writer is appending to it.
+        mutating func removeReleasedSegments() -> [SegmentInfo] {
+            guard let floor else { return [] }
+            var released: [SegmentInfo] = []
+            while segments.count > 1, segments[0].lastSequence <= floor {
+                let segment = segments.removeFirst()
+                diskBytes -= segment.bytes
+                released.append(segment)
+            }
+            return released
+        }
     }
 
     // MARK: Opening
@@ -217,6 +243,9 @@ public final class DiskPipelineLog: PipelineLog {
             let log = DiskPipelineLog(name: name, directory: path, signal: signal, settings: settings, logger: logger,
                                       cursorStore: cursorStore, counters: counters, lockFD: lockFD)
             let active = try log.restore(recovered, saved: saved, readers: readers)
+            // From now on decoders keep each request's protobuf, which `append` writes
+            // as is instead of packing the decoded batch again.
+            OTLPBatch.keepsProtobufSource = true
             let thread = Thread { [log] in
                 let writer = DiskLogWriter(log: log, active: active)
                 writer.run()
@@ -328,9 +357,13 @@ public final class DiskPipelineLog: PipelineLog {
     }
 
     public func append(_ batch: OTLPBatch, items: Int, bytes: Int) -> AppendResult {
-        let payload = batch.encodeProtobuf()
-        let payloadCRC = SegmentFormat.payloadCRC(payload)
-        let size = SegmentFormat.headerSize + payload.count
+        // The request's own protobuf when the decoder kept it (no processor changed
+        // the batch); packing the decoded message again is the one costly step here.
+        let kept = batch.protobufSource
+        let packed = kept == nil ? batch.encodeProtobuf() : []
+        let payloadLength = kept?.count ?? packed.count
+        let payloadCRC = kept.map { SegmentFormat.crc($0) } ?? SegmentFormat.payloadCRC(packed)
+        let size = SegmentFormat.headerSize + payloadLength
         let memory = batch.memoryBytes
         let millis = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
         let now = ContinuousClock.now
@@ -346,8 +379,9 @@ public final class DiskPipelineLog: PipelineLog {
             s.nextSequence += 1
             let keep = s.cachedBytes + memory <= budget
             if keep { s.cachedBytes += memory }
-            s.pending.append(Pending(sequence: sequence, items: items, signal: batch.signal, appendedAtMillis: millis, payload: payload,
-                                     payloadCRC: payloadCRC, batch: keep ? batch : nil, cachedBytes: keep ? memory : 0))
+            s.pending.append(Pending(sequence: sequence, items: items, signal: batch.signal, appendedAtMillis: millis, packed: packed,
+                                     source: kept == nil ? nil : batch, payloadLength: payloadLength, payloadCRC: payloadCRC,
+                                     batch: keep ? batch : nil, cachedBytes: keep ? memory : 0))
             s.pendingBytes += size
             let signal = !s.writerSignaled
             s.writerSignaled = true
@@ -493,12 +527,7 @@ public final class DiskPipelineLog: PipelineLog {
             s.cursorsDirty = true
             if let floor = s.floor {
                 s.releaseHead(through: floor)
-                // Never the last segment: the writer is appending to it.
-                while s.segments.count > 1, s.segments[0].lastSequence <= floor {
-                    let segment = s.segments.removeFirst()
-                    s.diskBytes -= segment.bytes
-                    s.toDelete.append(segment)
-                }
+                s.toDelete += s.removeReleasedSegments()
             }
             let signal = !s.writerSignaled
             s.writerSignaled = true
@@ -566,7 +595,7 @@ public final class DiskPipelineLog: PipelineLog {
                 return .failure(ReadFailure(reason: "checksum mismatch"))
             }
             do {
-                return .success(try OTLPBatch.decode(protobuf: payload, signal: signal, limits: OTLPDecodeLimits(maxBodyBytes: .max)))
+                return .success(try OTLPBatch.decode(protobuf: payload, signal: signal, limits: OTLPDecodeLimits(maxBodyBytes: .max, maxNestingDepth: OTLPDecodeLimits.nestingCeiling)))
             } catch {
                 return .failure(ReadFailure(reason: "cannot decode: \(error)"))
             }
