@@ -3,11 +3,15 @@
 # governance-event request over OTLP/HTTP (h2load in HTTP/1.1 mode, 4 connections)
 # and exports it to `nop`, then to `file`. Reports records per CPU-second of the
 # Sluice process (its user+system time from /proc) and its peak RSS (VmHWM).
+#
+# BENCH_REQUESTS sets the request count of the large runs, BENCH_CASES="nop
+# disk-interval" runs only the cases named, SLUICE_BENCH_BIN another binary.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-bin=.build/release/sluice
+bin=${SLUICE_BENCH_BIN:-.build/release/sluice}
 requests=${BENCH_REQUESTS:-2000}
+cases=${BENCH_CASES:-}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 .build/release/sluice-bench --write-payload "$work/payload.pb"
@@ -16,8 +20,13 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 clock_ticks=$(getconf CLK_TCK)
 cpu_seconds() { awk -v t="$clock_ticks" '{print ($14+$15)/t}' "/proc/$1/stat"; }
 
+# run_case NAME EXPORTER [STORAGE: interval|always] [REQUESTS] [PROTOCOL: h1|h2]
+# Prints one line and keeps "records/CPU-second records/s" in $work/NAME.rate.
 run_case() {
-    local name=$1 exporter=$2 storage=${3:-} requests=${4:-$requests}
+    local name=$1 exporter=$2 storage=${3:-} requests=${4:-$requests} protocol=${5:-h1}
+    if [ -n "$cases" ] && [[ " $cases " != *" $name "* ]]; then return 0; fi
+    local client_mode=()
+    [ "$protocol" = h1 ] && client_mode=(--h1)
     local queue=""
     [ -n "$storage" ] && queue="sending_queue: {storage: file_storage}"
     cat > "$work/$name.yaml" <<YAML
@@ -65,7 +74,7 @@ YAML
     for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/v1/logs" && break; sleep 0.1; done
     if ! kill -0 $pid 2>/dev/null; then echo "sluice did not start:"; cat "$work/$name.log"; exit 1; fi
     local before; before=$(cpu_seconds $pid)
-    h2load --h1 -n "$requests" -c "$((requests < 4 ? requests : 4))" -d "$work/payload.pb" -H 'Content-Type: application/x-protobuf' \
+    h2load "${client_mode[@]}" -n "$requests" -c "$((requests < 4 ? requests : 4))" -d "$work/payload.pb" -H 'Content-Type: application/x-protobuf' \
         "http://127.0.0.1:$port/v1/logs" > "$work/$name.h2load"
     # Let the exporter finish what is in the log: wait until the process is idle.
     local after; after=$(cpu_seconds $pid)
@@ -79,10 +88,19 @@ YAML
     kill -TERM $pid; wait $pid || true
     local ok; ok=$(awk '/^requests:/ {print $8}' "$work/$name.h2load")
     local rps; rps=$(awk '/^finished in/ {print $4}' "$work/$name.h2load")
-    awk -v n="$name" -v ok="$ok" -v r=1000 -v c0="$before" -v c1="$after" -v hwm="$hwm" -v rps="$rps" 'BEGIN {
+    awk -v n="$name" -v ok="$ok" -v r=1000 -v c0="$before" -v c1="$after" -v hwm="$hwm" -v rps="$rps" -v out="$work/$name.rate" 'BEGIN {
         cpu = c1 - c0; if (cpu <= 0) cpu = 0.001
         printf "OTLP/HTTP -> %-13s %8d requests ok  %10.0f records/CPU-second  %8.0f records/s wall  peak RSS %6.1f MiB\n", n, ok, ok * r / cpu, rps * r, hwm / 1024
+        printf "%f %f\n", ok * r / cpu, rps * r > out
     }'
+}
+
+# ratio NAME BASE: NAME's records/CPU-second and records/s as a share of BASE's.
+ratio() {
+    [ -f "$work/$1.rate" ] && [ -f "$work/$2.rate" ] || return 0
+    awk -v n="$1" -v b="$2" 'NR == FNR { cpu = $1; wall = $2; next } {
+        printf "%-13s / %-13s %5.1f %% of the records per CPU-second, %5.1f %% of the records/s wall\n", n, b, 100 * cpu / $1, 100 * wall / $2
+    }' "$work/$1.rate" "$work/$2.rate"
 }
 
 echo "runtime: $requests requests of 1,000 log records ($(stat -c %s "$work/payload.pb") bytes protobuf), h2load --h1 -c 4, release build"
@@ -99,3 +117,6 @@ run_case hec-nogzip splunk_hec/nogzip "" 20
 # The same into `nop` through the disk log (file_storage), with each fsync policy.
 run_case disk-interval nop interval
 run_case disk-always nop always
+# Issue #5: the disk log (fsync interval) keeps at least 80 % of the memory log's rate.
+ratio disk-interval nop
+ratio disk-always nop
