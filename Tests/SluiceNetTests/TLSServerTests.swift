@@ -83,6 +83,15 @@ final class LogCapture: Sendable {
             metrics.counter("sluice_receiver_tls_handshake_failures_total", "", labels: [("reason", reason.rawValue)]).count
         }
 
+        /// The first failed handshake was logged saying `text` and counted under `reason`.
+        func expectFailure(_ reason: TLSHandshakeFailure.Reason, saying text: String,
+                           sourceLocation: SourceLocation = #_sourceLocation) async throws {
+            let line = try #require(try await log.wait(at: .warning).first, sourceLocation: sourceLocation)
+            #expect(line.message.contains(text), "\(line.message)", sourceLocation: sourceLocation)
+            #expect(line.metadata["reason"] == reason.rawValue, sourceLocation: sourceLocation)
+            #expect(failures(reason) == 1, sourceLocation: sourceLocation)
+        }
+
         func close() async { await http.close() }
     }
 
@@ -221,9 +230,7 @@ final class LogCapture: Sendable {
         let response = try await Self.get(port: server.port, tls: nil)
         #expect(response.status == .badRequest)
         #expect(response.body.contains("https://"), "\(response.body)")
-        let line = try #require(try await server.log.wait(at: .warning).first)
-        #expect(line.message.contains("client sent plain HTTP to this TLS port"), "\(line.message)")
-        #expect(server.failures(.notTLS) == 1)
+        try await server.expectFailure(.notTLS, saying: "client sent plain HTTP to this TLS port")
     }
 
     // MARK: Client certificates
@@ -268,9 +275,7 @@ final class LogCapture: Sendable {
         // Trusting only another CA, s_client sends an unknown_ca alert and stops.
         let result = try await Self.sClient(port: server.port, ["-CAfile", bed.strangerCert, "-verify_return_error"])
         #expect(result.status != 0, "\(result.output)")
-        let line = try #require(try await server.log.wait(at: .warning).first)
-        #expect(line.message.contains("client refused this receiver's certificate (tls.cert_file)"), "\(line.message)")
-        #expect(server.failures(.rejectedByClient) == 1)
+        try await server.expectFailure(.rejectedByClient, saying: "client refused this receiver's certificate (tls.cert_file)")
     }
 
     @Test func clientCAFileReloadFollowsTheFile() async throws {
