@@ -12,6 +12,7 @@ extension ComponentRegistry {
         registry.register(DebugExporterFactory())
         registry.register(FileExporterFactory())
         registry.register(NopExporterFactory())
+        registry.register(OTLPGRPCExporterFactory())
         registry.register(OTLPHTTPExporterFactory())
         registry.register(SplunkHECExporterFactory())
         registry.register(HealthCheckExtensionFactory())

@@ -1,4 +1,5 @@
-// The pieces of gRPC over HTTP/2 a unary server needs, from the wire spec
+// The pieces of gRPC over HTTP/2 that unary calls need on both ends (the OTLP
+// receiver and the `otlp` exporter), from the wire spec
 // (https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md):
 //
 //   Length-Prefixed-Message → Compressed-Flag Message-Length Message
@@ -18,13 +19,32 @@ struct GRPCStatus: Error, Sendable, Equatable {
     enum Code: Int, Sendable {
         case ok = 0
         case cancelled = 1
+        case unknown = 2
         case invalidArgument = 3
         case deadlineExceeded = 4
+        case notFound = 5
+        case alreadyExists = 6
+        case permissionDenied = 7
         case resourceExhausted = 8
+        case failedPrecondition = 9
+        case aborted = 10
+        case outOfRange = 11
         case unimplemented = 12
         case `internal` = 13
         case unavailable = 14
+        case dataLoss = 15
         case unauthenticated = 16
+
+        /// As the specification spells it, with the number: "RESOURCE_EXHAUSTED (8)".
+        var name: String {
+            let camel = String(describing: self).replacingOccurrences(of: "`", with: "")
+            var out = ""
+            for character in camel {
+                if character.isUppercase { out += "_" }
+                out += character.uppercased()
+            }
+            return "\(out) (\(rawValue))"
+        }
     }
 
     var code: Code
@@ -94,6 +114,45 @@ struct GRPCStatus: Error, Sendable, Equatable {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// The status a server sent: in the trailers, or in the headers of a
+    /// Trailers-Only answer; `nil` when neither has `grpc-status`.
+    init?(headers: HTTPHeaders, trailers: HTTPHeaders) {
+        guard let text = trailers.first(name: "grpc-status") ?? headers.first(name: "grpc-status"), let number = Int(text) else { return nil }
+        let fields = trailers.contains(name: "grpc-status") ? trailers : headers
+        self.init(Code(rawValue: number) ?? .unknown, Self.percentDecoded(fields.first(name: "grpc-message") ?? ""))
+        if let details = fields.first(name: "grpc-status-details-bin") { retryAfter = Self.retryDelay(inStatusDetails: details) }
+    }
+
+    static func percentDecoded(_ text: String) -> String {
+        var bytes: [UInt8] = []
+        var iterator = Array(text.utf8).makeIterator()
+        while let byte = iterator.next() {
+            if byte == 0x25, let high = iterator.next(), let low = iterator.next(),
+               let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16) {
+                bytes.append(value)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The delay of a google.rpc.RetryInfo among a google.rpc.Status's details
+    /// (base64, padded or not).
+    static func retryDelay(inStatusDetails base64: String) -> Duration? {
+        var text = base64.trimmingCharacters(in: .whitespaces)
+        while text.count % 4 != 0 { text += "=" }
+        guard let data = Data(base64Encoded: text) else { return nil }
+        for any in ProtobufFields(Array(data)).bytes(3) {
+            let fields = ProtobufFields(any)
+            guard fields.bytes(1).first.map({ String(decoding: $0, as: UTF8.self) }) == "type.googleapis.com/google.rpc.RetryInfo",
+                  let retryInfo = fields.bytes(2).first, let duration = ProtobufFields(retryInfo).bytes(1).first else { continue }
+            let parts = ProtobufFields(duration)
+            return .seconds(Int64(bitPattern: parts.varint(1) ?? 0)) + .nanoseconds(Int64(bitPattern: parts.varint(2) ?? 0))
+        }
+        return nil
+    }
+
     /// Binary metadata ("-bin" keys) is base64; implementations "SHOULD emit
     /// un-padded values".
     static func unpaddedBase64(_ bytes: [UInt8]) -> String {
@@ -132,13 +191,58 @@ struct GRPCMessage {
         return GRPCMessage(compressed: flag == 1, payload: payload)
     }
 
-    /// The 5-byte prefix and the message, as a response body.
-    static func framed(_ message: [UInt8]) -> ByteBuffer {
+    /// The 5-byte prefix and the message, as a request or response body.
+    static func framed(_ message: [UInt8], compressed: Bool = false) -> ByteBuffer {
         var buffer = ByteBuffer()
         buffer.reserveCapacity(5 + message.count)
-        buffer.writeInteger(UInt8(0))
+        buffer.writeInteger(UInt8(compressed ? 1 : 0))
         buffer.writeInteger(UInt32(message.count), endianness: .big)
         buffer.writeBytes(message)
         return buffer
     }
+}
+
+/// Reads the top-level fields of a small protobuf message (statuses, responses):
+/// length-delimited ones and varints by number. Malformed input yields what was
+/// read before the damage.
+struct ProtobufFields {
+    private var lengthDelimited: [UInt64: [[UInt8]]] = [:]
+    private var varints: [UInt64: UInt64] = [:]
+
+    init(_ bytes: [UInt8]) {
+        var index = 0
+        func readVarint() -> UInt64? {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while index < bytes.count, shift < 64 {
+                let byte = bytes[index]
+                index += 1
+                value |= UInt64(byte & 0x7F) << shift
+                if byte & 0x80 == 0 { return value }
+                shift += 7
+            }
+            return nil
+        }
+        while index < bytes.count, let tag = readVarint() {
+            let number = tag >> 3
+            switch tag & 7 {
+            case 0:
+                guard let value = readVarint() else { return }
+                varints[number] = value
+            case 1:
+                index += 8
+            case 2:
+                guard let length = readVarint(), length <= UInt64(bytes.count - index) else { return }
+                lengthDelimited[number, default: []].append(Array(bytes[index..<index + Int(length)]))
+                index += Int(length)
+            case 5:
+                index += 4
+            default:
+                return
+            }
+        }
+    }
+
+    func bytes(_ number: UInt64) -> [[UInt8]] { lengthDelimited[number] ?? [] }
+    func varint(_ number: UInt64) -> UInt64? { varints[number] }
 }

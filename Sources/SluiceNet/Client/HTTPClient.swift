@@ -123,6 +123,8 @@ public final class HTTPClient: Sendable {
 
     public struct Settings: Sendable {
         public var http2 = HTTP2Use.whenOffered
+        /// The Host (HTTP/2 :authority) to send instead of the endpoint's (gRPC's `authority`).
+        public var authorityOverride: String?
         public var maxConnections = 4
         public var idleTimeout: TimeAmount = .seconds(90)
         public var requestTimeout: Duration = .seconds(30)
@@ -210,7 +212,8 @@ public final class HTTPClient: Sendable {
             request.target = "http://\(endpoint.authority)\(request.target)"
             if let authorization = proxy.authorization { request.headers.replaceOrAdd(name: "Proxy-Authorization", value: authorization) }
         }
-        if !connection.multiplexed { request.headers.replaceOrAdd(name: "Host", value: endpoint.authority) }
+        // HTTP/2 sends it as :authority.
+        request.headers.replaceOrAdd(name: "Host", value: settings.authorityOverride ?? endpoint.authority)
         request.headers.replaceOrAdd(name: "Content-Length", value: String(request.body?.readableBytes ?? 0))
         if !request.headers.contains(name: "User-Agent") { request.headers.add(name: "User-Agent", value: "sluice") }
         let promise = channel.eventLoop.makePromise(of: HTTPClientResponse.self)
