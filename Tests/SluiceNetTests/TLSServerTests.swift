@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import SluiceCore
 import Synchronization
 import Testing
@@ -72,10 +73,10 @@ final class LogCapture: Sendable {
         let metrics = MetricsRegistry()
         let port: Int
 
-        init(_ settings: TLSServerSettings) async throws {
+        init(_ settings: TLSServerSettings, group: any EventLoopGroup = SluiceEventLoops.group) async throws {
             context = try TLSServerContext(settings: settings, logger: log.logger, metrics: metrics)
             http = try await HTTPServer.start(at: HostPort(host: "127.0.0.1", port: 0), limits: HTTPServerLimits(),
-                                              responder: Responder(), tls: context)
+                                              responder: Responder(), group: group, tls: context)
             port = try #require(http.localAddress?.port)
         }
 
@@ -276,6 +277,32 @@ final class LogCapture: Sendable {
         let result = try await Self.sClient(port: server.port, ["-CAfile", bed.strangerCert, "-verify_return_error"])
         #expect(result.status != 0, "\(result.output)")
         try await server.expectFailure(.rejectedByClient, saying: "client refused this receiver's certificate (tls.cert_file)")
+    }
+
+    @Test func aPortProbeIsNotLoggedButAnAbandonedHandshakeIs() async throws {
+        let bed = try TLSTestBed()
+        defer { bed.shutdown() }
+        // One event loop: the server sees the connections' events in the order they happened.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = try await Server(TLSServerSettings(certFile: bed.serverCert, keyFile: bed.serverKey), group: group)
+        func connect(sending bytes: [UInt8]) async throws {
+            let channel = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: server.port).get()
+            if !bytes.isEmpty { try await channel.writeAndFlush(ByteBuffer(bytes: bytes)) }
+            try await channel.close()
+        }
+        // A TCP health check: connects, says nothing, leaves.
+        try await connect(sending: [])
+        // A client that starts a TLS record (a handshake, 80 bytes long) and leaves.
+        try await connect(sending: [0x16, 0x03, 0x01, 0x00, 0x50])
+        _ = try await server.log.wait(at: .warning)
+        // The probe closed before the second connection opened, so the loop saw its
+        // end in the same round or an earlier one: a task after this round finds
+        // both handled.
+        try await group.next().submit {}.get()
+        try await server.expectFailure(.incomplete, saying: "client closed the connection during the TLS handshake")
+        #expect(server.log.lines(at: .warning).count == 1, "\(server.log.all.map(\.message))")
+        await server.close()
+        try await group.shutdownGracefully()
     }
 
     @Test func clientCAFileReloadFollowsTheFile() async throws {
