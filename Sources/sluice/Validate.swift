@@ -13,7 +13,7 @@ struct Validate: ParsableCommand {
         let config = options.load()
         // Components are built even when the file has other problems, so one run
         // reports every problem.
-        _ = Service.build(config, context: ComponentContext(logger: Logger(label: "sluice", factory: { _ in SwiftLogNoOpLogHandler() })))
+        Service.check(config, context: ComponentContext(logger: Logger(label: "sluice", factory: { _ in SwiftLogNoOpLogHandler() })))
         var errors = StandardError()
         for diagnostic in config.diagnostics.all { print(diagnostic, to: &errors) }
         if !config.diagnostics.isEmpty { throw ExitCode(1) }

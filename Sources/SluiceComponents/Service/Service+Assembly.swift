@@ -115,3 +115,12 @@ extension Service {
         return Pipeline(config: plan.config, log: log, spec: plan.spec, processors: plan.processors, shape: plan.shape)
     }
 }
+
+extension Service {
+    /// Builds every component without starting one or opening a pipeline log (so
+    /// `sluice validate` never takes the lock of a running instance's disk log);
+    /// problems go into `config.diagnostics`.
+    public static func check(_ config: CollectorConfig, registry: ComponentRegistry = .builtIn, context: ComponentContext) {
+        _ = assemble(config, registry: registry, context: context)
+    }
+}
