@@ -66,6 +66,22 @@ import SluiceCore
         #expect(lines.first == Array("earlier run".utf8))
     }
 
+    @Test func anExporterRebuiltInTheSameRunContinuesTheFile() async throws {
+        // A reload builds a new exporter for the same path: what the first one
+        // delivered stays.
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/out.jsonl"
+        let first = try #require(makeExporter("path: \(path)"))
+        try await first.start()
+        #expect(await first.export([logsBatch(body: "before the reload")], signal: .logs) == .delivered)
+        await first.shutdown()
+        let rebuilt = try #require(makeExporter("path: \(path)"))
+        try await rebuilt.start()
+        #expect(await rebuilt.export([logsBatch(body: "after")], signal: .logs) == .delivered)
+        await rebuilt.shutdown()
+        #expect(try jsonLines(path).count == 2)
+    }
+
     @Test func tornTailIsRepairedWhenTheFileIsContinued() async throws {
         let directory = try TemporaryDirectory()
         let batch = logsBatch(body: "whole")

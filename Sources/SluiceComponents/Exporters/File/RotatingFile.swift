@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SluiceCore
+import Synchronization
 
 /// Why the output file could not be written, as the exporter's retry reason:
 /// `<path>: <strerror>`, with what was being done when it was not a plain write.
@@ -82,12 +83,17 @@ struct RotatingFile {
 
     // MARK: Opening and closing
 
+    private static let openedThisRun = Mutex<Set<String>>([])
+
     /// Opens the file at start: truncated, or continued (with rotation or `append`),
     /// in which case a tail torn by a crash is repaired first.
     mutating func open() throws(FileExporterError) {
         // Started once: a second start must not truncate what was written since.
         guard fd < 0 else { return }
-        let continued = !options.truncateAtStart
+        // "Each run" is each process: an exporter rebuilt by a reload continues the
+        // file its predecessor wrote instead of emptying it.
+        let firstOpenThisRun = Self.openedThisRun.withLock { $0.insert(path).inserted }
+        let continued = !options.truncateAtStart || !firstOpenThisRun
         try openFile(truncate: !continued)
         if continued { try repairTail() }
         if options.rotation != nil { mill() }
