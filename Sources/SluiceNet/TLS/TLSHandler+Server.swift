@@ -34,7 +34,7 @@ struct TLSServerRole: TLSHandlerRole {
             // client that tried TLS.
             if receivedBytes > 0 {
                 let message = byPeer
-                    ? "client closed the connection during the TLS handshake; it may not trust this receiver's certificate (tls.cert_file)"
+                    ? "client closed the connection during the TLS handshake"
                     : "client did not finish the TLS handshake before the connection was closed (read timeout or shutdown)"
                 server.handshakeFailed(TLSHandshakeFailure(.incomplete, message), peer: peer, detail: nil)
             }

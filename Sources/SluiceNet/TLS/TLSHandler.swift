@@ -126,11 +126,15 @@ final class TLSHandler<Role: TLSHandlerRole>: ChannelDuplexHandler, RemovableCha
         // (RFC 8446 section 6.1 lets either side close without waiting). Nor is
         // the write awaited: a close often comes from a timeout, when the peer has
         // stopped reading and the write might never finish.
+        sendCloseNotify(context: context)
+        context.close(mode: mode, promise: promise)
+    }
+
+    private func sendCloseNotify(context: ChannelHandlerContext) {
         ERR_clear_error()
         _ = SSL_shutdown(session.ssl)
         ERR_clear_error()
         sendOutput(context: context)
-        context.close(mode: mode, promise: promise)
     }
 
     /// The connection closes without a TLS goodbye: before the handshake finished
@@ -195,9 +199,12 @@ final class TLSHandler<Role: TLSHandlerRole>: ChannelDuplexHandler, RemovableCha
                 writePending(context: context)
                 return
             case SSL_ERROR_ZERO_RETURN:
-                // The peer sent close_notify: nothing more will come.
+                // The peer sent close_notify: nothing more will come. Answer with
+                // ours before closing (RFC 8446 section 6.1: each party sends one
+                // before it closes its write side).
                 state = .closed
                 failPending(ChannelError.ioOnClosedChannel)
+                sendCloseNotify(context: context)
                 context.close(promise: nil)
                 return
             default:

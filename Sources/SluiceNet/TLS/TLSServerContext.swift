@@ -218,12 +218,17 @@ public final class TLSServerContext: Sendable {
         return (Array(digest.prefix(Int(length))), unreadable)
     }
 
-    /// Logs a failed handshake (warning: a client cannot send, and only this log
-    /// says why) and counts it.
+    /// Logs a failed handshake and counts it. Warning: a client cannot send, and
+    /// only this line says why. A handshake the client abandoned without a word is
+    /// only counted and logged at debug: benchmarks, scanners and health checks
+    /// that reset the connection after the handshake (SO_LINGER 0, as
+    /// `openssl s_time` does) would otherwise fill the log, and clients that
+    /// distrust the certificate say so with an alert (rejected_by_client).
     func handshakeFailed(_ failure: TLSHandshakeFailure, peer: String, detail: String?) {
         failureCounters[failure.reason]?.increment()
         var metadata: Logger.Metadata = ["peer": "\(peer)", "reason": "\(failure.reason.rawValue)"]
         if let detail { metadata["openssl"] = "\(detail)" }
-        logger.warning("TLS handshake from \(peer) failed: \(failure.message)", metadata: metadata)
+        logger.log(level: failure.reason == .incomplete ? .debug : .warning,
+                   "TLS handshake from \(peer) failed: \(failure.message)", metadata: metadata)
     }
 }
