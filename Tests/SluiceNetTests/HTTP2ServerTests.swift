@@ -4,6 +4,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import Synchronization
 import Testing
 @testable import SluiceNet
 
@@ -23,6 +24,20 @@ import Testing
                 let response = HTTPServerResponse(status: .ok, headers: HTTPHeaders([("content-type", "application/grpc")]), body: nil,
                                                   trailers: HTTPHeaders([("grpc-status", "16")]))
                 return eventLoop.makeSucceededFuture(response)
+            case "/hold":
+                // Holds the body a while, as a slow pipeline log would, and keeps
+                // count of how much is held at once.
+                let held = request.body.readableBytes
+                let now = Held.shared.withLock { state in
+                    state.current += held
+                    state.peak = max(state.peak, state.current)
+                    return state.current
+                }
+                _ = now
+                return eventLoop.scheduleTask(in: .milliseconds(400)) {
+                    Held.shared.withLock { $0.current -= held }
+                    return .text(.ok, "held")
+                }.futureResult
             case "/slow":
                 return eventLoop.scheduleTask(in: .milliseconds(5)) { .text(.ok, "slow \(version)") }.futureResult
             default:
@@ -32,6 +47,58 @@ import Testing
             }
         }
     }
+
+    /// Bodies the `/hold` path has at the moment, and the most it had at once.
+    enum Held {
+        static let shared = Mutex<(current: Int, peak: Int)>((0, 0))
+    }
+
+    /// An h2 client (the pure-Python `h2` package) that opens `streams` uploads of
+    /// `size` bytes each, sends whatever the flow-control windows allow, and prints
+    /// how many uploads it finished and how many answers it got.
+    static let uploader = #"""
+import socket, sys, time
+import h2.config, h2.connection, h2.events
+
+port, streams, size = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+sock = socket.create_connection(("127.0.0.1", port))
+sock.settimeout(0.2)
+conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+conn.initiate_connection()
+ids, sent, answered = [], {}, set()
+for _ in range(streams):
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, [(":method", "POST"), (":path", "/hold"), (":scheme", "http"),
+                            (":authority", "test"), ("content-length", str(size))])
+    ids.append(sid)
+    sent[sid] = 0
+sock.sendall(conn.data_to_send())
+deadline = time.time() + 30
+while len(answered) < streams and time.time() < deadline:
+    for sid in ids:
+        while True:
+            room = min(conn.local_flow_control_window(sid), size - sent[sid], conn.max_outbound_frame_size)
+            if room <= 0:
+                break
+            sent[sid] += room
+            conn.send_data(sid, b"x" * room, end_stream=sent[sid] == size)
+    out = conn.data_to_send()
+    if out:
+        sock.sendall(out)
+    try:
+        data = sock.recv(1 << 16)
+    except socket.timeout:
+        continue
+    if not data:
+        break
+    for event in conn.receive_data(data):
+        if isinstance(event, h2.events.StreamEnded):
+            answered.add(event.stream_id)
+    out = conn.data_to_send()
+    if out:
+        sock.sendall(out)
+print(sum(1 for sid in ids if sent[sid] == size), len(answered))
+"""#
 
     static func run(_ tool: String, _ arguments: [String], stdin: String? = nil) throws -> (status: Int32, out: String, err: String) {
         let process = Process()
@@ -143,6 +210,27 @@ import Testing
             #expect(result.status == 0, "\(result.err)")
             #expect(result.out.contains("requests: 4000 total, 4000 started, 4000 done, 4000 succeeded, 0 failed, 0 errored"), "\(result.out)")
             #expect(result.out.contains("status codes: 4000 2xx"), "\(result.out)")
+        }
+    }
+
+    @Test func flowControlHoldsBackAClientFasterThanTheResponder() async throws {
+        // 20 uploads of 1 MiB against a responder that holds each body 400 ms: the
+        // connection holds at most its body buffer (2 MiB here), one more body, and
+        // what the stream windows (128 KiB each) let in flight — not all 20 MiB at
+        // once; and every upload is still answered in the end.
+        var limits = HTTPServerLimits(maxBodyBytes: 1 << 20)
+        limits.connectionBodyBufferBytes = 2 << 20
+        try await Self.withServer(limits: limits) { port in
+            let script = FileManager.default.temporaryDirectory.appendingPathComponent("h2-uploader-\(UUID().uuidString).py").path
+            try Self.uploader.write(toFile: script, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: script) }
+            Held.shared.withLock { $0 = (0, 0) }
+            let result = try Self.run("python3", [script, String(port), "20", String(1 << 20)])
+            #expect(result.status == 0, "\(result.err)")
+            #expect(result.out.trimmingCharacters(in: .whitespacesAndNewlines) == "20 20", "uploads finished, answers: \(result.out) \(result.err)")
+            let peak = Held.shared.withLock { $0.peak }
+            #expect(peak <= (2 << 20) + (1 << 20) + 20 * (128 << 10), "held at once: \(peak) bytes")
+            #expect(peak >= 1 << 20)
         }
     }
 }

@@ -159,6 +159,6 @@ extension HTTP2ServerConnectionHandler: Sendable {}
 extension HTTPServerLimits {
     var http2Session: HTTP2SessionLimits {
         HTTP2SessionLimits(maxBodyBytes: maxBodyBytes, maxConcurrentStreams: maxConcurrentStreams, maxHeaderListBytes: maxHeaderListBytes,
-                           bufferedBodyLimit: max(maxBodyBytes, 8 << 20))
+                           bufferedBodyLimit: max(maxBodyBytes, connectionBodyBufferBytes))
     }
 }

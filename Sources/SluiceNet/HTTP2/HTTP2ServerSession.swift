@@ -35,7 +35,9 @@ struct HTTP2SessionLimits {
     var maxConcurrentStreams: Int
     var maxHeaderListBytes: Int
     /// SETTINGS_INITIAL_WINDOW_SIZE: how far a client may send ahead on one stream.
-    var streamWindowBytes: Int = 512 << 10
+    /// With 100 streams a connection may have 12.5 MiB in flight beyond what it
+    /// holds; on a link with 1 ms round trips one stream still moves ~128 MB/s.
+    var streamWindowBytes: Int = 128 << 10
     /// Bodies held by one connection above which stream windows stop being returned.
     var bufferedBodyLimit: Int
     /// Client RST_STREAMs allowed in a burst, and regained per second (rapid reset,
@@ -295,16 +297,23 @@ final class HTTP2ServerSession {
         return 0
     }
 
-    /// Returns stream windows while the connection's bodies leave room, and always
-    /// to the oldest stream still receiving.
+    /// Returns stream windows while the connection's bodies leave room. When they
+    /// do not and no request is with the responder (so no answer will free memory),
+    /// the oldest stream still receiving gets its window anyway: it completes, and
+    /// the connection cannot deadlock.
     private func returnWindows() {
         var oldestReceiving: Int32?
+        var awaitingAnswers = false
         for (id, stream) in streams {
-            if case .receiving = stream.phase, oldestReceiving.map({ id < $0 }) ?? true { oldestReceiving = id }
+            switch stream.phase {
+            case .receiving: if oldestReceiving.map({ id < $0 }) ?? true { oldestReceiving = id }
+            case .dispatched: awaitingAnswers = true
+            case .rejected, .responding: break
+            }
         }
         for id in streams.keys.sorted() {
             guard let unconsumed = streams[id]?.unconsumed, unconsumed > 0 else { continue }
-            guard bufferedBodyBytes <= limits.bufferedBodyLimit || id == oldestReceiving else { continue }
+            guard bufferedBodyBytes <= limits.bufferedBodyLimit || (id == oldestReceiving && !awaitingAnswers) else { continue }
             nghttp2_session_consume_stream(session, id, unconsumed)
             streams[id]!.unconsumed = 0
         }

@@ -87,6 +87,11 @@ public struct HTTPServerLimits: Sendable {
     /// a larger one gets 431.
     public var maxHeaderListBytes: Int = 64 << 10
 
+    /// HTTP/2: request bodies one connection may hold (received, not yet answered)
+    /// before its clients' stream windows stop being handed back; never below
+    /// `maxBodyBytes`.
+    public var connectionBodyBufferBytes: Int = 8 << 20
+
     public init(maxBodyBytes: Int = 20 << 20, readTimeout: TimeAmount = .seconds(30), idleTimeout: TimeAmount = .seconds(120),
                 maxConcurrentStreams: Int = 100, maxHeaderListBytes: Int = 64 << 10) {
         self.maxBodyBytes = maxBodyBytes
