@@ -4,10 +4,14 @@ on disk for the next start."""
 
 from __future__ import annotations
 
+import errno
+import os
 import random
+import subprocess
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +23,7 @@ pytestmark = pytest.mark.skipif("file_storage" not in rt.sluice_components().get
                                 reason="this build has no file_storage extension")
 
 
-def _request(event_ids: list[str]) -> bytes:
+def _request(event_ids: list[str], padding: int = 0) -> bytes:
     message = ExportLogsServiceRequest()
     scope = message.resource_logs.add().scope_logs.add()
     for event_id in event_ids:
@@ -27,6 +31,8 @@ def _request(event_ids: list[str]) -> bytes:
         record.time_unix_nano = samples.BASE_TIME
         record.body.string_value = f"decision {event_id}"
         record.attributes.add(key="event_id").value.string_value = event_id
+        if padding:
+            record.attributes.add(key="prompt").value.string_value = "p" * padding
     return message.SerializeToString()
 
 
@@ -194,4 +200,150 @@ def test_ten_minute_outage_with_200000_records(tmp_path, track_sluice, otlp_sink
     arrived = _arrived(otlp_sink)
     print(f"\n10-minute outage: {len(ids)} sent, {len(set(arrived))} distinct arrived, "
           f"{sum(n - 1 for n in arrived.values() if n > 1)} duplicates, states seen {sorted(seen_states)}")
+    assert process.stop(timeout=30) == 0
+
+
+# ----------------------------------------------------------------------------
+# A small file system filling up (issue #5: with the log full the receiver answers
+# 429/503, memory stays flat, and sending resumes by itself when space frees).
+
+SMALL_FS_SIZE = "12m"
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 12 MiB tmpfs mounted for the test, unmounted afterwards even when the test
+    fails. Skips, saying exactly why, where this machine does not allow the mount."""
+    mount_point = tmp_path / "small-fs"
+    mount_point.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", f"size={SMALL_FS_SIZE},mode=0755", "tmpfs", str(mount_point)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except FileNotFoundError as error:
+        pytest.skip(f"cannot mount a {SMALL_FS_SIZE} tmpfs: `mount` is not installed ({error})")
+    if result.returncode != 0:
+        reason = (result.stderr or result.stdout).strip() or f"exit status {result.returncode}"
+        pytest.skip(f"cannot mount a {SMALL_FS_SIZE} tmpfs at {mount_point} (euid {os.geteuid()}): `{' '.join(command)}` said: {reason}")
+    try:
+        yield mount_point
+    finally:
+        # Lazy, so that a sluice the test could not stop does not keep it mounted.
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30)
+
+
+def _small_fs_config(sink, directory: Path):
+    def config(ports):
+        settings = _disk_config(sink, "interval")(ports)
+        storage = settings["extensions"]["file_storage"]
+        storage["directory"] = str(directory)
+        # Larger than the file system: the disk fills before the log's own limit.
+        storage["max_size"] = "64MiB"
+        return settings
+    return config
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+class Sender:
+    """Posts requests of 1,000 padded records (about 300 KB) with unique event ids,
+    one at a time, and remembers which ids were acknowledged."""
+
+    def __init__(self, url: str, prefix: str):
+        self.url = url
+        self.prefix = prefix
+        self.acked: set[str] = set()
+        self.next = 0
+
+    def send(self):
+        ids = [f"evt-{self.prefix}-{i:07d}" for i in range(self.next, self.next + 1000)]
+        self.next += 1000
+        response = rt.post(self.url, _request(ids, padding=200), timeout=30)
+        if response.status == 200:
+            self.acked.update(ids)
+        return response
+
+    def until_refused(self, limit: int):
+        """Sends until a request is refused; returns that answer."""
+        for _ in range(limit):
+            response = self.send()
+            if response.status != 200:
+                return response
+        pytest.fail(f"{limit} requests of ~300 KB all accepted on a {SMALL_FS_SIZE} file system", pytrace=False)
+
+
+def _assert_retry_later(response) -> None:
+    assert response.status in (429, 503), response
+    assert int(response.headers.get("retry-after", "0")) >= 1, response.headers
+
+
+def _refusals_keep_memory_flat(process, sender: Sender, requests: int) -> None:
+    """Goes on sending while the log is full: every request is refused (429/503 with
+    Retry-After) and the process's resident memory does not grow with them."""
+    start = _rss_kib(process.pid)
+    samples = [start]
+    for _ in range(requests):
+        _assert_retry_later(sender.send())
+        samples.append(_rss_kib(process.pid))
+    print(f"\nRSS while refusing {requests} requests of ~300 KB: {start // 1024} MiB at the first refusal, "
+          f"at most {max(samples) // 1024} MiB")
+    # ~{requests} × 300 KB (and their decoded batches, eight times that) went by; a
+    # leak of either would pass this generous bound many times over.
+    assert max(samples) - start < 48 * 1024, samples
+
+
+def test_log_filling_a_small_file_system_refuses_then_resumes(tmp_path, track_sluice, otlp_sink, small_filesystem):
+    """The destination is down and the disk log fills a 12 MiB file system (its
+    max_size is larger): the receiver refuses with 429/503 and Retry-After, memory
+    stays flat, and once the destination is back every acknowledged record arrives
+    and the receiver takes data again, without a restart."""
+    otlp_sink.set_outage(3600)
+    process = rt.start_sluice(tmp_path, _small_fs_config(otlp_sink, small_filesystem / "storage"), track_sluice)
+    sender = Sender(process.ports.url("otlp", "/v1/logs"), "full")
+    _assert_retry_later(sender.until_refused(limit=200))
+    assert len(sender.acked) >= 10_000, "the file system held fewer than ten requests"
+    assert "No space left on device" in process.stderr()
+    _refusals_keep_memory_flat(process, sender, requests=150)
+    process.check_alive("refusing while the disk was full")
+    otlp_sink.set_outage(0)
+    # Delivered records free their segments; the receiver takes data again by itself.
+    rt.wait_until(lambda: sender.send().status == 200, 120, poll=0.5, what="a request accepted after the destination came back")
+    for _ in range(5):
+        assert sender.send().status == 200
+    rt.wait_until(lambda: sender.acked <= set(_arrived(otlp_sink)), 120,
+                  what=f"all {len(sender.acked)} acknowledged records at the sink")
+    assert process.stop(timeout=30) == 0
+
+
+def test_file_system_filled_from_outside_refuses_then_resumes(tmp_path, track_sluice, otlp_sink, small_filesystem):
+    """Another file eats the space of the log's file system: the receiver refuses
+    with 429/503 and Retry-After (and memory stays flat) until that file is removed,
+    then takes data again by itself; every acknowledged record arrives."""
+    process = rt.start_sluice(tmp_path, _small_fs_config(otlp_sink, small_filesystem / "storage"), track_sluice)
+    sender = Sender(process.ports.url("otlp", "/v1/logs"), "outside")
+    for _ in range(5):
+        assert sender.send().status == 200
+    filler = small_filesystem / "filler"
+    with open(filler, "wb") as out:
+        chunk = b"\0" * (64 << 10)
+        try:
+            while True:
+                out.write(chunk)
+                out.flush()
+        except OSError as error:
+            assert error.errno == errno.ENOSPC, error
+    _assert_retry_later(sender.until_refused(limit=50))
+    _refusals_keep_memory_flat(process, sender, requests=100)
+    process.check_alive("refusing while the disk was full")
+    filler.unlink()
+    rt.wait_until(lambda: sender.send().status == 200, 60, poll=0.5, what="a request accepted after the space came back")
+    for _ in range(5):
+        assert sender.send().status == 200
+    rt.wait_until(lambda: sender.acked <= set(_arrived(otlp_sink)), 120,
+                  what=f"all {len(sender.acked)} acknowledged records at the sink")
     assert process.stop(timeout=30) == 0
