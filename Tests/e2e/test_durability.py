@@ -297,6 +297,16 @@ def _refusals_keep_memory_flat(process, sender: Sender, requests: int) -> None:
     assert max(samples) - start < 48 * 1024, samples
 
 
+def _resumes_and_delivers(process, sender: Sender, sink, after: str) -> None:
+    """Requests are accepted again without a restart, and every acknowledged record
+    (before the disk filled and after) reaches the destination."""
+    rt.wait_until(lambda: sender.send().status == 200, 120, poll=0.5, what=f"a request accepted after {after}")
+    for _ in range(5):
+        assert sender.send().status == 200
+    rt.wait_until(lambda: sender.acked <= set(_arrived(sink)), 120, what=f"all {len(sender.acked)} acknowledged records at the sink")
+    assert process.stop(timeout=30) == 0
+
+
 def test_log_filling_a_small_file_system_refuses_then_resumes(tmp_path, track_sluice, otlp_sink, small_filesystem):
     """The destination is down and the disk log fills a 12 MiB file system (its
     max_size is larger): the receiver refuses with 429/503 and Retry-After, memory
@@ -312,12 +322,7 @@ def test_log_filling_a_small_file_system_refuses_then_resumes(tmp_path, track_sl
     process.check_alive("refusing while the disk was full")
     otlp_sink.set_outage(0)
     # Delivered records free their segments; the receiver takes data again by itself.
-    rt.wait_until(lambda: sender.send().status == 200, 120, poll=0.5, what="a request accepted after the destination came back")
-    for _ in range(5):
-        assert sender.send().status == 200
-    rt.wait_until(lambda: sender.acked <= set(_arrived(otlp_sink)), 120,
-                  what=f"all {len(sender.acked)} acknowledged records at the sink")
-    assert process.stop(timeout=30) == 0
+    _resumes_and_delivers(process, sender, otlp_sink, "the destination came back")
 
 
 def test_file_system_filled_from_outside_refuses_then_resumes(tmp_path, track_sluice, otlp_sink, small_filesystem):
@@ -341,9 +346,4 @@ def test_file_system_filled_from_outside_refuses_then_resumes(tmp_path, track_sl
     _refusals_keep_memory_flat(process, sender, requests=100)
     process.check_alive("refusing while the disk was full")
     filler.unlink()
-    rt.wait_until(lambda: sender.send().status == 200, 60, poll=0.5, what="a request accepted after the space came back")
-    for _ in range(5):
-        assert sender.send().status == 200
-    rt.wait_until(lambda: sender.acked <= set(_arrived(otlp_sink)), 120,
-                  what=f"all {len(sender.acked)} acknowledged records at the sink")
-    assert process.stop(timeout=30) == 0
+    _resumes_and_delivers(process, sender, otlp_sink, "the space came back")

@@ -20,9 +20,14 @@ final class DiskLogWriter {
     private var active: Active?
     /// Entries written to the active segment and not yet handed to readers.
     private var written: [(pending: DiskPipelineLog.Pending, offset: Int)] = []
-    /// Entries gathered for the next write, and their bytes.
+    /// Entries gathered for the next write, and their bytes: `buffer` holds each
+    /// entry's header (and a packed payload), and a kept request protobuf is written
+    /// from the batch's own memory (`pwritev`), not copied again.
     private var buffered: [(pending: DiskPipelineLog.Pending, offset: Int)] = []
     private var buffer: [UInt8] = []
+    /// Per buffered entry: its bytes in `buffer`, then its kept payload, if any.
+    private var pieces: [(inBuffer: Range<Int>, kept: UnsafeRawBufferPointer?)] = []
+    private var bufferedBytes = 0
     /// Bytes of entries taken from the queue and not yet published or failed.
     private var inFlight = 0
     /// Written since the last fsync, and since when.
@@ -109,7 +114,7 @@ final class DiskLogWriter {
         for entry in pending {
             inFlight += entry.size
             if settings.whenFull == .dropOldest { makeRoom(for: entry) }
-            let used = (active?.bytes ?? 0) + buffer.count
+            let used = (active?.bytes ?? 0) + bufferedBytes
             if active == nil || (used > 0 && used + entry.size > segmentLimit) {
                 writeBuffer()
                 publishWritten()
@@ -118,12 +123,17 @@ final class DiskLogWriter {
                     continue
                 }
             }
-            let offset = active!.bytes + buffer.count
+            let offset = active!.bytes + bufferedBytes
+            let start = buffer.count
             buffer.append(contentsOf: SegmentFormat.header(payloadLength: entry.payloadLength, sequence: entry.sequence, items: entry.items,
                                                            signal: entry.signal, appendedAtMillis: entry.appendedAtMillis, payloadCRC: entry.payloadCRC))
-            entry.withPayload { buffer.append(contentsOf: $0) }
+            // The batch in `entry` (kept in `buffered`) owns the kept bytes until written.
+            let kept = entry.source?.protobufSource
+            if kept == nil { buffer.append(contentsOf: entry.packed) }
+            pieces.append((start..<buffer.count, kept))
+            bufferedBytes += entry.size
             buffered.append((entry, offset))
-            if buffer.count >= maxBuffer { writeBuffer() }
+            if bufferedBytes >= maxBuffer { writeBuffer() }
         }
         writeBuffer()
         publishWritten()
@@ -133,19 +143,35 @@ final class DiskLogWriter {
     /// file is cut back to where they started, and they fail.
     private func writeBuffer() {
         guard !buffered.isEmpty, let current = active else { return }
+        let bytes = bufferedBytes
+        let outcome = buffer.withUnsafeBytes { raw -> Result<Void, POSIXFile.Failure> in
+            var vectors: [iovec] = []
+            vectors.reserveCapacity(pieces.count * 2)
+            for piece in pieces {
+                vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress! + piece.inBuffer.lowerBound), iov_len: piece.inBuffer.count))
+                if let kept = piece.kept, kept.count > 0 {
+                    vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: kept.baseAddress!), iov_len: kept.count))
+                }
+            }
+            do throws(POSIXFile.Failure) { try POSIXFile.writeAll(current.fd, &vectors, at: current.bytes, path: current.path) } catch {
+                return .failure(error)
+            }
+            return .success(())
+        }
+        buffer.removeAll(keepingCapacity: true)
+        pieces.removeAll(keepingCapacity: true)
+        bufferedBytes = 0
         do {
-            try POSIXFile.writeAll(current.fd, buffer, at: current.bytes, path: current.path)
-            active!.bytes += buffer.count
+            try outcome.get()
+            active!.bytes += bytes
             lastWriteFailed = false
             written.append(contentsOf: buffered)
             if dirtySince == nil { dirtySince = ContinuousClock.now }
             buffered.removeAll(keepingCapacity: true)
-            buffer.removeAll(keepingCapacity: true)
         } catch {
             _ = ftruncate(current.fd, off_t(current.bytes))
             let failed = buffered.map(\.pending)
             buffered.removeAll(keepingCapacity: true)
-            buffer.removeAll(keepingCapacity: true)
             // Earlier entries are answered first: sequences are answered in order.
             publishWritten()
             fail(failed, reason: "\(error)")
@@ -314,7 +340,7 @@ final class DiskLogWriter {
             let over = log.state.withLock { $0.diskBytes } + inFlight > limit
             guard over else { return }
             if log.state.withLock({ $0.segments.count }) <= 1 {
-                guard let current = active, current.bytes + buffer.count > 0 else { return }
+                guard let current = active, current.bytes + bufferedBytes > 0 else { return }
                 writeBuffer()
                 publishWritten()
                 guard startSegment(first: entry.sequence) else { return }

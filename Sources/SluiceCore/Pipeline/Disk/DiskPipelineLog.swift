@@ -99,11 +99,6 @@ public final class DiskPipelineLog: PipelineLog {
         let batch: OTLPBatch?
         let cachedBytes: Int
         var size: Int { SegmentFormat.headerSize + payloadLength }
-
-        func withPayload<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
-            if let bytes = source?.protobufSource { return try body(bytes) }
-            return try packed.withUnsafeBytes(body)
-        }
     }
 
     struct Reader {

@@ -157,6 +157,41 @@ enum POSIXFile {
         try result.get()
     }
 
+    /// Writes every byte `vectors` point at, in order, from `offset` (`pwritev`),
+    /// retrying short writes and EINTR. `vectors` is used up on the way.
+    static func writeAll(_ fd: Int32, _ vectors: inout [iovec], at offset: Int, path: String) throws(Failure) {
+        // Linux's IOV_MAX.
+        let maxVectors = 1024
+        var index = 0
+        var position = offset
+        while index < vectors.count {
+            if vectors[index].iov_len == 0 {
+                index += 1
+                continue
+            }
+            let count = min(vectors.count - index, maxVectors)
+            let n = vectors.withUnsafeBufferPointer { pwritev(fd, $0.baseAddress! + index, Int32(count), off_t(position)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Failure(operation: "write", path: path, code: errno)
+            }
+            if n == 0 { throw Failure(operation: "write", path: path, code: EIO) }
+            position += n
+            var left = n
+            while left > 0 {
+                let length = vectors[index].iov_len
+                if left >= length {
+                    left -= length
+                    index += 1
+                } else {
+                    vectors[index].iov_base += left
+                    vectors[index].iov_len -= left
+                    left = 0
+                }
+            }
+        }
+    }
+
     /// Fills `buffer` from `offset`; returns how many bytes were there.
     static func read(_ fd: Int32, into buffer: inout [UInt8], at offset: Int, path: String) throws(Failure) -> Int {
         let result = buffer.withUnsafeMutableBytes { raw -> Result<Int, Failure> in
