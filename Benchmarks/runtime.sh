@@ -15,18 +15,28 @@ cases=${BENCH_CASES:-}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 .build/release/sluice-bench --write-payload "$work/payload.pb"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+grpc_port=$(free_port)
+metrics_port=$(free_port)
+python3 -c 'import struct, sys; m = open(sys.argv[1], "rb").read(); open(sys.argv[2], "wb").write(struct.pack(">BI", 0, len(m)) + m)' \
+    "$work/payload.pb" "$work/payload.grpc"
 
 clock_ticks=$(getconf CLK_TCK)
 cpu_seconds() { awk -v t="$clock_ticks" '{print ($14+$15)/t}' "/proc/$1/stat"; }
 
-# run_case NAME EXPORTER [STORAGE: interval|always] [REQUESTS] [PROTOCOL: h1|h2]
+# run_case NAME EXPORTER [STORAGE: interval|always] [REQUESTS] [PROTOCOL: h1|h2|grpc]
 # Prints one line and keeps "records/CPU-second records/s" in $work/NAME.rate.
 run_case() {
     local name=$1 exporter=$2 storage=${3:-} requests=${4:-$requests} protocol=${5:-h1}
     if [ -n "$cases" ] && [[ " $cases " != *" $name "* ]]; then return 0; fi
-    local client_mode=()
+    local client_mode=() body="$work/payload.pb" path=/v1/logs type=application/x-protobuf target_port=$port
     [ "$protocol" = h1 ] && client_mode=(--h1)
+    if [ "$protocol" = grpc ]; then
+        # The same request as a gRPC Export call: 5-byte prefix, HTTP/2, status in trailers.
+        body="$work/payload.grpc" path=/opentelemetry.proto.collector.logs.v1.LogsService/Export type=application/grpc target_port=$grpc_port
+        client_mode=(-H 'te: trailers')
+    fi
     local queue=""
     [ -n "$storage" ] && queue="sending_queue: {storage: file_storage}"
     cat > "$work/$name.yaml" <<YAML
@@ -35,6 +45,8 @@ receivers:
     protocols:
       http:
         endpoint: 127.0.0.1:$port
+      grpc:
+        endpoint: 127.0.0.1:$grpc_port
 processors:
   batch:
     send_batch_size: 8192
@@ -62,7 +74,7 @@ service:
   extensions: [file_storage]
   telemetry:
     metrics:
-      level: none
+      address: 127.0.0.1:$metrics_port
   pipelines:
     logs:
       receivers: [otlp]
@@ -74,8 +86,8 @@ YAML
     for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/v1/logs" && break; sleep 0.1; done
     if ! kill -0 $pid 2>/dev/null; then echo "sluice did not start:"; cat "$work/$name.log"; exit 1; fi
     local before; before=$(cpu_seconds $pid)
-    h2load "${client_mode[@]}" -n "$requests" -c "$((requests < 4 ? requests : 4))" -d "$work/payload.pb" -H 'Content-Type: application/x-protobuf' \
-        "http://127.0.0.1:$port/v1/logs" > "$work/$name.h2load"
+    h2load "${client_mode[@]}" -n "$requests" -c "$((requests < 4 ? requests : 4))" -d "$body" -H "Content-Type: $type" \
+        "http://127.0.0.1:$target_port$path" > "$work/$name.h2load"
     # Let the exporter finish what is in the log: wait until the process is idle.
     local after; after=$(cpu_seconds $pid)
     for _ in $(seq 600); do
@@ -85,12 +97,16 @@ YAML
         after=$now
     done
     local hwm; hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+    # Requests whose records the receiver took (a gRPC refusal is an HTTP 200 too).
+    local accepted; accepted=$(curl -s "http://127.0.0.1:$metrics_port/metrics" | awk '/^sluice_receiver_accepted_items_total/ && /signal="logs"/ {n += $2} END {print n + 0}')
     kill -TERM $pid; wait $pid || true
-    local ok; ok=$(awk '/^requests:/ {print $8}' "$work/$name.h2load")
+    local ok=$((accepted / 1000))
     local rps; rps=$(awk '/^finished in/ {print $4}' "$work/$name.h2load")
-    awk -v n="$name" -v ok="$ok" -v r=1000 -v c0="$before" -v c1="$after" -v hwm="$hwm" -v rps="$rps" -v out="$work/$name.rate" 'BEGIN {
+    local total; total=$(awk '/^requests:/ {print $2}' "$work/$name.h2load")
+    awk -v n="$name" -v ok="$ok" -v r=1000 -v c0="$before" -v c1="$after" -v hwm="$hwm" -v rps="$rps" -v total="$total" -v out="$work/$name.rate" 'BEGIN {
+        rps = total > 0 ? rps * ok / total : 0  # accepted requests per second
         cpu = c1 - c0; if (cpu <= 0) cpu = 0.001
-        printf "OTLP/HTTP -> %-13s %8d requests ok  %10.0f records/CPU-second  %8.0f records/s wall  peak RSS %6.1f MiB\n", n, ok, ok * r / cpu, rps * r, hwm / 1024
+        printf "OTLP -> %-13s %8d requests ok  %10.0f records/CPU-second  %8.0f records/s wall  peak RSS %6.1f MiB\n", n, ok, ok * r / cpu, rps * r, hwm / 1024
         printf "%f %f\n", ok * r / cpu, rps * r > out
     }'
 }
@@ -103,12 +119,15 @@ ratio() {
     }' "$work/$1.rate" "$work/$2.rate"
 }
 
-echo "runtime: $requests requests of 1,000 log records ($(stat -c %s "$work/payload.pb") bytes protobuf), h2load --h1 -c 4, release build"
+echo "runtime: $requests requests of 1,000 log records ($(stat -c %s "$work/payload.pb") bytes protobuf), h2load -c 4 (HTTP/1.1 unless the case is -h2 or -grpc), release build"
 # A local HEC endpoint (the strict test fixture) for the splunk_hec runs.
 coproc HEC { python3 Benchmarks/hec_sink.py; }
 read -r hec_port <&"${HEC[0]}"
 
 run_case nop nop
+# The same over HTTP/2 (h2c, one stream at a time per connection) and as OTLP/gRPC.
+run_case nop-h2 nop "" "$requests" h2
+run_case nop-grpc nop "" "$requests" grpc
 run_case file file "" 20
 # The local HEC endpoint is Python and slow; 20 requests fit in the pipeline log, so
 # no request is refused and every record counted was delivered to it.
@@ -120,3 +139,5 @@ run_case disk-always nop always
 # Issue #5: the disk log (fsync interval) keeps at least 80 % of the memory log's rate.
 ratio disk-interval nop
 ratio disk-always nop
+ratio nop-h2 nop
+ratio nop-grpc nop

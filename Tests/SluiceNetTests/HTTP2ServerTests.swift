@@ -233,4 +233,18 @@ print(sum(1 for sid in ids if sent[sid] == size), len(answered))
             #expect(peak >= 1 << 20)
         }
     }
+
+    @Test func aConnectionThatSendsNothingIsClosedAfterTheReadTimeout() async throws {
+        // Before the first byte no protocol is chosen yet; the selector itself must
+        // close a silent connection (with TLS, a stalled handshake looks the same).
+        try await Self.withServer(limits: HTTPServerLimits(readTimeout: .milliseconds(300))) { port in
+            let result = try Self.run("python3", ["-c", """
+                import socket
+                s = socket.create_connection(("127.0.0.1", \(port)))
+                s.settimeout(10)
+                print(len(s.recv(1)))
+                """])
+            #expect(result.status == 0 && result.out.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(result.out) \(result.err)")
+        }
+    }
 }

@@ -58,6 +58,17 @@ final class HTTPProtocolSelector: ChannelInboundHandler, RemovableChannelHandler
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
+    /// A connection that sends nothing (or stalls inside the TLS handshake, which
+    /// reads nothing up to here) for the read timeout is closed: it must not hold a
+    /// socket forever.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         buffered = nil
         context.fireChannelInactive()
