@@ -27,8 +27,7 @@ struct PipelineFanout: ReceiverSink {
     func refusalBeforeDecoding(_ signal: OTLPSignal, bodyBytes: Int) -> AcceptResult? {
         // A decoded batch takes about eight times its wire size (OTLPBatch's arena).
         for pipeline in routes[signal] ?? [] where !pipeline.log.hasRoom(for: bodyBytes * 8) {
-            refusedFull.increment()
-            return .refused(.logFull(pipeline: pipeline.name), retryAfter: .seconds(1))
+            return refusal(pipeline)
         }
         return nil
     }
@@ -49,6 +48,14 @@ struct PipelineFanout: ReceiverSink {
         }
     }
 
+    /// Why a log without room refuses: it is full (429, RESOURCE_EXHAUSTED), or
+    /// closed because the service is stopping (503, UNAVAILABLE).
+    private func refusal(_ pipeline: PipelineRoute) -> AcceptResult {
+        if pipeline.log.isClosed { return .refused(.shuttingDown, retryAfter: .seconds(1)) }
+        refusedFull.increment()
+        return .refused(.logFull(pipeline: pipeline.name), retryAfter: .seconds(1))
+    }
+
     /// Runs the processors and appends; returns what to answer and where it went.
     private func append(_ batch: OTLPBatch) -> (AcceptResult, [(any PipelineLog, UInt64)]) {
         guard let pipelines = routes[batch.signal], !pipelines.isEmpty else {
@@ -56,8 +63,7 @@ struct PipelineFanout: ReceiverSink {
         }
         let bytes = batch.memoryBytes
         for pipeline in pipelines where !pipeline.log.hasRoom(for: bytes) {
-            refusedFull.increment()
-            return (.refused(.logFull(pipeline: pipeline.name), retryAfter: .seconds(1)), [])
+            return (refusal(pipeline), [])
         }
         var copies: [OTLPBatch] = [batch]
         if pipelines.count > 1 {
@@ -87,9 +93,9 @@ struct PipelineFanout: ReceiverSink {
                 appended.append((pipeline.log, sequence))
             case .full:
                 // Only reachable when another receiver filled the log between the
-                // check and here; earlier pipelines keep their copy (at-least-once).
-                refusedFull.increment()
-                return (.refused(.logFull(pipeline: pipeline.name), retryAfter: .seconds(1)), [])
+                // check and here (or shutdown closed it); earlier pipelines keep
+                // their copy (at-least-once).
+                return (refusal(pipeline), [])
             }
         }
         return (.accepted(rejected: dropped, message: dropped > 0 ? "\(dropped) \(batch.signal.itemName) dropped by processors" : nil), appended)

@@ -47,6 +47,8 @@ public final class MemoryPipelineLog: PipelineLog {
 
     public var usedBytes: Int { state.withLock { $0.usedBytes } }
 
+    public var isClosed: Bool { state.withLock { $0.closed } }
+
     public func hasRoom(for bytes: Int) -> Bool {
         state.withLock { !$0.closed && ($0.usedBytes == 0 || $0.usedBytes + bytes <= limitBytes) }
     }

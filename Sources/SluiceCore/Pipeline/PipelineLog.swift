@@ -46,6 +46,9 @@ public protocol PipelineLog: AnyObject, Sendable {
     /// Whether `bytes` more would fit now (to check every pipeline before appending
     /// to any).
     func hasRoom(for bytes: Int) -> Bool
+    /// Closed for appends (the service is shutting down): receivers say so (503,
+    /// UNAVAILABLE) rather than that the log is full.
+    var isClosed: Bool { get }
     /// Registers a reader. Every reader sees every entry appended after the log
     /// was created (or, on disk, everything not yet committed by that reader).
     func cursor(_ reader: ComponentID) -> any LogCursor

@@ -9,6 +9,8 @@
 extension DiskPipelineLog {
     public var lastSequence: UInt64 { state.withLock { $0.nextSequence - 1 } }
 
+    public var isClosed: Bool { state.withLock { $0.closed } }
+
     public func detach(_ reader: ComponentID) {
         _ = state.withLock { s in s.readers.removeValue(forKey: reader) }
     }
