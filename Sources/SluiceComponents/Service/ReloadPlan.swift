@@ -67,7 +67,7 @@ struct ConfigDiff: Sendable {
 
 /// How a pipeline's log is built: what must stay the same for a reload to keep it.
 enum LogSpec: Equatable, Sendable {
-    case memory(limitBytes: Int)
+    case memory(limitBytes: Int, limitEntries: Int? = nil, limitItems: Int? = nil)
     /// `directory` is the file_storage directory; the log lives in a folder named
     /// after the pipeline inside it.
     case disk(directory: String, settings: DiskLogSettings)

@@ -91,11 +91,14 @@ extension Service {
         for pipeline in config.pipelines {
             let chain = pipeline.processors.compactMap { assembly.processors[$0] }
             let queues = pipeline.exporters.compactMap { assembly.exporters[$0]?.queue }
+            // Bytes always bound a memory log; a requests or items sizer bounds it too.
             let limit = queues.map { $0.sizer == .bytes ? $0.queueSize : 64 << 20 }.max() ?? 64 << 20
+            let entries = queues.allSatisfy { $0.sizer == .requests } && !queues.isEmpty ? queues.map(\.queueSize).max() : nil
+            let items = queues.allSatisfy { $0.sizer == .items } && !queues.isEmpty ? queues.map(\.queueSize).max() : nil
             // The pipeline's log is on disk when any of its exporters asks for the
             // Collector's persistent queue (DESIGN.md).
             let spec: LogSpec = queues.compactMap(\.storage).first.flatMap { storages[$0] }
-                .map { .disk(directory: $0.directory, settings: $0.log) } ?? .memory(limitBytes: limit)
+                .map { .disk(directory: $0.directory, settings: $0.log) } ?? .memory(limitBytes: limit, limitEntries: entries, limitItems: items)
             assembly.plans.append(PipelinePlan(config: pipeline, processors: chain, shape: chain.compactMap(\.batchShape).last ?? .unbatched, spec: spec))
         }
         return assembly
@@ -106,8 +109,8 @@ extension Service {
         let name = plan.config.id.description
         let log: any PipelineLog
         switch plan.spec {
-        case .memory(let limit):
-            log = MemoryPipelineLog(name: name, limitBytes: limit)
+        case .memory(let limit, let entries, let items):
+            log = MemoryPipelineLog(name: name, limitBytes: limit, limitEntries: entries, limitItems: items)
         case .disk(let directory, let settings):
             log = try DiskPipelineLog.open(directory: directory, name: name, signal: plan.config.signal, readers: plan.config.exporters,
                                            settings: settings, logger: context.logger, metrics: context.metrics)

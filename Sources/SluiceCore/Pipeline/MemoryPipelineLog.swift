@@ -7,6 +7,10 @@ import Synchronization
 public final class MemoryPipelineLog: PipelineLog {
     public let name: String
     public let limitBytes: Int
+    /// `sending_queue` with `sizer: requests` or `items`: a bound on entries or
+    /// items held, on top of the byte limit (which always applies).
+    public let limitEntries: Int?
+    public let limitItems: Int?
 
     private struct Reader {
         var committed: UInt64 = 0      // last delivered sequence
@@ -19,6 +23,7 @@ public final class MemoryPipelineLog: PipelineLog {
         var head = 0                    // index of the first live entry in `entries`
         var nextSequence: UInt64 = 1
         var usedBytes = 0
+        var usedItems = 0
         var readers: [ComponentID: Reader] = [:]
         var closed = false
         var appendedAt: [UInt64: Double] = [:]
@@ -28,6 +33,7 @@ public final class MemoryPipelineLog: PipelineLog {
         mutating func release(through floor: UInt64) {
             while head < entries.count, entries[head].sequence <= floor {
                 usedBytes -= entries[head].bytes
+                usedItems -= entries[head].items
                 appendedAt[entries[head].sequence] = nil
                 head += 1
             }
@@ -40,9 +46,22 @@ public final class MemoryPipelineLog: PipelineLog {
 
     private let state = Mutex(State())
 
-    public init(name: String, limitBytes: Int) {
+    public init(name: String, limitBytes: Int, limitEntries: Int? = nil, limitItems: Int? = nil) {
         self.name = name
         self.limitBytes = limitBytes
+        self.limitEntries = limitEntries
+        self.limitItems = limitItems
+    }
+
+    /// Whether an entry of this size fits. One request larger than the whole log is
+    /// still taken when the log is empty: refusing it forever would make the client
+    /// retry forever.
+    private func fits(bytes: Int, items: Int, _ s: State) -> Bool {
+        let held = s.entries.count - s.head
+        guard held > 0 else { return true }
+        if let limitEntries, held >= limitEntries { return false }
+        if let limitItems, s.usedItems + items > limitItems { return false }
+        return s.usedBytes + bytes <= limitBytes
     }
 
     public var usedBytes: Int { state.withLock { $0.usedBytes } }
@@ -50,18 +69,17 @@ public final class MemoryPipelineLog: PipelineLog {
     public var isClosed: Bool { state.withLock { $0.closed } }
 
     public func hasRoom(for bytes: Int) -> Bool {
-        state.withLock { !$0.closed && ($0.usedBytes == 0 || $0.usedBytes + bytes <= limitBytes) }
+        state.withLock { !$0.closed && fits(bytes: bytes, items: 0, $0) }
     }
 
     public func append(_ batch: OTLPBatch, items: Int, bytes: Int) -> AppendResult {
         let (result, waiters) = state.withLock { s -> (AppendResult, [CheckedContinuation<Void, Never>]) in
-            // One request larger than the whole log is still taken when the log is
-            // empty: refusing it forever would make the client retry forever.
-            guard !s.closed, s.usedBytes == 0 || s.usedBytes + bytes <= limitBytes else { return (.full, []) }
+            guard !s.closed, fits(bytes: bytes, items: items, s) else { return (.full, []) }
             let sequence = s.nextSequence
             s.nextSequence += 1
             s.entries.append(LogEntry(sequence: sequence, batch: batch, items: items, bytes: bytes))
             s.usedBytes += bytes
+            s.usedItems += items
             s.appendedAt[sequence] = Date().timeIntervalSince1970
             var waiters: [CheckedContinuation<Void, Never>] = []
             for key in s.readers.keys {
