@@ -63,10 +63,10 @@ extension OTLPBatch {
         return arena
     }
 
-    /// The request as protobuf bytes.
+    /// The request as protobuf bytes, packed from the decoded message (always: what
+    /// the message says, whatever `protobufSource` holds).
     public func encodeProtobuf() -> [UInt8] {
-        if let protobufSource { return [UInt8](protobufSource) }
-        return Self.pack(message)
+        Self.pack(message)
     }
 
     static func pack(_ message: UnsafePointer<ProtobufCMessage>) -> [UInt8] {

@@ -13,19 +13,19 @@ public final class OTLPBatch: @unchecked Sendable {
     /// The `Export*ServiceRequest` message, allocated in `arena`.
     let message: UnsafeMutablePointer<ProtobufCMessage>
     /// The protobuf the batch was decoded from, copied into `arena`, while it still
-    /// says exactly what `message` says: `encodeProtobuf()` returns it instead of
-    /// packing again (the disk log writes it as is). Kept only while
-    /// `keepsProtobufSource` is on. Anything that edits `message` must set this to
-    /// nil first; nothing in this module edits a decoded message today. Valid as long
-    /// as the batch is.
+    /// says exactly what `message` says: the disk log writes it as is instead of
+    /// packing the message again. Kept only while `keepsProtobufSource` is on.
+    /// Anything that edits `message` must set this to nil first; nothing in this
+    /// module edits a decoded message today. Valid as long as the batch is.
     public internal(set) var protobufSource: UnsafeRawBufferPointer?
 
     private static let keepSource = Atomic<Bool>(false)
 
-    /// Whether protobuf decodes keep their input (`protobufSource`). Turned on by the
-    /// disk log, which writes every batch's protobuf: a copy into the arena costs a
-    /// fraction of packing the message again. Off, decoding is as cheap as it can be
-    /// for logs that only hold batches in memory.
+    /// Whether protobuf decodes keep their input (`protobufSource`). Turned on (for
+    /// the rest of the process) when a disk log opens, since it writes every batch's
+    /// protobuf: a copy into the arena costs a fraction of packing the message
+    /// again. Off, decoding is as cheap as it can be for logs that only hold batches
+    /// in memory.
     public static var keepsProtobufSource: Bool {
         get { keepSource.load(ordering: .relaxed) }
         set { keepSource.store(newValue, ordering: .relaxed) }
