@@ -33,6 +33,12 @@ final class DiskLogWriter {
     /// Written since the last fsync, and since when.
     private var dirtySince: ContinuousClock.Instant?
     private var savedCursors: [ComponentID: UInt64] = [:]
+    /// Every reader's committed position, not yet saved, and when positions were last
+    /// saved: with `fsync: interval` they go to disk at most once an interval (each
+    /// save is a write, an fsync and a directory fsync; a crash in between only
+    /// repeats deliveries, as the interval already allows for entries).
+    private var unsavedCursors: [(ComponentID, UInt64)]?
+    private var cursorsSavedAt: ContinuousClock.Instant?
     /// The last write failed (a full disk): the next round first gives the active
     /// segment's space back if every reader is past it.
     private var lastWriteFailed = false
@@ -57,10 +63,14 @@ final class DiskLogWriter {
     func run() {
         while true {
             var timeout = DispatchTime.distantFuture
-            if case .interval(let interval) = settings.fsync, let since = dirtySince {
-                let remaining = since + interval - ContinuousClock.now
-                let nanos = max(0, remaining.components.seconds * 1_000_000_000 + remaining.components.attoseconds / 1_000_000_000)
-                timeout = .now() + .nanoseconds(Int(min(nanos, Int64(Int32.max))))
+            if case .interval(let interval) = settings.fsync {
+                // The next fsync of the active segment, or the next save of positions.
+                let due = [dirtySince, unsavedCursors == nil ? nil : cursorsSavedAt].compactMap { $0 }.min()
+                if let due {
+                    let remaining = due + interval - ContinuousClock.now
+                    let nanos = max(0, remaining.components.seconds * 1_000_000_000 + remaining.components.attoseconds / 1_000_000_000)
+                    timeout = .now() + .nanoseconds(Int(min(nanos, Int64(Int32.max))))
+                }
             }
             _ = log.wake.wait(timeout: timeout)
             let round = log.state.withLock { s -> Round in
@@ -79,7 +89,12 @@ final class DiskLogWriter {
                 syncActive()
             }
             if round.closing || !round.flushes.isEmpty { syncActive() }
-            if let cursors = round.cursors { save(cursors) }
+            if let cursors = round.cursors { unsavedCursors = cursors }
+            if let cursors = unsavedCursors, cursorSaveDue(urgent: round.closing || !round.flushes.isEmpty) {
+                unsavedCursors = nil
+                cursorsSavedAt = ContinuousClock.now
+                save(cursors)
+            }
             delete(round.deletions)
             if round.closing {
                 if let active { close(active.fd) }
@@ -398,6 +413,11 @@ final class DiskLogWriter {
     }
 
     // MARK: Cursors
+
+    private func cursorSaveDue(urgent: Bool) -> Bool {
+        guard case .interval(let interval) = settings.fsync, !urgent, let last = cursorsSavedAt else { return true }
+        return ContinuousClock.now - last >= interval
+    }
 
     private func save(_ cursors: [(ComponentID, UInt64)]) {
         var failed = false
