@@ -26,7 +26,6 @@ was waited out (a lower bound: a slow machine only makes it longer).
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -424,67 +423,11 @@ class H2Sniffer:
 
 
 # ----------------------------------------------------------------------------
-# A known bug in the h2c client, recognised by what sluice logs
-
-# SluiceNet's HTTPClient.connect() (Sources/SluiceNet/Client/HTTPClient.swift)
-# connects with a bare ClientBootstrap (no channelInitializer, autoRead on) and only
-# adds HTTP2ClientConnectionHandler later, in an eventLoop.flatSubmit after
-# `connect(...).get()` returned to the caller's task. With h2c (tls.insecure) the
-# server speaks first: grpcio sends its SETTINGS as soon as it accepts, and when
-# they arrive in that window they reach the end of an empty pipeline and are
-# discarded. nghttp2 then sees a SETTINGS ACK or the response's HEADERS as the
-# server's first frame, sends GOAWAY PROTOCOL_ERROR "SETTINGS expected" (grpcio
-# logs "Got goaway ... SETTINGS expected"), and the request fails with "the
-# connection closed before the response was complete" — often after the server
-# already took it, so the retry delivers it twice, counts a retry and shows the
-# exporter degraded although the server answered OK.
-H2C_RACE_SIGNATURE = "the connection closed before the response was complete"
-H2C_RACE_REASON = (
-    "bug in SluiceNet HTTPClient.connect(): for h2c the HTTP/2 handler is added after connect() returned, so the "
-    "server's SETTINGS can arrive first and be discarded; nghttp2 answers GOAWAY 'SETTINGS expected' and the "
-    "request is retried (\"the connection closed before the response was complete\"), usually after the server "
-    "took it: duplicates, a retry and a degraded /status with no failure at the server. Intermittent (a race)."
-)
-
-
-class H2CServerSettingsLost(AssertionError):
-    """An assertion failed in a test where sluice logged the h2c race above."""
-
-
-_STARTED: list = []
+# Sluice, and what the client sends it
 
 
 def start(tmp_path, make_config, track):
-    process = rt.start_sluice(tmp_path, make_config, track)
-    _STARTED.append(process)
-    return process
-
-
-def h2c_race_is_known(test):
-    """Marks the test xfail for the h2c race only: an assertion that fails while
-    sluice's log shows the race becomes H2CServerSettingsLost (an expected failure);
-    any other failure stays a failure."""
-
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        _STARTED.clear()
-        try:
-            return test(*args, **kwargs)
-        except (AssertionError, pytest.fail.Exception) as error:
-            hits = [line for p in _STARTED for line in p.log_lines() if H2C_RACE_SIGNATURE in str(line.get("reason", ""))]
-            if hits and not isinstance(error, H2CServerSettingsLost):
-                raise H2CServerSettingsLost(
-                    f"{error}\n-- while sluice logged the h2c connection race {len(hits)} time(s), e.g. {json.dumps(hits[0])}"
-                ) from error
-            raise
-        finally:
-            _STARTED.clear()
-
-    return pytest.mark.xfail(raises=H2CServerSettingsLost, strict=False, reason=H2C_RACE_REASON)(wrapper)
-
-
-# ----------------------------------------------------------------------------
-# Sluice, and what the client sends it
+    return rt.start_sluice(tmp_path, make_config, track)
 
 
 def sluice_config(exporters: dict, batch: dict | None = None, traces: bool = False):
@@ -616,7 +559,6 @@ SDK_LOGS = 20_000
 SDK_SPANS = 5_000
 
 
-@h2c_race_is_known
 def test_plaintext_sdk_logs_and_spans_arrive_field_for_field_gzip_and_uncompressed(tmp_path, track_sluice):
     with GRPCDestination() as zipped, GRPCDestination() as plain, H2Sniffer(zipped.port) as zipped_wire, H2Sniffer(plain.port) as plain_wire:
         exporters = {
@@ -772,7 +714,6 @@ def test_mutual_tls_with_client_certificate(tmp_path, track_sluice, pki):
 # 3. UNAVAILABLE, then OK; the other retryable codes
 
 
-@h2c_race_is_known
 def test_unavailable_degrades_then_recovers_delivering_each_record_once(tmp_path, track_sluice):
     with GRPCDestination() as destination:
         destination.fail(grpc.StatusCode.UNAVAILABLE, "collector is restarting", times=5)
@@ -801,7 +742,6 @@ def test_unavailable_degrades_then_recovers_delivering_each_record_once(tmp_path
 
 
 @pytest.mark.parametrize("code", ["CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", "DATA_LOSS"])
-@h2c_race_is_known
 def test_other_retryable_codes_are_retried(tmp_path, track_sluice, code):
     with GRPCDestination() as destination:
         destination.fail(getattr(grpc.StatusCode, code), f"try again ({code.lower()})", times=2)
@@ -821,7 +761,6 @@ def test_other_retryable_codes_are_retried(tmp_path, track_sluice, code):
 # 4. RESOURCE_EXHAUSTED with RetryInfo; permanent codes
 
 
-@h2c_race_is_known
 def test_resource_exhausted_with_retry_info_is_retried_after_its_delay(tmp_path, track_sluice):
     with GRPCDestination() as destination:
         destination.fail(grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limited", retry_delay=1.0)
@@ -851,7 +790,6 @@ PERMANENT = [
 
 
 @pytest.mark.parametrize("code,message,_", PERMANENT, ids=[p[0] for p in PERMANENT])
-@h2c_race_is_known
 def test_permanent_codes_go_to_the_dead_letter_file(tmp_path, track_sluice, code, message, _):
     with GRPCDestination() as destination:
         destination.fail(getattr(grpc.StatusCode, code), message)
@@ -905,7 +843,6 @@ def post_big_requests(process, prefix: str, requests: int) -> tuple[list[str], l
     return ids, bodies
 
 
-@h2c_race_is_known
 def test_messages_over_the_servers_limit_are_split_until_they_fit(tmp_path, track_sluice):
     with GRPCDestination(max_receive_message_length=MIB) as destination, H2Sniffer(destination.port) as wire:
         process = start_merging(tmp_path, track_sluice, wire)
@@ -932,24 +869,11 @@ def test_messages_over_the_servers_limit_are_split_until_they_fit(tmp_path, trac
         print(f"\nreceive limit: message sizes sent {sizes}; {len(destination.calls_snapshot())} calls reached the servicer")
 
 
-# OTLPGRPCExporter.export() sends the halves of a too-large call one after the
-# other and returns the second half's outcome for the whole call: ExporterDelivery
-# then retries, or dead-letters, every batch of it, the delivered first half too.
-HALVES_BUG = (
-    "bug in OTLPGRPCExporter.export(): after a too-large call is split, a failure of the second half is returned as "
-    "the outcome of the whole call, so ExporterDelivery retries all batches (the first half, already answered OK, "
-    "is delivered again) or, for a permanent code, writes all of them to the dead-letter file (the delivered first "
-    "half included); it should report the first half delivered (e.g. .partiallyDelivered with only the second half's "
-    "batches for a permanent code, and retry only the second half for a retryable one)"
-)
-
-
 @pytest.mark.parametrize(
     "code,message",
     [("UNAVAILABLE", "collector is restarting"), ("INVALID_ARGUMENT", "log record refused")],
     ids=["second_half_retryable", "second_half_permanent"],
 )
-@pytest.mark.xfail(strict=False, reason=HALVES_BUG)
 def test_a_failure_after_half_was_delivered_neither_resends_nor_dead_letters_that_half(tmp_path, track_sluice, code, message):
     """Four ~400 KB requests merged into one call over the 1 MiB limit: sent in
     halves; the first half is taken (OK), the second refused with `code`. The
@@ -984,7 +908,6 @@ def test_a_failure_after_half_was_delivered_neither_resends_nor_dead_letters_tha
             assert_once_each(arrived, first_half, f"the first half of a merged call whose second half got {code}")
 
 
-@h2c_race_is_known
 def test_h2c_new_connections_lose_no_server_frames(tmp_path, track_sluice):
     """Forty `otlp` exporters to one grpcio server: forty fresh h2c connections
     at once, one Export each. Every exporter's records arrive once, with no retry

@@ -151,6 +151,10 @@ public enum ExportOutcome: Sendable, Equatable {
     /// holds new batches with just those items: they go to the dead-letter file with
     /// `reason`, and the rest counts as delivered.
     case partiallyDelivered(rejected: [OTLPBatch], reason: String)
+    /// Some batches were delivered and the rest failed in a way worth retrying (a
+    /// payload split in halves whose second half met an outage): only `remaining`
+    /// is tried again, so the destination does not get the delivered part twice.
+    case partiallyRetryable(remaining: [OTLPBatch], reason: String, after: Duration?)
 
     // Batches have no value equality; the same batch objects are the same outcome.
     public static func == (lhs: ExportOutcome, rhs: ExportOutcome) -> Bool {
@@ -160,6 +164,8 @@ public enum ExportOutcome: Sendable, Equatable {
         case let (.permanent(a), .permanent(b)): a == b
         case let (.partiallyDelivered(x, a), .partiallyDelivered(y, b)):
             a == b && x.count == y.count && zip(x, y).allSatisfy { $0 === $1 }
+        case let (.partiallyRetryable(x, a, p), .partiallyRetryable(y, b, q)):
+            a == b && p == q && x.count == y.count && zip(x, y).allSatisfy { $0 === $1 }
         default: false
         }
     }

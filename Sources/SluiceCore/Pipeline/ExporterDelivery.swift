@@ -73,13 +73,14 @@ public struct ExporterDelivery: Sendable {
 
     /// One group of entries, until delivered or dead-lettered (true), or cancelled (false).
     func deliver(_ entries: [LogEntry]) async -> Bool {
-        let batches = entries.map(\.batch)
-        let items = entries.reduce(0) { $0 + $1.items }
+        var batches = entries.map(\.batch)
+        var items = entries.reduce(0) { $0 + $1.items }
         let retry = exporter.retry
         let started = now()
         var attempt = 0
         while true {
             if Task.isCancelled { return false }
+            var retryable: (reason: String, after: Duration?)?
             switch await exporter.export(batches, signal: signal) {
             case .delivered:
                 counters.sent.add(items)
@@ -110,7 +111,17 @@ public struct ExporterDelivery: Sendable {
                              metadata: ["exporter": "\(exporter.id)", "reason": "\(reason)", "items": "\(items)", "dead_letter": "\(deadLetter.path)"])
                 status.set(status.snapshot.state, error: reason)
                 return await writeDeadLetter(batches, items: items, reason: reason)
+            case .partiallyRetryable(let remaining, let reason, let after):
+                // The delivered part counts as sent; only the rest is retried.
+                let left = min(items, remaining.reduce(0) { $0 + $1.itemCount })
+                counters.sent.add(items - left)
+                batches = remaining
+                items = left
+                retryable = (reason, after)
             case .retryable(let reason, let after):
+                retryable = (reason, after)
+            }
+            if let (reason, after) = retryable {
                 counters.failed.add(items)
                 let elapsed = now() - started
                 guard retry.enabled, retry.maxElapsedTime == .zero || elapsed < retry.maxElapsedTime else {

@@ -366,13 +366,23 @@ public final class HTTPClient: Sendable {
     private func connect() async throws -> Connection {
         let proxy = try route.get()
         let tls = try tlsContext?.get().current
+        let endpoint = self.endpoint
+        let failure = ConnectionState()
+        // h2c with prior knowledge: the server speaks first (its SETTINGS), so the
+        // HTTP/2 handler must be in the pipeline before the first read.
+        let h2cFromTheStart = tls == nil && settings.http2 == .required
         let channel = try await ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                guard h2cFromTheStart else { return channel.eventLoop.makeSucceededVoidFuture() }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        HTTP2ClientConnectionHandler(scheme: endpoint.scheme, authority: endpoint.authority, state: failure))
+                }
+            }
             .connectTimeout(settings.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(host: proxy?.host ?? endpoint.host, port: proxy?.port ?? endpoint.port).get()
-        let endpoint = self.endpoint
         let timeout = settings.connectTimeout
-        let failure = ConnectionState()
         let http2Use = settings.http2
         let ready = channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
             let loop = channel.eventLoop
@@ -425,7 +435,9 @@ public final class HTTPClient: Sendable {
                     }
                     useHTTP2 = true
                 }
-                if useHTTP2 {
+                if h2cFromTheStart {
+                    // Added when the channel was created.
+                } else if useHTTP2 {
                     try channel.pipeline.syncOperations.addHandler(
                         HTTP2ClientConnectionHandler(scheme: endpoint.scheme, authority: endpoint.authority, state: failure))
                 } else {

@@ -91,9 +91,47 @@ final class OTLPGRPCExporter: Exporter {
         // single requests as they were received.
         guard tooLarge, batches.count > 1 else { return outcome }
         let half = batches.count / 2
-        let first = await export(Array(batches[..<half]), signal: signal)
-        guard first == .delivered else { return first }
-        return await export(Array(batches[half...]), signal: signal)
+        let first = Array(batches[..<half]), second = Array(batches[half...])
+        return await Self.combine(await export(first, signal: signal), of: first, then: second) { await self.export(second, signal: signal) }
+    }
+
+    /// The outcome of sending `first` and then `second` as separate calls, so that
+    /// what one half delivered is neither sent again nor dead-lettered because of
+    /// the other half.
+    static func combine(_ outcome: ExportOutcome, of first: [OTLPBatch], then second: [OTLPBatch],
+                        _ sendSecond: () async -> ExportOutcome) async -> ExportOutcome {
+        var rejected: [OTLPBatch] = []
+        var rejectReason = ""
+        var nothingDelivered = false
+        switch outcome {
+        case .retryable:
+            return outcome  // nothing delivered: everything is tried again
+        case .partiallyRetryable(let remaining, let reason, let after):
+            return .partiallyRetryable(remaining: remaining + second, reason: reason, after: after)
+        case .delivered:
+            break
+        case .permanent(let reason):
+            rejected = first
+            rejectReason = reason
+            nothingDelivered = true
+        case .partiallyDelivered(let refused, let reason):
+            rejected = refused
+            rejectReason = reason
+        }
+        switch await sendSecond() {
+        case .delivered:
+            return rejected.isEmpty ? .delivered : .partiallyDelivered(rejected: rejected, reason: rejectReason)
+        case .permanent(let reason):
+            return nothingDelivered ? .permanent(reason: reason) : .partiallyDelivered(rejected: rejected + second, reason: reason)
+        case .partiallyDelivered(let refused, let reason):
+            return .partiallyDelivered(rejected: rejected + refused, reason: reason)
+        case .retryable(let reason, let after):
+            // Refused items of the first half go round again with the second half
+            // (and are refused again): the outcome cannot carry both.
+            return .partiallyRetryable(remaining: rejected + second, reason: reason, after: after)
+        case .partiallyRetryable(let remaining, let reason, let after):
+            return .partiallyRetryable(remaining: rejected + remaining, reason: reason, after: after)
+        }
     }
 
     private func send(_ batches: [OTLPBatch], signal: OTLPSignal) async -> (ExportOutcome, tooLarge: Bool) {
