@@ -25,7 +25,8 @@ let package = Package(
         // One-line functions for C macros Swift cannot import.
         .target(name: "CSluiceShims", dependencies: ["COpenSSL", "CZlib"]),
         // protoc-c output for proto/ (scripts/generate-proto.sh) and the arena allocator.
-        .target(name: "COTLP", dependencies: ["CProtobufC"], exclude: []),
+        .target(name: "CBlockCache"),
+        .target(name: "COTLP", dependencies: ["CProtobufC", "CBlockCache"], exclude: []),
 
         // Decoded OTLP, its codecs and views: the C libraries and nothing else.
         .target(name: "SluiceOTLP", dependencies: ["COTLP", "CProtobufC", "CZlib", "CZstd", "CSluiceShims"], swiftSettings: strict),
@@ -41,7 +42,7 @@ let package = Package(
         .target(
             name: "SluiceNet",
             dependencies: [
-                "SluiceCore", "COpenSSL", "CSluiceShims", "CNGHTTP2",
+                "SluiceCore", "COpenSSL", "CSluiceShims", "CNGHTTP2", "CBlockCache",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

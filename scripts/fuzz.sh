@@ -11,14 +11,14 @@ cd "$root"
 seconds=${FUZZ_SECONDS:-60}
 out=.build-fuzz
 mkdir -p "$out/obj" fuzz/artifacts fuzz/corpus-work
-cflags=(-O1 -g -fsanitize=fuzzer-no-link,address -ISources/COTLP/include -ISources/CSluiceShims/include)
-for c in $(find Sources/COTLP Sources/CSluiceShims -name '*.c'); do
+cflags=(-O1 -g -fsanitize=fuzzer-no-link,address -ISources/COTLP/include -ISources/CSluiceShims/include -ISources/CBlockCache/include)
+for c in $(find Sources/COTLP Sources/CSluiceShims Sources/CBlockCache -name '*.c'); do
     o="$out/obj/$(echo "$c" | tr '/' '_').o"
     [ "$o" -nt "$c" ] || clang "${cflags[@]}" -c "$c" -o "$o"
 done
 swiftc -O -g -sanitize=fuzzer,address -parse-as-library -module-name FuzzDecoders \
     -swift-version 6 \
-    -I Sources/COTLP/include -I Sources/CProtobufC -I Sources/CZlib -I Sources/CZstd -I Sources/CSluiceShims/include \
+    -I Sources/COTLP/include -I Sources/CBlockCache/include -I Sources/CProtobufC -I Sources/CZlib -I Sources/CZstd -I Sources/CSluiceShims/include \
     $(find Sources/SluiceOTLP -name '*.swift') fuzz/FuzzDecoders.swift \
     -use-ld=lld "$out"/obj/*.o -lprotobuf-c -lz -lzstd -lssl -lcrypto \
     -o "$out/fuzz-decoders"

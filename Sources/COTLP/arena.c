@@ -1,5 +1,7 @@
 #include "sluice_arena.h"
 
+#include <sluice_block_cache.h>
+
 #include <stdlib.h>
 
 typedef struct sluice_chunk {
@@ -39,7 +41,8 @@ void sluice_arena_destroy(sluice_arena *arena) {
     sluice_chunk *chunk = arena->head;
     while (chunk != NULL) {
         sluice_chunk *next = chunk->next;
-        free(chunk);
+        // Large chunks are kept for the next request (sluice_block_cache.h).
+        sluice_block_put(chunk);
         chunk = next;
     }
     free(arena);
@@ -48,9 +51,16 @@ void sluice_arena_destroy(sluice_arena *arena) {
 static sluice_chunk *new_chunk(sluice_arena *arena, size_t at_least) {
     size_t capacity = arena->next_chunk;
     if (capacity < at_least) capacity = at_least;
-    sluice_chunk *chunk = malloc(sizeof *chunk + capacity);
-    if (chunk == NULL) return NULL;
-    chunk->capacity = capacity;
+    size_t usable = 0;
+    sluice_chunk *chunk = sluice_block_take(sizeof *chunk + capacity, &usable);
+    if (chunk != NULL) {
+        capacity = usable - sizeof *chunk;
+        chunk->capacity = capacity;
+    } else {
+        chunk = malloc(sizeof *chunk + capacity);
+        if (chunk == NULL) return NULL;
+        chunk->capacity = capacity;
+    }
     chunk->used = 0;
     arena->reserved += capacity;
     // Chunks double so a large request costs O(log n) mallocs, up to a ceiling

@@ -120,6 +120,7 @@ public final class HTTPServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelOption(.allocator, value: .blockCache)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // TLS first: every handler after it sees plaintext.
