@@ -17,7 +17,7 @@ void *sluice_block_take(size_t size, size_t *usable) {
     int best = -1;
     pthread_mutex_lock(&lock);
     for (int i = 0; i < SLOTS; i++) {
-        if (slots[i] == NULL || slot_sizes[i] < size || slot_sizes[i] / 2 > size) continue;
+        if (slots[i] == NULL || slot_sizes[i] < size || slot_sizes[i] - slot_sizes[i] / 5 > size) continue;
         if (best < 0 || slot_sizes[i] < slot_sizes[best]) best = i;
     }
     void *block = NULL;

@@ -12,8 +12,9 @@
 
 #include <stddef.h>
 
-/// A block from the cache with room for at least `size` bytes and at most twice
-/// that, or NULL (then the caller mallocs). `*usable` is set to its usable size.
+/// A block from the cache with room for at least `size` bytes and at most a quarter
+/// more (arenas count what they hold), or NULL (then the caller mallocs). `*usable`
+/// is set to its usable size.
 void *sluice_block_take(size_t size, size_t *usable);
 /// Keeps a malloc'd block for reuse when it is large and there is room, else frees it.
 void sluice_block_put(void *block);
