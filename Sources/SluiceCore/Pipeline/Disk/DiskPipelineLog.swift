@@ -55,6 +55,9 @@ public final class DiskPipelineLog: PipelineLog {
         let quarantined: Counter
         let corruptEntries: Counter
         let writeErrors: Counter
+        /// Entries a reader had to read back and decode from disk: it was further
+        /// behind than the memory budget (or the process restarted).
+        let readBack: Counter
     }
 
     struct IndexEntry {
@@ -224,7 +227,8 @@ public final class DiskPipelineLog: PipelineLog {
                 dropped: metrics.counter("sluice_pipeline_log_dropped_items_total", "Items deleted from a full disk log (when_full: drop_oldest) before every exporter had them.", labels: labels),
                 quarantined: metrics.counter("sluice_pipeline_log_quarantined_segments_total", "Damaged disk log segments set aside as *.corrupt.", labels: labels),
                 corruptEntries: metrics.counter("sluice_pipeline_log_corrupt_entries_total", "Disk log entries that failed their checksum or decode when read, and were skipped.", labels: labels),
-                writeErrors: metrics.counter("sluice_pipeline_log_write_errors_total", "Failed writes to the disk log (ENOSPC, EIO); the clients were told to retry.", labels: labels))
+                writeErrors: metrics.counter("sluice_pipeline_log_write_errors_total", "Failed writes to the disk log (ENOSPC, EIO); the clients were told to retry.", labels: labels),
+                readBack: metrics.counter("sluice_pipeline_log_read_back_entries_total", "Entries read back and decoded from disk because a reader was further behind than the memory budget, or after a restart.", labels: labels))
             let cursorStore = CursorStore(directory: cursorsPath, syncWrites: settings.fsync != .never)
             let saved = cursorStore.loadAll()
             let floor = readers.isEmpty ? 0 : readers.map { saved[$0.fileSafe] ?? 0 }.min() ?? 0
@@ -563,6 +567,7 @@ public final class DiskPipelineLog: PipelineLog {
             }
             switch readEntry(entry, fd: file!.fd, path: path, buffer: &buffer) {
             case .success(let batch):
+                counters.readBack.increment()
                 result.append(LogEntry(sequence: entry.sequence, batch: batch, items: entry.items, bytes: entry.size))
             case .failure(let reason):
                 markCorrupt(entry, path: path, reason: reason.reason)
