@@ -101,12 +101,30 @@ func readShaped(
             await waitForAppend()
         case .entries(let items):
             if shape.timeout > .zero, items < shape.sendBatchSize {
-                let deadline = ContinuousClock.now + shape.timeout
+                // Let the batch fill, checking about when it should be full at the
+                // rate items arrive (1–20 ms apart). A fixed long pause lets a busy
+                // log run full (429s from a memory log, reads back from disk for a
+                // disk log) while the reader sleeps; a fixed short one costs wakeups
+                // when traffic is light.
+                let start = ContinuousClock.now
+                let deadline = start + shape.timeout
+                var pause = Duration.milliseconds(5)
                 while ContinuousClock.now < deadline {
-                    if case .entries(let now) = available(), now >= shape.sendBatchSize { break }
-                    if case .closedAndDrained = available() { break }
-                    try? await Task.sleep(for: min(.milliseconds(20), deadline - ContinuousClock.now))
+                    try? await Task.sleep(for: min(pause, deadline - ContinuousClock.now))
                     if Task.isCancelled { break }
+                    switch available() {
+                    case .closedAndDrained: break
+                    case .nothing: continue
+                    case .entries(let now):
+                        if now >= shape.sendBatchSize { break }
+                        let elapsed = ContinuousClock.now - start
+                        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                        let perSecond = Double(now - items) / max(1e-6, seconds)
+                        let needed = perSecond > 0 ? Double(shape.sendBatchSize - now) / perSecond : 0.02
+                        pause = .microseconds(Int64(min(0.02, max(0.001, needed)) * 1e6))
+                        continue
+                    }
+                    break  // full, or closed and drained
                 }
             }
             let taken = take()
