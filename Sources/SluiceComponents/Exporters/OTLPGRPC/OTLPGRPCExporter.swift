@@ -35,7 +35,8 @@ public struct OTLPGRPCExporterFactory: ExporterFactory {
         if let authority = config.string("authority") { client.authorityOverride = authority }
         let retry = RetrySettings(config.map("retry_on_failure"))
         let queue = QueueSettings(config.map("sending_queue"))
-        config.accept("balancer_name", "keepalive", "read_buffer_size", "write_buffer_size", "wait_for_ready", "auth")
+        config.refuseClientAuthenticator(instead: "send the credential as a header, e.g. headers: {authorization: \"Bearer ${env:TOKEN}\"}")
+        config.accept("balancer_name", "keepalive", "read_buffer_size", "write_buffer_size", "wait_for_ready")
         config.finish()
         guard config.diagnostics.all.count == before, let endpoint else { return nil }
         if endpoint.scheme == "http" {

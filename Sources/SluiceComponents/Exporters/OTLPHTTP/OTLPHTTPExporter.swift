@@ -37,8 +37,9 @@ public struct OTLPHTTPExporterFactory: ExporterFactory {
         let retry = RetrySettings(config.map("retry_on_failure"))
         let queue = QueueSettings(config.map("sending_queue"))
         config.accept("read_buffer_size", "write_buffer_size", "max_idle_conns", "max_idle_conns_per_host",
-                      "idle_conn_timeout", "disable_keep_alives", "http2_read_idle_timeout", "http2_ping_timeout", "auth",
+                      "idle_conn_timeout", "disable_keep_alives", "http2_read_idle_timeout", "http2_ping_timeout",
                       "cookies", "compression_params")
+        config.refuseClientAuthenticator(instead: "send the credential as a header, e.g. headers: {authorization: \"Bearer ${env:TOKEN}\"}")
         config.finish()
         guard config.diagnostics.all.count == before else { return nil }
         for warning in client.warnings { context.logger.warning("\(warning)", metadata: ["exporter": "\(id)"]) }

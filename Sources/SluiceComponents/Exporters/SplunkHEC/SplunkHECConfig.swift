@@ -190,10 +190,7 @@ struct SplunkHECConfig: Sendable {
         if config.bool("use_multi_metric_format") == true {
             config.report("use_multi_metric_format", "Sluice's splunk_hec exporter sends logs and traces, not metrics; remove it")
         }
-        if config.has("auth") {
-            config.accept("auth")
-            config.report("auth", "authenticator extensions are not supported; the exporter authenticates with token")
-        }
+        config.refuseClientAuthenticator(instead: "the exporter authenticates with token")
         hasTLS = config.has("tls")
         tls = TLSSettings(config.map("tls"))
         proxyURL = config.string("proxy_url")
