@@ -502,3 +502,39 @@ def test_settings_and_ping_floods(h2_server, raw, body_file, kind, reading):
         if connection.goaway is None and not connection.closed:
             assert connection.status(1) == "200", f"after the flood the connection neither answered nor went away: {connection.summary()}"
     assert_still_serving(h2_server, body_file, f"a {kind} flood")
+
+
+# ----------------------------------------------------------------------------
+# Garbage after the preface
+
+
+def _random_frame(rng) -> bytes:
+    """A frame header with a random type, flags and stream, and a random payload
+    (sometimes lying about its length)."""
+    length = rng.choice([0, 1, 4, 5, 8, 9, 13, 64, 300, rng.randrange(0, 2000)])
+    payload = bytes(rng.getrandbits(8) for _ in range(length))
+    declared = length if rng.random() < 0.8 else rng.randrange(0, 1 << 24)
+    frame_type = rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, rng.randrange(10, 256)])
+    stream = rng.choice([0, 1, 2, 3, 5, rng.randrange(0, 1 << 31)])
+    return declared.to_bytes(3, "big") + bytes([frame_type, rng.getrandbits(8)]) + stream.to_bytes(4, "big") + payload
+
+
+def test_random_frames_after_the_preface_never_take_the_server_down(h2_server, body_file):
+    """3,000 connections, each the preface and then 1 to 40 random frames (seeded,
+    so a failure repeats): whatever the server answers, it stays up, and a normal
+    client is served afterwards."""
+    import random
+
+    rng = random.Random(20261122)
+    port = h2_server.ports["http"]
+    for _ in range(3000):
+        data = PREFACE + b"".join(_random_frame(rng) for _ in range(rng.randrange(1, 40)))
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+            try:
+                sock.sendall(data)
+                sock.shutdown(socket.SHUT_WR)
+                while sock.recv(65536):
+                    pass
+            except OSError:
+                pass  # a reset is a fine answer to garbage
+    assert_still_serving(h2_server, body_file, "3,000 connections of random frames")
