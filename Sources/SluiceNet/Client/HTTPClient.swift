@@ -167,6 +167,11 @@ public final class HTTPClient: Sendable {
         var connecting = 0
         var lastWasMultiplexed = false
         var open = 0
+
+        /// A connection is being set up that will likely be HTTP/2: wait to share it.
+        func awaitsSharedSetUp(http2: HTTP2Use) -> Bool {
+            connecting > 0 && (http2 == .required || lastWasMultiplexed) && !closed
+        }
         var waiters: [CheckedContinuation<Void, Never>] = []
         var closed = false
     }
@@ -225,24 +230,24 @@ public final class HTTPClient: Sendable {
         // A connection can die between checkout and this write (a TLS 1.3 server
         // refusing the client certificate does it just after the handshake): then
         // the write fails, and the request with the reason the session ended.
-        let failure = connection.failure
+        let state = connection.state
         channel.writeAndFlush(PendingRequest(request: request, promise: promise, maxResponseBytes: settings.maxResponseBytes)).whenFailure { _ in
-            promise.fail(failure.error ?? HTTPClientError.connectionClosed)
+            promise.fail(state.error ?? HTTPClientError.connectionClosed)
         }
         do {
             let response = try await promise.futureResult.get()
             timer.cancel()
-            let reusable = channel.isActive && !connection.failure.isDraining && response.headers.first(name: "connection")?.lowercased() != "close"
+            let reusable = channel.isActive && !state.isDraining && response.headers.first(name: "connection")?.lowercased() != "close"
             checkin(connection, reusable: reusable)
             return response
         } catch {
             timer.cancel()
             // One failed stream does not end an HTTP/2 connection; a dead one is dropped.
-            if !connection.multiplexed || !channel.isActive || connection.failure.isDraining {
+            if !connection.multiplexed || !channel.isActive || state.isDraining {
                 channel.close(promise: nil)
                 checkin(connection, reusable: false)
             }
-            if let reason = failure.error, (error as? HTTPClientError) == .connectionClosed || error is ChannelError { throw reason }
+            if let reason = state.error, (error as? HTTPClientError) == .connectionClosed || error is ChannelError { throw reason }
             throw error
         }
     }
@@ -267,12 +272,12 @@ public final class HTTPClient: Sendable {
             let step = pool.withLock { p -> Step in
                 let now = NIODeadline.now()
                 p.multiplexed.removeAll { connection in
-                    guard !connection.channel.isActive || connection.failure.isDraining else { return false }
+                    guard !connection.channel.isActive || connection.state.isDraining else { return false }
                     p.open -= 1
                     return true
                 }
                 if let shared = p.multiplexed.first { return .reuse(shared) }
-                if p.connecting > 0, settings.http2 == .required || p.lastWasMultiplexed, !p.closed { return .wait }
+                if p.awaitsSharedSetUp(http2: settings.http2) { return .wait }
                 while let (connection, since) = p.idle.popLast() {
                     if connection.channel.isActive, now - since < settings.idleTimeout { return .reuse(connection) }
                     connection.channel.close(promise: nil)
@@ -314,8 +319,8 @@ public final class HTTPClient: Sendable {
             case .wait:
                 await withCheckedContinuation { continuation in
                     let resumeNow = pool.withLock { p -> Bool in
-                        let setUpPending = p.connecting > 0 && (settings.http2 == .required || p.lastWasMultiplexed)
-                        if (p.open < settings.maxConnections && !setUpPending) || !p.idle.isEmpty || !p.multiplexed.isEmpty || p.closed { return true }
+                        if (p.open < settings.maxConnections && !p.awaitsSharedSetUp(http2: settings.http2)) || !p.idle.isEmpty
+                            || !p.multiplexed.isEmpty || p.closed { return true }
                         p.waiters.append(continuation)
                         return false
                     }
@@ -367,7 +372,7 @@ public final class HTTPClient: Sendable {
         let proxy = try route.get()
         let tls = try tlsContext?.get().current
         let endpoint = self.endpoint
-        let failure = ConnectionState()
+        let state = ConnectionState()
         // h2c with prior knowledge: the server speaks first (its SETTINGS), so the
         // HTTP/2 handler must be in the pipeline before the first read.
         let h2cFromTheStart = tls == nil && settings.http2 == .required
@@ -376,7 +381,7 @@ public final class HTTPClient: Sendable {
                 guard h2cFromTheStart else { return channel.eventLoop.makeSucceededVoidFuture() }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        HTTP2ClientConnectionHandler(scheme: endpoint.scheme, authority: endpoint.authority, state: failure))
+                        HTTP2ClientConnectionHandler(scheme: endpoint.scheme, authority: endpoint.authority, state: state))
                 }
             }
             .connectTimeout(settings.connectTimeout)
@@ -414,7 +419,7 @@ public final class HTTPClient: Sendable {
                         let peer = proxy.map { "\(endpoint.authority) (via proxy \($0))" } ?? endpoint.authority
                         try channel.pipeline.syncOperations.addHandler(
                             TLSClientHandler(context: tls, host: endpoint.host, peer: peer, handshakePromise: handshake,
-                                             onFailure: { failure.record($0) }))
+                                             onFailure: { state.record($0) }))
                     } catch {
                         handshake.fail(error)
                     }
@@ -439,13 +444,13 @@ public final class HTTPClient: Sendable {
                     // Added when the channel was created.
                 } else if useHTTP2 {
                     try channel.pipeline.syncOperations.addHandler(
-                        HTTP2ClientConnectionHandler(scheme: endpoint.scheme, authority: endpoint.authority, state: failure))
+                        HTTP2ClientConnectionHandler(scheme: endpoint.scheme, authority: endpoint.authority, state: state))
                 } else {
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
                     try channel.pipeline.syncOperations.addHandler(HTTPClientConnectionHandler())
                 }
                 return useHTTP2
-            }.map { failure.setMultiplexed($0) }.cascade(to: done)
+            }.map { state.setMultiplexed($0) }.cascade(to: done)
             done.futureResult.whenComplete { _ in timer.cancel() }
             return done.futureResult
         }
@@ -455,16 +460,17 @@ public final class HTTPClient: Sendable {
             channel.close(promise: nil)
             throw error
         }
-        return Connection(channel: channel, failure: failure, multiplexed: failure.isMultiplexed)
+        return Connection(channel: channel, state: state)
     }
 }
 
 /// A pooled connection and what ended it, if something did.
 private struct Connection: Sendable {
     let channel: any Channel
-    let failure: ConnectionState
+    let state: ConnectionState
+
     /// HTTP/2: shared by concurrent requests rather than checked out alone.
-    let multiplexed: Bool
+    var multiplexed: Bool { state.isMultiplexed }
 }
 
 /// What requests need to know about a connection beyond its channel: why its TLS

@@ -134,18 +134,15 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
             context.fireUserInboundEventTriggered(event)
             return
         }
-        if session.hasIncompleteRequests {
-            // A request started and stalled for the whole read timeout.
-            session.goAway(NGHTTP2_NO_ERROR)
-            flushOutput(context: context)
-            closing = true
-            context.close(promise: nil)
-        } else if !session.hasOpenStreams, NIODeadline.now() - lastActivity >= min(limits.readTimeout, limits.idleTimeout) {
-            session.goAway(NGHTTP2_NO_ERROR)
-            flushOutput(context: context)
-            closing = true
-            context.close(promise: nil)
-        }
+        // A request that stalled for the whole read timeout, or a connection idle
+        // with nothing open: GOAWAY, then close.
+        let stalled = session.hasIncompleteRequests
+        let idleTooLong = !session.hasOpenStreams && NIODeadline.now() - lastActivity >= min(limits.readTimeout, limits.idleTimeout)
+        guard stalled || idleTooLong else { return }
+        session.goAway(NGHTTP2_NO_ERROR)
+        flushOutput(context: context)
+        closing = true
+        context.close(promise: nil)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -311,10 +311,14 @@ final class HTTP2ServerSession {
             case .rejected, .responding: break
             }
         }
-        for id in streams.keys.sorted() {
-            guard let unconsumed = streams[id]?.unconsumed, unconsumed > 0 else { continue }
-            guard bufferedBodyBytes <= limits.bufferedBodyLimit || (id == oldestReceiving && !awaitingAnswers) else { continue }
-            nghttp2_session_consume_stream(session, id, unconsumed)
+        let room = bufferedBodyBytes <= limits.bufferedBodyLimit
+        // Collected first: changing `streams` while iterating it would copy it.
+        var ready: [(id: Int32, bytes: Int)] = []
+        for (id, stream) in streams where stream.unconsumed > 0 && (room || (id == oldestReceiving && !awaitingAnswers)) {
+            ready.append((id, stream.unconsumed))
+        }
+        for (id, bytes) in ready {
+            nghttp2_session_consume_stream(session, id, bytes)
             streams[id]!.unconsumed = 0
         }
     }

@@ -1,12 +1,9 @@
 // The Python programs the TLS and proxy tests run as subprocesses. They live in
 // Swift strings so SwiftPM has no unhandled files in the test target.
 enum TestScripts {
-    static let tlsServer = #"""
-# A tiny HTTPS server for SluiceNet's TLS tests. Every answer says which
-# connection it came on (to see keep-alive reuse) and whether the client
-# presented a certificate.
-import argparse, http.server, itertools, os, signal, socketserver, ssl, sys, threading, time, warnings
-
+    /// Both scripts start with this: the test runner may ignore SIGTERM and children
+    /// inherit that, and a script must end when the test process does.
+    static let parentWatch = #"""
 # The test runner may ignore SIGTERM, and children inherit that: restore it. And
 # leave when the test process is gone, however it ended.
 signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -20,6 +17,15 @@ def watch_parent():
 
 
 threading.Thread(target=watch_parent, daemon=True).start()
+"""#
+
+    static let tlsServer = #"""
+# A tiny HTTPS server for SluiceNet's TLS tests. Every answer says which
+# connection it came on (to see keep-alive reuse) and whether the client
+# presented a certificate.
+import argparse, http.server, itertools, os, signal, socketserver, ssl, sys, threading, time, warnings
+
+\#(parentWatch)
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--cert", required=True)
@@ -98,19 +104,7 @@ server.serve_forever()
 # request itself with its request line (so a test sees the absolute-form target).
 import argparse, os, select, signal, socket, socketserver, sys, threading, time
 
-# The test runner may ignore SIGTERM, and children inherit that: restore it. And
-# leave when the test process is gone, however it ended.
-signal.signal(signal.SIGTERM, signal.SIG_DFL)
-parent = os.getppid()
-
-
-def watch_parent():
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(0)
-
-
-threading.Thread(target=watch_parent, daemon=True).start()
+\#(parentWatch)
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--port-file", required=True)

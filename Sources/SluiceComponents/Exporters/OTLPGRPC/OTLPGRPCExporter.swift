@@ -62,6 +62,8 @@ final class OTLPGRPCExporter: Exporter {
     let queue: QueueSettings
     let client: HTTPClient
     let shared: HTTPClientSettings
+    /// The headers every call sends, worked out once.
+    let callHeaders: HTTPHeaders
 
     init(id: ComponentID, client: HTTPClient, shared: HTTPClientSettings, retry: RetrySettings, queue: QueueSettings) {
         self.id = id
@@ -69,6 +71,13 @@ final class OTLPGRPCExporter: Exporter {
         self.shared = shared
         self.retry = retry
         self.queue = queue
+        var headers = HTTPHeaders([("content-type", "application/grpc"), ("te", "trailers"), ("user-agent", "sluice/\(SluiceVersion.current)")])
+        for (name, value) in shared.headers { headers.replaceOrAdd(name: name.lowercased(), value: value) }
+        // gRPC's timeout header: "an ASCII string of at most 8 digits" and a unit.
+        let (seconds, attoseconds) = shared.timeout.components
+        headers.replaceOrAdd(name: "grpc-timeout", value: "\(max(1, min(99_999_999, seconds * 1000 + attoseconds / 1_000_000_000_000_000)))m")
+        headers.add(name: "grpc-accept-encoding", value: "identity")
+        callHeaders = headers
     }
 
     func start() async throws {}
@@ -139,17 +148,13 @@ final class OTLPGRPCExporter: Exporter {
         // Concatenated encodings merge into one request (repeated fields append).
         var message: [UInt8] = []
         for batch in batches { message += batch.encodeProtobuf() }
-        var headers = HTTPHeaders([("content-type", "application/grpc"), ("te", "trailers"), ("user-agent", "sluice/\(SluiceVersion.current)")])
-        for (name, value) in shared.headers { headers.replaceOrAdd(name: name.lowercased(), value: value) }
-        // gRPC's timeout header: "an ASCII string of at most 8 digits" and a unit.
-        headers.replaceOrAdd(name: "grpc-timeout", value: "\(max(1, min(99_999_999, shared.timeout.components.seconds * 1000 + shared.timeout.components.attoseconds / 1_000_000_000_000_000)))m")
+        var headers = callHeaders
         var compressed = false
         if shared.compression == "gzip", let gzipped = Compression.gzip(message) {
             message = gzipped
             compressed = true
             headers.add(name: "grpc-encoding", value: "gzip")
         }
-        headers.add(name: "grpc-accept-encoding", value: "identity")
         let request = HTTPClientRequest(target: Self.path(signal), headers: headers, body: GRPCMessage.framed(message, compressed: compressed))
         let response: HTTPClientResponse
         do {
@@ -159,10 +164,11 @@ final class OTLPGRPCExporter: Exporter {
         }
         let status = GRPCStatus(headers: response.headers, trailers: response.trailers)
         let tooLarge = status?.code == .resourceExhausted && status?.retryAfter == nil
-        return (Self.outcome(of: response, endpoint: "\(client.endpoint)\(Self.path(signal))"), tooLarge)
+        return (Self.outcome(of: response, status: status, endpoint: "\(client.endpoint)\(Self.path(signal))"), tooLarge)
     }
 
-    static func outcome(of response: HTTPClientResponse, endpoint: String) -> ExportOutcome {
+    /// `status` is the gRPC status the response carries, if any.
+    static func outcome(of response: HTTPClientResponse, status: GRPCStatus?, endpoint: String) -> ExportOutcome {
         guard response.status == .ok else {
             // Not gRPC's answer (a proxy, a load balancer): gRPC maps the HTTP status
             // (doc/http-grpc-status-mapping.md); 429/502/503/504 are UNAVAILABLE.
@@ -170,7 +176,7 @@ final class OTLPGRPCExporter: Exporter {
             let reason = "HTTP \(code) from \(endpoint) instead of a gRPC answer"
             return [429, 502, 503, 504].contains(code) ? .retryable(reason: reason, after: response.retryAfter) : .permanent(reason: reason)
         }
-        guard let status = GRPCStatus(headers: response.headers, trailers: response.trailers) else {
+        guard let status else {
             return .retryable(reason: "\(endpoint) answered without grpc-status (the stream ended early)", after: nil)
         }
         let reason = "gRPC \(status.code.name) from \(endpoint)\(status.message.isEmpty ? "" : ": \(status.message.prefix(300))")"
