@@ -33,7 +33,7 @@ let package = Package(
         .target(
             name: "SluiceCore",
             dependencies: [
-                "SluiceOTLP", "CZlib",
+                "SluiceOTLP", "CZlib", "CSluiceShims",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,3 +1,6 @@
+// O_DIRECT is a GNU extension in <fcntl.h>.
+#define _GNU_SOURCE
+#include <fcntl.h>
 #include "sluice_shims.h"
 
 long sluice_bio_pending(BIO *bio) { return BIO_pending(bio); }
@@ -11,3 +14,4 @@ int sluice_deflate_init2(z_stream *stream, int level, int window_bits) {
     return deflateInit2(stream, level, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY);
 }
 int sluice_mallopt(int param, int value) { return mallopt(param, value); }
+int sluice_o_direct(void) { return O_DIRECT; }

@@ -57,6 +57,17 @@ import Testing
         ((try? FileManager.default.contentsOfDirectory(atPath: log.directory)) ?? []).filter { $0.hasPrefix("segment-") && $0.hasSuffix(suffix) }.sorted()
     }
 
+    /// A log in `base` with `count` appended entries, closed again: its directory and
+    /// segment files, for tests that then damage them.
+    static func writeClosedLog(_ base: String, count: Int) async throws -> (directory: String, files: [String]) {
+        let log = try open(base)
+        for i in 1...count { try await append(log, "e\(i)") }
+        log.flush()
+        let files = segments(log)
+        log.close()
+        return (log.directory, files)
+    }
+
     static func shell(_ arguments: [String]) -> Bool {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -186,16 +197,7 @@ import Testing
 
     @Test func flippedByteInMiddleSegmentIsQuarantined() async throws {
         let base = Self.temporaryDirectory()
-        var directory = ""
-        var files: [String] = []
-        do {
-            let log = try Self.open(base)
-            for i in 1...40 { try await Self.append(log, "e\(i)") }
-            log.flush()
-            files = Self.segments(log)
-            directory = log.directory
-            log.close()
-        }
+        let (directory, files) = try await Self.writeClosedLog(base, count: 40)
         #expect(files.count >= 3)
         let victim = directory + "/" + files[1]
         let handle = try #require(FileHandle(forUpdatingAtPath: victim))

@@ -1,4 +1,4 @@
-// Functions for the C macros Swift cannot import (OpenSSL, nghttp2, zlib).
+// Functions for the C macros Swift cannot import (OpenSSL, zlib, glibc).
 // Each is a one-line wrapper; there is no logic here.
 #ifndef SLUICE_SHIMS_H
 #define SLUICE_SHIMS_H
@@ -22,5 +22,8 @@ int sluice_deflate_init2(z_stream *stream, int level, int window_bits);
 /// glibc's mallopt and the two parameters Sluice tunes (macros in malloc.h).
 int sluice_mallopt(int param, int value);
 enum { SLUICE_M_MMAP_THRESHOLD = M_MMAP_THRESHOLD, SLUICE_M_ARENA_MAX = M_ARENA_MAX };
+
+/// open(2)'s O_DIRECT, which <fcntl.h> defines only with _GNU_SOURCE (and per architecture).
+int sluice_o_direct(void);
 
 #endif

@@ -37,6 +37,7 @@ public struct FileStorageSettings: Sendable, Equatable {
         if let size = config.byteSize("max_size") {
             if size < 1 << 20 { config.report("max_size", "must be at least 1MiB") } else { log.maxSizeBytes = size }
         }
+        if let direct = config.bool("direct_io") { log.directIO = direct }
         if let mode = config.enumeration("when_full", ["block", "drop_oldest"]) { log.whenFull = WhenFull(rawValue: mode)! }
         config.accept("timeout", "compaction", "create_directory", "directory_permissions", "recreate")
         config.finish()

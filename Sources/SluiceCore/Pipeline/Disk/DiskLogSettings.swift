@@ -39,6 +39,10 @@ public struct DiskLogSettings: Sendable, Equatable {
     /// is let through to test the disk again.
     public var writeRetryDelay: Duration = .seconds(1)
 
+    /// Write segments with `O_DIRECT`, past the page cache (see `SegmentAppender`).
+    /// Falls back to buffered writes by itself where the file system refuses it.
+    public var directIO = true
+
     public init(fsync: FsyncPolicy = .default, maxSizeBytes: Int = 1 << 30, whenFull: WhenFull = .block, segmentBytes: Int = 64 << 20) {
         self.fsync = fsync
         self.maxSizeBytes = maxSizeBytes

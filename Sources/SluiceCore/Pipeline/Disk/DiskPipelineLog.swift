@@ -3,8 +3,9 @@ import Logging
 import Synchronization
 
 /// The pipeline log on disk: a 2xx from a receiver means the data is in a segment
-/// file (and, with `fsync: always`, on the platter), so it survives `kill -9` and,
-/// with fsync, a power cut.
+/// file, written past the page cache to the device (and, with `fsync: always`,
+/// flushed from the device's cache too), so it survives `kill -9` and, with fsync,
+/// a power cut.
 ///
 /// How it works (the byte layout is in `SegmentFormat`):
 /// - `append` takes the batch's protobuf (the request's own bytes, which decoders
@@ -326,11 +327,11 @@ public final class DiskPipelineLog: PipelineLog {
             }
             if let floor = s.floor { s.releaseHead(through: floor) }
             guard let last = s.segments.last, !last.quarantined else { return nil }
-            let fd = Foundation.open(last.path, O_WRONLY | O_CLOEXEC)
+            let (fd, direct) = SegmentAppender.open(last.path, flags: 0, direct: settings.directIO)
             guard fd >= 0 else {
                 throw DiskLogError(path: last.path, message: "pipeline \(name): cannot open \(last.path) for writing: \(String(cString: strerror(errno))). Check the volume's permissions.")
             }
-            return DiskLogWriter.Active(fd: fd, path: last.path, first: last.first, bytes: last.bytes)
+            return DiskLogWriter.Active(fd: fd, path: last.path, first: last.first, bytes: last.bytes, direct: direct)
         }
     }
 

@@ -81,7 +81,12 @@ struct SegmentRecovery {
         var lastSequence = previous
         var offset = 0
         var damage: String?
+        var padding = false
         while offset < size {
+            if size - offset < SegmentAppender.blockSize, try window.isZero(from: offset, to: size) {
+                padding = true
+                break
+            }
             guard size - offset >= SegmentFormat.headerSize else { damage = "a partial entry header"; break }
             let bytes = try window.bytes(at: offset, count: SegmentFormat.headerSize)
             guard let header = bytes.withUnsafeBytes({ SegmentFormat.parseHeader($0) }) else { damage = "an invalid entry header"; break }
@@ -102,7 +107,13 @@ struct SegmentRecovery {
             segment.lastSequence = header.sequence
             offset += SegmentFormat.headerSize + header.payloadLength
         }
-        if let damage {
+        if padding {
+            // Zeros after the last entry, short of a block: the padding of a direct
+            // write whose segment was not finished (a crash, or the segment being
+            // written). Not damage.
+            guard ftruncate(fd, off_t(offset)) == 0 else { throw POSIXFile.Failure(operation: "truncate", path: path, code: errno) }
+            segment.bytes = offset
+        } else if let damage {
             if isLast {
                 logger.warning("pipeline log: truncating a torn or damaged tail of the last segment (what a crash or power cut leaves)",
                                metadata: ["pipeline": "\(pipeline)", "segment": "\(path)", "offset": "\(offset)",
@@ -141,6 +152,11 @@ private struct ReadWindow {
     init(fd: Int32, path: String) {
         self.fd = fd
         self.path = path
+    }
+
+    /// Whether every byte in `start..<end` (in the file) is zero.
+    mutating func isZero(from start: Int, to end: Int) throws(POSIXFile.Failure) -> Bool {
+        try bytes(at: start, count: end - start).allSatisfy { $0 == 0 }
     }
 
     /// `count` bytes at `offset` (the caller has checked they are in the file).
