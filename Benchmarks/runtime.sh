@@ -6,7 +6,11 @@
 #
 # BENCH_REQUESTS sets the request count of the large runs, BENCH_CONNECTIONS the
 # client connections (4), BENCH_CASES="nop disk-interval" runs only the cases named,
-# SLUICE_BENCH_BIN another binary.
+# SLUICE_BENCH_BIN another binary, BENCH_ROUNDS how often every case runs (3).
+#
+# This machine shares its host: one run of a case can be 30 % slower than the next.
+# So the cases run in rounds, one after the other in each, and each figure printed
+# is the median over the rounds; a ratio compares medians of runs made side by side.
 #
 # At 4 connections the two cores are saturated: the memory log answers some
 # requests 429 (full) while the disk log takes all of them and, when its reader
@@ -19,6 +23,7 @@ bin=${SLUICE_BENCH_BIN:-.build/release/sluice}
 requests=${BENCH_REQUESTS:-2000}
 cases=${BENCH_CASES:-}
 connections=${BENCH_CONNECTIONS:-4}
+rounds=${BENCH_ROUNDS:-3}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 .build/release/sluice-bench --write-payload "$work/payload.pb"
@@ -33,7 +38,7 @@ clock_ticks=$(getconf CLK_TCK)
 cpu_seconds() { awk -v t="$clock_ticks" '{print ($14+$15)/t}' "/proc/$1/stat"; }
 
 # run_case NAME EXPORTER [STORAGE: interval|always] [REQUESTS] [PROTOCOL: h1|h2|grpc] [CONNECTIONS]
-# Prints one line and keeps "records/CPU-second records/s" in $work/NAME.rate.
+# Adds "records/CPU-second records/s-wall requests-ok peak-RSS-KiB" to $work/NAME.runs.
 run_case() {
     local name=$1 exporter=$2 storage=${3:-} requests=${4:-$requests} protocol=${5:-h1} connections=${6:-$connections}
     if [ -n "$cases" ] && [[ " $cases " != *" $name "* ]]; then return 0; fi
@@ -88,6 +93,7 @@ service:
       processors: [batch]
       exporters: [$exporter]
 YAML
+    rm -rf "$work/storage-$name"
     $bin --config "$work/$name.yaml" --data-directory "$work/data" 2>"$work/$name.log" &
     local pid=$!
     for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/v1/logs" && break; sleep 0.1; done
@@ -110,12 +116,25 @@ YAML
     local ok=$((accepted / 1000))
     local rps; rps=$(awk '/^finished in/ {print $4}' "$work/$name.h2load")
     local total; total=$(awk '/^requests:/ {print $2}' "$work/$name.h2load")
-    awk -v n="$name" -v ok="$ok" -v r=1000 -v c0="$before" -v c1="$after" -v hwm="$hwm" -v rps="$rps" -v total="$total" -v out="$work/$name.rate" 'BEGIN {
+    awk -v ok="$ok" -v r=1000 -v c0="$before" -v c1="$after" -v hwm="$hwm" -v rps="$rps" -v total="$total" 'BEGIN {
         rps = total > 0 ? rps * ok / total : 0  # accepted requests per second
         cpu = c1 - c0; if (cpu <= 0) cpu = 0.001
-        printf "OTLP -> %-13s %8d requests ok  %10.0f records/CPU-second  %8.0f records/s wall  peak RSS %6.1f MiB\n", n, ok, ok * r / cpu, rps * r, hwm / 1024
-        printf "%f %f\n", ok * r / cpu, rps * r > out
+        printf "%f %f %d %d\n", ok * r / cpu, rps * r, ok, hwm
+    }' >> "$work/$name.runs"
+}
+
+# median NAME COLUMN: the median of a column of NAME's runs.
+median() { sort -g -k "$2" "$work/$1.runs" | awk -v c="$2" '{ v[NR] = $c } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# report NAME: one line of medians, and "records/CPU-second records/s" in $work/NAME.rate.
+report() {
+    [ -f "$work/$1.runs" ] || return 0
+    local cpu wall ok hwm
+    cpu=$(median "$1" 1); wall=$(median "$1" 2); ok=$(median "$1" 3); hwm=$(median "$1" 4)
+    awk -v n="$1" -v cpu="$cpu" -v wall="$wall" -v ok="$ok" -v hwm="$hwm" -v runs="$(wc -l < "$work/$1.runs")" 'BEGIN {
+        printf "OTLP -> %-13s %8d requests ok  %10.0f records/CPU-second  %8.0f records/s wall  peak RSS %6.1f MiB  (median of %d)\n", n, ok, cpu, wall, hwm / 1024, runs
     }'
+    echo "$cpu $wall" > "$work/$1.rate"
 }
 
 # ratio NAME BASE: NAME's records/CPU-second and records/s as a share of BASE's.
@@ -131,25 +150,27 @@ echo "runtime: $requests requests of 1,000 log records ($(stat -c %s "$work/payl
 coproc HEC { python3 Benchmarks/hec_sink.py; }
 read -r hec_port <&"${HEC[0]}"
 
-run_case nop nop
-# The same over HTTP/2 (h2c, one stream at a time per connection) and as OTLP/gRPC.
-run_case nop-h2 nop "" "$requests" h2
-run_case nop-grpc nop "" "$requests" grpc
-run_case file file "" 20
-# The local HEC endpoint is Python and slow; 20 requests fit in the pipeline log, so
-# no request is refused and every record counted was delivered to it.
-run_case hec-gzip splunk_hec "" 20
-run_case hec-nogzip splunk_hec/nogzip "" 20
-# The same into `nop` through the disk log (file_storage), with each fsync policy.
-run_case disk-interval nop interval
-run_case disk-always nop always
+for round in $(seq "$rounds"); do
+    run_case nop nop
+    # The same over HTTP/2 (h2c, one stream at a time per connection) and as OTLP/gRPC.
+    run_case nop-h2 nop "" "$requests" h2
+    run_case nop-grpc nop "" "$requests" grpc
+    run_case file file "" 20
+    # The local HEC endpoint is Python and slow; 20 requests fit in the pipeline log, so
+    # no request is refused and every record counted was delivered to it.
+    run_case hec-gzip splunk_hec "" 20
+    run_case hec-nogzip splunk_hec/nogzip "" 20
+    # The same into `nop` through the disk log (file_storage), with each fsync policy.
+    run_case disk-interval nop interval
+    run_case disk-always nop always
+    # With one client (a sidecar's gateway) neither log is saturated.
+    run_case nop-1c nop "" "$requests" h1 1
+    run_case disk-1c nop interval "$requests" h1 1
+done
+for name in nop nop-h2 nop-grpc file hec-gzip hec-nogzip disk-interval disk-always nop-1c disk-1c; do report "$name"; done
 # Issue #5: the disk log (fsync interval) keeps at least 80 % of the memory log's rate.
 ratio disk-interval nop
 ratio disk-always nop
-# With one client (a sidecar's gateway) neither log is saturated: the memory log
-# refuses nothing, and the disk log's reader keeps up within its memory budget.
-run_case nop-1c nop "" "$requests" h1 1
-run_case disk-1c nop interval "$requests" h1 1
 ratio disk-1c nop-1c
 ratio nop-h2 nop
 ratio nop-grpc nop
