@@ -75,7 +75,7 @@ let package = Package(
         .executableTarget(name: "sluice-bench", dependencies: ["SluiceOTLP", "COTLP"], path: "Benchmarks/sluice-bench", swiftSettings: strict),
 
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"], swiftSettings: strict),
-        .testTarget(name: "SluiceNetTests", dependencies: ["SluiceNet", "SluiceCore"], swiftSettings: strict),
+        .testTarget(name: "SluiceNetTests", dependencies: ["SluiceNet", "SluiceCore", "CBlockCache"], swiftSettings: strict),
         .testTarget(name: "SluiceComponentsTests", dependencies: ["SluiceComponents", "SluiceCore"], swiftSettings: strict),
         .testTarget(name: "SluiceOTLPTests", dependencies: ["SluiceOTLP", "COTLP"], resources: [.copy("Fixtures")], swiftSettings: strict),
     ]

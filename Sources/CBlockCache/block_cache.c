@@ -4,13 +4,22 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-enum { MIN_BLOCK = 128 * 1024, SLOTS = 16, LIMIT = 32 * 1024 * 1024 };
+enum { MIN_BLOCK = 128 * 1024, SLOTS = 48, LIMIT = 128 * 1024 * 1024 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static void *slots[SLOTS];
 static size_t slot_sizes[SLOTS];
+/// When each block was put, in CLOCK_MONOTONIC_COARSE milliseconds.
+static long long slot_times[SLOTS];
 static size_t cached_bytes;
+
+static long long now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
 
 void *sluice_block_take(size_t size, size_t *usable) {
     if (size < MIN_BLOCK) return NULL;
@@ -35,12 +44,14 @@ void sluice_block_put(void *block) {
     if (block == NULL) return;
     size_t size = malloc_usable_size(block);
     if (size >= MIN_BLOCK) {
+        long long now = now_ms();
         pthread_mutex_lock(&lock);
         if (cached_bytes + size <= LIMIT) {
             for (int i = 0; i < SLOTS; i++) {
                 if (slots[i] != NULL) continue;
                 slots[i] = block;
                 slot_sizes[i] = size;
+                slot_times[i] = now;
                 cached_bytes += size;
                 block = NULL;
                 break;
@@ -65,3 +76,25 @@ void *sluice_block_realloc(void *block, size_t old_size, size_t new_size) {
 void sluice_block_free(void *block) { sluice_block_put(block); }
 
 void sluice_block_copy(void *destination, const void *source, size_t count) { memcpy(destination, source, count); }
+
+void sluice_block_trim(unsigned idle_ms) {
+    void *freed[SLOTS];
+    int count = 0;
+    long long now = now_ms();
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < SLOTS; i++) {
+        if (slots[i] == NULL || now - slot_times[i] < (long long)idle_ms) continue;
+        freed[count++] = slots[i];
+        cached_bytes -= slot_sizes[i];
+        slots[i] = NULL;
+    }
+    pthread_mutex_unlock(&lock);
+    for (int i = 0; i < count; i++) free(freed[i]);
+}
+
+size_t sluice_block_cached_bytes(void) {
+    pthread_mutex_lock(&lock);
+    size_t bytes = cached_bytes;
+    pthread_mutex_unlock(&lock);
+    return bytes;
+}

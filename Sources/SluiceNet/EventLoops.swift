@@ -1,13 +1,24 @@
 // SluiceNet: the network layer. An HTTP/1.1 server for receivers and the telemetry
 // endpoints, and the HTTP client exporters send with, both on SwiftNIO.
+import CBlockCache
 import NIOCore
 import NIOPosix
 
 /// The event loops every server and client of the process shares. A sidecar gets a
 /// core or two: one loop per core, never more than two.
 public enum SluiceEventLoops {
-    public static let group: MultiThreadedEventLoopGroup = MultiThreadedEventLoopGroup(
-        numberOfThreads: max(1, min(2, System.coreCount)))
+    public static let group: MultiThreadedEventLoopGroup = {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(2, System.coreCount)))
+        // Gives the block cache's unused blocks back once load has gone: under load a
+        // block is taken again within milliseconds.
+        group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+            sluice_block_trim(UInt32(blockCacheIdle.nanoseconds / 1_000_000))
+        }
+        return group
+    }()
+
+    /// How long a freed block waits in the block cache for reuse.
+    static let blockCacheIdle = TimeAmount.seconds(2)
 }
 
 /// `host:port` as the Collector writes endpoints (`0.0.0.0:4318`, `localhost:4318`,

@@ -5,8 +5,11 @@
 // the system and the resident size follows live data. The price: every large
 // allocation is a fresh mapping, and each of its pages costs a page fault and
 // zeroing when first touched; for a receiver decoding 400 KB requests that was a
-// quarter of its CPU. Keeping a few freed blocks (at most 32 MiB) resident for the
-// next request removes most of that cost and bounds what stays resident.
+// quarter of its CPU. Keeping freed blocks resident for the next request removes
+// most of that cost. The cache holds at most 128 MiB (a disk log's readers keep
+// batches longer than a memory log's, so more are in flight; at 32 MiB a tenth of
+// its requests still faulted a fresh arena in), and `sluice_block_trim` gives back
+// what load no longer uses, so an idle sidecar's resident size falls again.
 #ifndef SLUICE_BLOCK_CACHE_H
 #define SLUICE_BLOCK_CACHE_H
 
@@ -24,5 +27,10 @@ void *sluice_block_malloc(size_t size);
 void *sluice_block_realloc(void *block, size_t old_size, size_t new_size);
 void sluice_block_free(void *block);
 void sluice_block_copy(void *destination, const void *source, size_t count);
+
+/// Frees the cached blocks nobody has taken for `idle_ms` milliseconds.
+void sluice_block_trim(unsigned idle_ms);
+/// Bytes held in the cache now.
+size_t sluice_block_cached_bytes(void);
 
 #endif
