@@ -168,9 +168,12 @@ final class DiskLogWriter {
             }
             let appender = active!.appender
             let offset = appender.end
-            appender.append(SegmentFormat.header(payloadLength: entry.payloadLength, sequence: entry.sequence, items: entry.items,
-                                                 signal: entry.signal, appendedAtMillis: entry.appendedAtMillis, payloadCRC: entry.payloadCRC))
-            if let kept = entry.source?.protobufSource { appender.append(kept) } else { appender.append(entry.packed) }
+            entry.withPayload { payload in
+                appender.append(SegmentFormat.header(payloadLength: entry.payloadLength, sequence: entry.sequence, items: entry.items,
+                                                     signal: entry.signal, appendedAtMillis: entry.appendedAtMillis,
+                                                     payloadCRC: SegmentFormat.crc(payload)))
+                appender.append(payload)
+            }
             bufferedBytes += entry.size
             buffered.append((entry, offset))
             if bufferedBytes >= maxBuffer { writeBuffer() }

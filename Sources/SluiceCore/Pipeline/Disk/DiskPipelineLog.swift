@@ -9,10 +9,10 @@ import Synchronization
 ///
 /// How it works (the byte layout is in `SegmentFormat`):
 /// - `append` takes the batch's protobuf (the request's own bytes, which decoders
-///   keep once a disk log is open, or a fresh packing when the batch has none) and
-///   its checksum on the caller's thread,
+///   keep once a disk log is open, or a fresh packing when the batch has none),
 ///   gives the entry a sequence and queues it for the writer thread, which owns the
-///   segment files. It never waits for the disk; `whenDurable` says when the entry
+///   segment files and checksums the entry as it copies it (off the event loops,
+///   which are what limits how many requests a sidecar's cores take). It never waits for the disk; `whenDurable` says when the entry
 ///   is written (fsync `interval`/`never`) or written and fsynced (`always`; every
 ///   entry written since the last fsync shares the next one).
 /// - Readers see an entry once it is written (for `always`, once it is fsynced).
@@ -98,11 +98,15 @@ public final class DiskPipelineLog: PipelineLog {
         /// held until it is written.
         let source: OTLPBatch?
         let payloadLength: Int
-        let payloadCRC: UInt32
         /// The batch readers get from memory (nil: over the budget, read back from disk).
         let batch: OTLPBatch?
         let cachedBytes: Int
         var size: Int { SegmentFormat.headerSize + payloadLength }
+
+        func withPayload<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+            if let kept = source?.protobufSource { return body(kept) }
+            return packed.withUnsafeBytes(body)
+        }
     }
 
     struct Reader {
@@ -362,7 +366,6 @@ public final class DiskPipelineLog: PipelineLog {
         let kept = batch.protobufSource
         let packed = kept == nil ? batch.encodeProtobuf() : []
         let payloadLength = kept?.count ?? packed.count
-        let payloadCRC = kept.map { SegmentFormat.crc($0) } ?? SegmentFormat.payloadCRC(packed)
         let size = SegmentFormat.headerSize + payloadLength
         let memory = batch.memoryBytes
         let millis = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
@@ -380,7 +383,7 @@ public final class DiskPipelineLog: PipelineLog {
             let keep = s.cachedBytes + memory <= budget
             if keep { s.cachedBytes += memory }
             s.pending.append(Pending(sequence: sequence, items: items, signal: batch.signal, appendedAtMillis: millis, packed: packed,
-                                     source: kept == nil ? nil : batch, payloadLength: payloadLength, payloadCRC: payloadCRC,
+                                     source: kept == nil ? nil : batch, payloadLength: payloadLength,
                                      batch: keep ? batch : nil, cachedBytes: keep ? memory : 0))
             s.pendingBytes += size
             let signal = !s.writerSignaled

@@ -20,9 +20,8 @@ import Foundation
 ///     36     n  payload: the batch's Export*ServiceRequest protobuf
 /// ```
 ///
-/// The payload comes first in the checksum so that the expensive part is computed on
-/// the appending thread before the sequence is known; the header part is added by the
-/// writer.
+/// The payload comes first in the checksum, then the header's fields: the payload's
+/// sum can be taken before the header is known.
 enum SegmentFormat {
     static let headerSize = 36
     static let magic: UInt32 = 0x314C_4553 // "SLE1" read as a little-endian UInt32
@@ -64,10 +63,6 @@ enum SegmentFormat {
             offset += n
         }
         return UInt32(truncatingIfNeeded: value)
-    }
-
-    static func payloadCRC(_ payload: [UInt8]) -> UInt32 {
-        payload.withUnsafeBytes { crc($0) }
     }
 
     /// The 36 header bytes for an entry whose payload checksums to `payloadCRC`.
