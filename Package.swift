@@ -26,6 +26,7 @@ let package = Package(
         .target(name: "CSluiceShims", dependencies: ["COpenSSL", "CZlib"]),
         // protoc-c output for proto/ (scripts/generate-proto.sh) and the arena allocator.
         .target(name: "CBlockCache"),
+        .target(name: "CChecksum"),
         .target(name: "COTLP", dependencies: ["CProtobufC", "CBlockCache"], exclude: []),
 
         // Decoded OTLP, its codecs and views: the C libraries and nothing else.
@@ -33,7 +34,7 @@ let package = Package(
         .target(
             name: "SluiceCore",
             dependencies: [
-                "SluiceOTLP", "CZlib", "CSluiceShims",
+                "SluiceOTLP", "CZlib", "CSluiceShims", "CChecksum",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -74,7 +75,7 @@ let package = Package(
         ),
         .executableTarget(name: "sluice-bench", dependencies: ["SluiceOTLP", "COTLP"], path: "Benchmarks/sluice-bench", swiftSettings: strict),
 
-        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"], swiftSettings: strict),
+        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "CChecksum"], swiftSettings: strict),
         .testTarget(name: "SluiceNetTests", dependencies: ["SluiceNet", "SluiceCore", "CBlockCache"], swiftSettings: strict),
         .testTarget(name: "SluiceComponentsTests", dependencies: ["SluiceComponents", "SluiceCore"], swiftSettings: strict),
         .testTarget(name: "SluiceOTLPTests", dependencies: ["SluiceOTLP", "COTLP"], resources: [.copy("Fixtures")], swiftSettings: strict),

@@ -177,7 +177,7 @@ final class DiskLogWriter {
             entry.withPayload { payload in
                 appender.append(SegmentFormat.header(payloadLength: entry.payloadLength, sequence: entry.sequence, items: entry.items,
                                                      signal: entry.signal, appendedAtMillis: entry.appendedAtMillis,
-                                                     payloadCRC: SegmentFormat.crc(payload)))
+                                                     payloadCRC: SegmentFormat.entryChecksum(payload)))
                 appender.append(payload)
             }
             bufferedBytes += entry.size

@@ -1,3 +1,4 @@
+import CChecksum
 import CZlib
 import Foundation
 
@@ -9,22 +10,28 @@ import Foundation
 ///
 /// ```
 /// offset  size  field (little-endian)
-///      0     4  magic "SLE1" (53 4C 45 31)
+///      0     4  magic "SLE2" (53 4C 45 32)
 ///      4     4  payload length n (UInt32)
 ///      8     8  sequence (UInt64, increasing through the log)
 ///     16     4  item count (UInt32: log records, spans or data points)
 ///     20     1  signal (0 logs, 1 traces, 2 metrics)
 ///     21     3  reserved, zero
 ///     24     8  append time, milliseconds since the Unix epoch (UInt64)
-///     32     4  CRC-32 (zlib) of the payload followed by bytes 4..<32 of this header
+///     32     4  CRC-32C of the payload followed by bytes 4..<32 of this header
 ///     36     n  payload: the batch's Export*ServiceRequest protobuf
 /// ```
 ///
 /// The payload comes first in the checksum, then the header's fields: the payload's
 /// sum can be taken before the header is known.
+///
+/// Entries written before CRC-32C (magic "SLE1") have the same layout with zlib's
+/// CRC-32 and are still read, so a log survives an upgrade; new entries are "SLE2".
 enum SegmentFormat {
     static let headerSize = 36
-    static let magic: UInt32 = 0x314C_4553 // "SLE1" read as a little-endian UInt32
+    /// "SLE2" read as a little-endian UInt32: CRC-32C (`sluice_crc32c`).
+    static let magic: UInt32 = 0x3245_4C53
+    /// "SLE1": CRC-32 (zlib), what Sluice wrote before.
+    static let magicCRC32: UInt32 = 0x314C_4553
 
     struct Header: Equatable {
         var payloadLength: Int
@@ -52,6 +59,14 @@ enum SegmentFormat {
         }
     }
 
+    /// CRC-32C, the checksum of new entries: in hardware, about four times zlib's
+    /// CRC-32 here.
+    static func entryChecksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return crc }
+        return sluice_crc32c(crc, base, bytes.count)
+    }
+
+    /// zlib's CRC-32: entries with magic "SLE1", and cursor files.
     static func crc(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return crc }
         // zlib takes a uInt length: feed large buffers in pieces.
@@ -75,7 +90,7 @@ enum SegmentFormat {
             raw.storeBytes(of: UInt32(clamping: items).littleEndian, toByteOffset: 16, as: UInt32.self)
             raw.storeBytes(of: signalCode(signal), toByteOffset: 20, as: UInt8.self)
             raw.storeBytes(of: appendedAtMillis.littleEndian, toByteOffset: 24, as: UInt64.self)
-            let sum = crc(UnsafeRawBufferPointer(rebasing: raw[4..<32]), continuing: payloadCRC)
+            let sum = entryChecksum(UnsafeRawBufferPointer(rebasing: raw[4..<32]), continuing: payloadCRC)
             raw.storeBytes(of: sum.littleEndian, toByteOffset: 32, as: UInt32.self)
         }
         return bytes
@@ -85,7 +100,8 @@ enum SegmentFormat {
     /// unknown signal, reserved bytes set).
     static func parseHeader(_ raw: UnsafeRawBufferPointer) -> Header? {
         guard raw.count >= headerSize else { return nil }
-        guard UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt32.self)) == magic,
+        let found = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
+        guard found == magic || found == magicCRC32,
               let signal = signal(code: raw[20]), raw[21] == 0, raw[22] == 0, raw[23] == 0 else { return nil }
         return Header(
             payloadLength: Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4, as: UInt32.self))),
@@ -97,8 +113,13 @@ enum SegmentFormat {
     }
 
     /// Whether `payload` and the header bytes match the header's checksum.
+    /// (The header's magic says which checksum.)
     static func verify(header raw: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, expected: UInt32) -> Bool {
-        crc(UnsafeRawBufferPointer(rebasing: raw[4..<32]), continuing: crc(payload)) == expected
+        let fields = UnsafeRawBufferPointer(rebasing: raw[4..<32])
+        if UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt32.self)) == magicCRC32 {
+            return crc(fields, continuing: crc(payload)) == expected
+        }
+        return entryChecksum(fields, continuing: entryChecksum(payload)) == expected
     }
 
     static func segmentName(first: UInt64) -> String {
