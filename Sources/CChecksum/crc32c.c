@@ -68,43 +68,19 @@ static uint32_t shift(uint32_t crc, size_t bytes) {
 enum { LANE_MIN = 3 * 1024 };
 
 #if defined(__x86_64__)
-__attribute__((target("sse4.2")))
-static uint32_t hardware(uint32_t c, const uint8_t *p, size_t n) {
-    if (n >= 3 * LANE_MIN) {
-        size_t lane = n / 3 / 8 * 8;
-        uint64_t c0 = c, c1 = 0xFFFFFFFFu, c2 = 0xFFFFFFFFu;
-        const uint8_t *p1 = p + lane, *p2 = p + 2 * lane;
-        for (size_t i = 0; i < lane; i += 8) {
-            uint64_t w0, w1, w2;
-            memcpy(&w0, p + i, 8);
-            memcpy(&w1, p1 + i, 8);
-            memcpy(&w2, p2 + i, 8);
-            c0 = _mm_crc32_u64(c0, w0);
-            c1 = _mm_crc32_u64(c1, w1);
-            c2 = _mm_crc32_u64(c2, w2);
-        }
-        // Join as conditioned CRCs of consecutive pieces.
-        uint32_t joined = shift(~(uint32_t)c0, lane) ^ ~(uint32_t)c1;
-        joined = shift(joined, lane) ^ ~(uint32_t)c2;
-        c = ~joined;
-        p += 3 * lane;
-        n -= 3 * lane;
-    }
-    uint64_t c64 = c;
-    for (; n >= 8; n -= 8, p += 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        c64 = _mm_crc32_u64(c64, w);
-    }
-    c = (uint32_t)c64;
-    for (; n > 0; n--) c = _mm_crc32_u8(c, *p++);
-    return c;
-}
-
+#define HARDWARE __attribute__((target("sse4.2")))
+#define STEP64(c, word) ((uint32_t)_mm_crc32_u64((c), (word)))
+#define STEP8(c, byte) _mm_crc32_u8((c), (byte))
 static int has_hardware(void) { return __builtin_cpu_supports("sse4.2"); }
 #elif defined(__aarch64__)
-__attribute__((target("+crc")))
-static uint32_t hardware(uint32_t c, const uint8_t *p, size_t n) {
+#define HARDWARE __attribute__((target("+crc")))
+#define STEP64(c, word) __crc32cd((c), (word))
+#define STEP8(c, byte) __crc32cb((c), (byte))
+static int has_hardware(void) { return (getauxval(AT_HWCAP) & HWCAP_CRC32) != 0; }
+#endif
+
+#ifdef HARDWARE
+HARDWARE static uint32_t hardware(uint32_t c, const uint8_t *p, size_t n) {
     if (n >= 3 * LANE_MIN) {
         size_t lane = n / 3 / 8 * 8;
         uint32_t c0 = c, c1 = 0xFFFFFFFFu, c2 = 0xFFFFFFFFu;
@@ -114,10 +90,11 @@ static uint32_t hardware(uint32_t c, const uint8_t *p, size_t n) {
             memcpy(&w0, p + i, 8);
             memcpy(&w1, p1 + i, 8);
             memcpy(&w2, p2 + i, 8);
-            c0 = __crc32cd(c0, w0);
-            c1 = __crc32cd(c1, w1);
-            c2 = __crc32cd(c2, w2);
+            c0 = STEP64(c0, w0);
+            c1 = STEP64(c1, w1);
+            c2 = STEP64(c2, w2);
         }
+        // Join as conditioned CRCs of consecutive pieces.
         uint32_t joined = shift(~c0, lane) ^ ~c1;
         joined = shift(joined, lane) ^ ~c2;
         c = ~joined;
@@ -127,13 +104,11 @@ static uint32_t hardware(uint32_t c, const uint8_t *p, size_t n) {
     for (; n >= 8; n -= 8, p += 8) {
         uint64_t w;
         memcpy(&w, p, 8);
-        c = __crc32cd(c, w);
+        c = STEP64(c, w);
     }
-    for (; n > 0; n--) c = __crc32cb(c, *p++);
+    for (; n > 0; n--) c = STEP8(c, *p++);
     return c;
 }
-
-static int has_hardware(void) { return (getauxval(AT_HWCAP) & HWCAP_CRC32) != 0; }
 #else
 static uint32_t hardware(uint32_t c, const uint8_t *p, size_t n) { return portable(c, p, n); }
 static int has_hardware(void) { return 0; }
