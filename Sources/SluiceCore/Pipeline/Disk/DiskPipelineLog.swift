@@ -10,9 +10,10 @@ import Synchronization
 /// How it works (the byte layout is in `SegmentFormat`):
 /// - `append` takes the batch's protobuf (the request's own bytes, which decoders
 ///   keep once a disk log is open, or a fresh packing when the batch has none),
-///   gives the entry a sequence and queues it for the writer thread, which owns the
-///   segment files and checksums the entry as it copies it (off the event loops,
-///   which are what limits how many requests a sidecar's cores take). It never waits for the disk; `whenDurable` says when the entry
+///   gives the entry a sequence and queues it for the writer (`DiskLogWriter`),
+///   which owns the segment files and checksums the entry as it copies it. With
+///   fsync `interval` or `never` the appending thread writes it itself when the
+///   writer is free; it never waits for a busy one. `whenDurable` says when the entry
 ///   is written (fsync `interval`/`never`) or written and fsynced (`always`; every
 ///   entry written since the last fsync shares the next one).
 /// - Readers see an entry once it is written (for `always`, once it is fsynced).
@@ -45,6 +46,11 @@ public final class DiskPipelineLog: PipelineLog {
     /// Wakes the writer thread; `State.writerSignaled` keeps it to one signal per round.
     let wake = DispatchSemaphore(value: 0)
     let writerDone = DispatchSemaphore(value: 0)
+    /// The writer: the active segment and what is being written. Held by the writer
+    /// thread for its rounds, or, with fsync `interval` or `never`, by an appending
+    /// thread that finds it free and writes its own entry (`DiskLogWriter.writeQueued`).
+    /// Nil once the log is closed.
+    let writer = Mutex<DiskLogWriter?>(nil)
     private let lockFD: Int32
 
     /// The most disk bytes one `read` returns (always at least one entry), so a reader
@@ -250,10 +256,8 @@ public final class DiskPipelineLog: PipelineLog {
             // From now on decoders keep each request's protobuf, which `append` writes
             // as is instead of packing the decoded batch again.
             OTLPBatch.keepsProtobufSource = true
-            let thread = Thread { [log] in
-                let writer = DiskLogWriter(log: log, active: active)
-                writer.run()
-            }
+            log.writer.withLock { $0 = DiskLogWriter(log: log, active: active) }
+            let thread = Thread { [log] in DiskLogWriter.runThread(log) }
             thread.name = "sluice-log-\(name)"
             thread.start()
             logger.info("pipeline log opened on disk", metadata: [
@@ -386,12 +390,40 @@ public final class DiskPipelineLog: PipelineLog {
                                      source: kept == nil ? nil : batch, payloadLength: payloadLength,
                                      batch: keep ? batch : nil, cachedBytes: keep ? memory : 0))
             s.pendingBytes += size
+            if writesInline { return (.appended(sequence: sequence), false) }
             let signal = !s.writerSignaled
             s.writerSignaled = true
             return (.appended(sequence: sequence), signal)
         }
         if signalWriter { wake.signal() }
+        if writesInline, case .appended = result { writeOrSignal() }
         return result
+    }
+
+    /// With fsync `interval` or `never` an appender writes its entry itself when the
+    /// writer is free; with `always` the writer thread gathers entries for one fsync.
+    private var writesInline: Bool { settings.fsync != .always }
+
+    /// Writes what is queued on this thread if the writer is free; otherwise its
+    /// holder or the writer thread will.
+    private func writeOrSignal() {
+        let answers = writer.withLockIfAvailable { writer -> DiskLogWriter.Answers? in writer?.writeQueued() }
+        guard let answers = answers ?? nil else {
+            // Whoever holds the writer may have looked at the queue already: the
+            // writer thread picks this entry up.
+            signalWriter()
+            return
+        }
+        answers.deliver()
+        if answers.wakeWriter { signalWriter() }
+    }
+
+    private func signalWriter() {
+        let signal = state.withLock { s -> Bool in
+            defer { s.writerSignaled = true }
+            return !s.writerSignaled
+        }
+        if signal { wake.signal() }
     }
 
     public func whenDurable(_ sequence: UInt64, _ callback: @escaping @Sendable (Bool) -> Void) {
