@@ -18,7 +18,7 @@ import Synchronization
 ///   entry written since the last fsync shares the next one).
 /// - Readers see an entry once it is written (for `always`, once it is fsynced).
 ///   The decoded batch appended in this process is kept in memory while the kept
-///   batches stay under a budget (a quarter of `max_size`, at most 64 MiB); other
+///   batches stay under a budget (a quarter of `max_size`, at most 128 MiB); other
 ///   entries, and everything found at startup, are read back from the segment and
 ///   decoded when a cursor reads them.
 /// - Each reader's committed position is a file in `cursors/`. A segment is deleted
