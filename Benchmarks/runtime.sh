@@ -166,11 +166,15 @@ for round in $(seq "$rounds"); do
     # With one client (a sidecar's gateway) neither log is saturated.
     run_case nop-1c nop "" "$requests" h1 1
     run_case disk-1c nop interval "$requests" h1 1
+    # With eight, more than the cores take: both logs at their limits.
+    run_case nop-8c nop "" "$requests" h1 8
+    run_case disk-8c nop interval "$requests" h1 8
 done
-for name in nop nop-h2 nop-grpc file hec-gzip hec-nogzip disk-interval disk-always nop-1c disk-1c; do report "$name"; done
+for name in nop nop-h2 nop-grpc file hec-gzip hec-nogzip disk-interval disk-always nop-1c disk-1c nop-8c disk-8c; do report "$name"; done
 # Issue #5: the disk log (fsync interval) keeps at least 80 % of the memory log's rate.
 ratio disk-interval nop
 ratio disk-always nop
 ratio disk-1c nop-1c
+ratio disk-8c nop-8c
 ratio nop-h2 nop
 ratio nop-grpc nop
