@@ -375,14 +375,17 @@ public final class DiskPipelineLog: PipelineLog {
         let millis = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
         let now = ContinuousClock.now
         let budget = settings.memoryBudgetBytes
-        let (result, signalWriter) = state.withLock { s -> (AppendResult, Bool) in
-            guard !s.closed, fits(size, s) else { return (.full, false) }
+        let (result, signalWriter, inline) = state.withLock { s -> (AppendResult, Bool, Bool) in
+            guard !s.closed, fits(size, s) else { return (.full, false, false) }
             if var failure = s.failure {
-                guard !failure.probing, now >= failure.retryAt else { return (.full, false) }
+                guard !failure.probing, now >= failure.retryAt else { return (.full, false, false) }
                 failure.probing = true
                 s.failure = failure
             }
             let sequence = s.nextSequence
+            // No other request waits for the disk: nobody else's answer waits behind
+            // this write either (see `writesInline`).
+            let alone = sequence - 1 == s.resolvedThrough
             s.nextSequence += 1
             let keep = s.cachedBytes + memory <= budget
             if keep { s.cachedBytes += memory }
@@ -390,18 +393,22 @@ public final class DiskPipelineLog: PipelineLog {
                                      source: kept == nil ? nil : batch, payloadLength: payloadLength,
                                      batch: keep ? batch : nil, cachedBytes: keep ? memory : 0))
             s.pendingBytes += size
-            if writesInline { return (.appended(sequence: sequence), false) }
+            if writesInline, alone { return (.appended(sequence: sequence), false, true) }
             let signal = !s.writerSignaled
             s.writerSignaled = true
-            return (.appended(sequence: sequence), signal)
+            return (.appended(sequence: sequence), signal, false)
         }
         if signalWriter { wake.signal() }
-        if writesInline, case .appended = result { writeOrSignal() }
+        if inline { writeOrSignal() }
         return result
     }
 
-    /// With fsync `interval` or `never` an appender writes its entry itself when the
-    /// writer is free; with `always` the writer thread gathers entries for one fsync.
+    /// With fsync `interval` or `never`, an appender whose request is the only one
+    /// waiting for the disk writes its entry itself when the writer is free: one
+    /// client's request is answered without two thread hand-offs. With several
+    /// waiting, the writer thread writes them together while event loops go on
+    /// decoding (a direct write blocks its thread until the device answers). With
+    /// `always` the writer thread gathers entries for one fsync.
     private var writesInline: Bool { settings.fsync != .always }
 
     /// Writes what is queued on this thread if the writer is free; otherwise its
