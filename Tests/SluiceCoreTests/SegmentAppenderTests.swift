@@ -139,3 +139,26 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: victim + ".corrupt"))
     }
 }
+
+/// Event loops write their own entry only while the disk keeps a local disk's pace.
+@Suite struct InlineWriteTests {
+    @Test func aSlowDiskLeavesWritingToTheWriterThreadAndSaysSoOnce() async throws {
+        let logs = CapturedLogs()
+        var settings = DiskLogSettings(segmentBytes: 1 << 20)
+        // Every write is "slow".
+        settings.slowInlineWrite = .zero
+        let base = DiskPipelineLogTests.temporaryDirectory()
+        let log = try DiskPipelineLog.open(directory: base, name: "logs/audit", signal: .logs, readers: [DiskPipelineLogTests.reader],
+                                           settings: settings, logger: logs.logger(), metrics: MetricsRegistry())
+        defer { log.close() }
+        for i in 1...10 { try await DiskPipelineLogTests.append(log, "e\(i)") }
+        log.flush()
+        let said = logs.all.filter { $0.message.contains("slower than a local one") }
+        #expect(said.count == 1, "\(said.map(\.message))")
+        #expect(said.first?.level == .info)
+        // Written by the writer thread from then on, and all there.
+        let cursor = log.cursor(DiskPipelineLogTests.reader)
+        let entries = await DiskPipelineLogTests.readAvailable(log, DiskPipelineLogTests.reader, cursor)
+        #expect(entries.map(\.sequence) == (1...10).map { UInt64($0) })
+    }
+}

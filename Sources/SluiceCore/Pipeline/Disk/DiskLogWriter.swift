@@ -165,10 +165,12 @@ final class DiskLogWriter {
         // took longer than this disk's fair share, the writer thread writes alone for
         // a while.
         let took = ContinuousClock.now - now
-        if took > .milliseconds(1) + .microseconds(bytes / 400), inlineSuspendedUntil == nil || now >= inlineSuspendedUntil! {
+        if took > settings.slowInlineWrite + .microseconds(bytes / 400), inlineSuspendedUntil == nil || now >= inlineSuspendedUntil! {
+            // Said once; a disk that stays slow is not news every 10 s.
+            let level: Logger.Level = inlineSuspendedUntil == nil ? .info : .debug
             inlineSuspendedUntil = now + .seconds(10)
-            logger.debug("pipeline log: a write took \(took); event loops leave writing to the writer thread for 10 s",
-                         metadata: ["pipeline": "\(log.name)", "bytes": "\(bytes)"])
+            logger.log(level: level, "pipeline log: the disk is slower than a local one; event loops leave writing to the writer thread",
+                       metadata: ["pipeline": "\(log.name)", "write": "\(took)", "bytes": "\(bytes)"])
         }
         var result = takeAnswers()
         if case .interval = settings.fsync, wasClean, dirtySince != nil { result.wakeWriter = true }
