@@ -7,7 +7,6 @@ import Testing
 /// The direct-I/O appender: what reaches the file, its padding, reopening in the
 /// middle of a block, failures, and recovery of a padded segment.
 @Suite struct SegmentAppenderTests {
-    static let logger = Logger(label: "segment-appender-test")
 
     /// Bytes that differ at every offset, so a misplaced block shows.
     static func pattern(_ count: Int, seed: UInt8) -> [UInt8] {
@@ -22,7 +21,7 @@ import Testing
         let (fd, isDirect) = SegmentAppender.open(path, flags: create ? O_CREAT | O_TRUNC : 0, direct: direct)
         #expect(fd >= 0)
         let size = try POSIXFile.size(fd, path: path)
-        return try SegmentAppender(fd: fd, path: path, direct: isDirect, size: size, logger: logger)
+        return try SegmentAppender(fd: fd, path: path, direct: isDirect, size: size)
     }
 
     @Test(arguments: [true, false])

@@ -67,14 +67,27 @@ final class DiskLogWriter {
     /// one write and one fsync.
     private var maxBuffer: Int { settings.fsync == .always ? 8 << 20 : 512 << 10 }
 
+    /// Whether new segments are opened for direct I/O: `direct_io`, until the file
+    /// system refuses it once.
+    private lazy var directIO = settings.directIO
+
+    /// Says once that the file system refuses direct I/O, and stops asking for it.
+    private func noteBufferedWrites(_ appender: SegmentAppender) {
+        guard directIO, !appender.direct else { return }
+        directIO = false
+        logger.info("pipeline log: the file system refuses direct I/O; segments are written through the page cache",
+                    metadata: ["pipeline": "\(log.name)", "directory": "\(log.directory)"])
+    }
+
     /// Goes on writing `active` (the last segment found at open), or starts a new
     /// segment with the first append when there is none or it cannot be continued.
     init(log: DiskPipelineLog, active: Active?) {
         self.log = log
         if let active {
             do {
-                let appender = try SegmentAppender(fd: active.fd, path: active.path, direct: active.direct, size: active.bytes, logger: log.logger)
+                let appender = try SegmentAppender(fd: active.fd, path: active.path, direct: active.direct, size: active.bytes)
                 self.active = Segment(first: active.first, appender: appender)
+                noteBufferedWrites(appender)
             } catch {
                 log.logger.warning("pipeline log: cannot continue the last segment; the next entry starts a new one",
                                    metadata: ["pipeline": "\(log.name)", "error": "\(error)"])
@@ -272,6 +285,7 @@ final class DiskLogWriter {
         bufferedBytes = 0
         do {
             try current.appender.flush()
+            noteBufferedWrites(current.appender)
             lastWriteFailed = false
             written.append(contentsOf: buffered)
             if dirtySince == nil { dirtySince = ContinuousClock.now }
@@ -404,18 +418,19 @@ final class DiskLogWriter {
             active = nil
         }
         let path = log.directory + "/" + SegmentFormat.segmentName(first: first)
-        let (fd, direct) = SegmentAppender.open(path, flags: O_CREAT | O_TRUNC, direct: settings.directIO)
+        let (fd, direct) = SegmentAppender.open(path, flags: O_CREAT | O_TRUNC, direct: directIO)
         guard fd >= 0 else {
             logger.debug("pipeline log: cannot create a segment", metadata: ["path": "\(path)", "error": "\(String(cString: strerror(errno)))"])
             return false
         }
         let appender: SegmentAppender
-        do { appender = try SegmentAppender(fd: fd, path: path, direct: direct, size: 0, logger: logger) } catch {
+        do { appender = try SegmentAppender(fd: fd, path: path, direct: direct, size: 0) } catch {
             close(fd)
             return false
         }
         if settings.fsync != .never { try? POSIXFile.syncDirectory(log.directory) }
         active = Segment(first: first, appender: appender)
+        noteBufferedWrites(appender)
         log.state.withLock { s in
             s.segments.append(DiskPipelineLog.SegmentInfo(first: first, path: path, bytes: 0, lastSequence: 0, quarantined: false))
         }

@@ -1,6 +1,5 @@
 import CSluiceShims
 import Foundation
-import Logging
 
 /// Appends entries to the active segment through a staging buffer aligned for
 /// direct I/O (`O_DIRECT`).
@@ -20,7 +19,8 @@ import Logging
 /// its entries by less than a block of zeros; recovery takes such a tail for padding.
 ///
 /// A file system that refuses direct I/O (EINVAL: tmpfs before Linux 6.6, some FUSE
-/// and network file systems) gets buffered writes instead, said once in the log.
+/// and network file systems) gets buffered writes instead: at open, or at the first
+/// write it refuses (then `direct` turns false).
 ///
 /// Owned by the writer thread; not thread-safe.
 final class SegmentAppender {
@@ -45,7 +45,6 @@ final class SegmentAppender {
     private var anchorCount = 0
     /// A write of whole blocks during `append` failed; `flush` reports it.
     private var pendingFailure: POSIXFile.Failure?
-    private let logger: Logger
 
     /// Bytes appended, committed or not.
     var end: Int { stagingOffset + stagedCount }
@@ -53,12 +52,11 @@ final class SegmentAppender {
     /// Takes over `fd` (opened for reading and writing, with `O_DIRECT` when `direct`),
     /// whose entries end at `size`. Reads the block the next entry starts in, so
     /// it can be written again whole.
-    init(fd: Int32, path: String, direct: Bool, size: Int, logger: Logger) throws(POSIXFile.Failure) {
+    init(fd: Int32, path: String, direct: Bool, size: Int) throws(POSIXFile.Failure) {
         self.fd = fd
         self.path = path
         self.direct = direct
         self.committed = size
-        self.logger = logger
         staging = Self.allocate(Self.stagingCapacity)
         anchor = Self.allocate(Self.blockSize)
         stagingOffset = size
@@ -228,8 +226,6 @@ final class SegmentAppender {
         let flags = fcntl(fd, F_GETFL)
         guard flags >= 0, fcntl(fd, F_SETFL, flags & ~sluice_o_direct()) == 0 else { return false }
         direct = false
-        logger.info("pipeline log: the file system refuses direct I/O; writing segments through the page cache",
-                    metadata: ["segment": "\(path)"])
         return true
     }
 }
