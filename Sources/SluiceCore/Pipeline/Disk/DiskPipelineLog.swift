@@ -383,9 +383,6 @@ public final class DiskPipelineLog: PipelineLog {
                 s.failure = failure
             }
             let sequence = s.nextSequence
-            // No other request waits for the disk: nobody else's answer waits behind
-            // this write either (see `writesInline`).
-            let alone = sequence - 1 == s.resolvedThrough
             s.nextSequence += 1
             let keep = s.cachedBytes + memory <= budget
             if keep { s.cachedBytes += memory }
@@ -393,7 +390,7 @@ public final class DiskPipelineLog: PipelineLog {
                                      source: kept == nil ? nil : batch, payloadLength: payloadLength,
                                      batch: keep ? batch : nil, cachedBytes: keep ? memory : 0))
             s.pendingBytes += size
-            if writesInline, alone { return (.appended(sequence: sequence), false, true) }
+            if writesInline { return (.appended(sequence: sequence), false, true) }
             let signal = !s.writerSignaled
             s.writerSignaled = true
             return (.appended(sequence: sequence), signal, false)
@@ -403,11 +400,12 @@ public final class DiskPipelineLog: PipelineLog {
         return result
     }
 
-    /// With fsync `interval` or `never`, an appender whose request is the only one
-    /// waiting for the disk writes its entry itself when the writer is free: one
-    /// client's request is answered without two thread hand-offs. With several
-    /// waiting, the writer thread writes them together while event loops go on
-    /// decoding (a direct write blocks its thread until the device answers). With
+    /// With fsync `interval` or `never` an appender writes its entry itself when the
+    /// writer is free, and its client is answered without two thread hand-offs. That
+    /// blocks the event loop for the device's write, yet beats handing off even with
+    /// several clients: an answer the writer thread hands back waits for whatever
+    /// the loop is decoding meanwhile, about a millisecond (`make bench`, four clients,
+    /// six paired rounds: 78 % against 76 % of the memory log's records/s). With
     /// `always` the writer thread gathers entries for one fsync.
     private var writesInline: Bool { settings.fsync != .always }
 
