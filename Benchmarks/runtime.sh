@@ -10,7 +10,8 @@
 #
 # This machine shares its host: one run of a case can be 30 % slower than the next.
 # So the cases run in rounds, one after the other in each, and each figure printed
-# is the median over the rounds; a ratio compares medians of runs made side by side.
+# is the median over the rounds; a ratio is the median of the rounds' ratios, each of
+# two runs made side by side.
 #
 # At 4 connections the two cores are saturated: the memory log answers some
 # requests 429 (full) while the disk log takes all of them and, when its reader
@@ -126,7 +127,7 @@ YAML
 # median NAME COLUMN: the median of a column of NAME's runs.
 median() { sort -g -k "$2" "$work/$1.runs" | awk -v c="$2" '{ v[NR] = $c } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-# report NAME: one line of medians, and "records/CPU-second records/s" in $work/NAME.rate.
+# report NAME: one line of medians.
 report() {
     [ -f "$work/$1.runs" ] || return 0
     local cpu wall ok hwm
@@ -134,15 +135,24 @@ report() {
     awk -v n="$1" -v cpu="$cpu" -v wall="$wall" -v ok="$ok" -v hwm="$hwm" -v runs="$(wc -l < "$work/$1.runs")" 'BEGIN {
         printf "OTLP -> %-13s %8d requests ok  %10.0f records/CPU-second  %8.0f records/s wall  peak RSS %6.1f MiB  (median of %d)\n", n, ok, cpu, wall, hwm / 1024, runs
     }'
-    echo "$cpu $wall" > "$work/$1.rate"
 }
 
-# ratio NAME BASE: NAME's records/CPU-second and records/s as a share of BASE's.
+# ratio NAME BASE: NAME's records/CPU-second and records/s as a share of BASE's, per
+# round (the two ran side by side, so the host's changes of pace mostly cancel), then
+# the median of those ratios and their range.
 ratio() {
-    [ -f "$work/$1.rate" ] && [ -f "$work/$2.rate" ] || return 0
-    awk -v n="$1" -v b="$2" 'NR == FNR { cpu = $1; wall = $2; next } {
-        printf "%-13s / %-13s %5.1f %% of the records per CPU-second, %5.1f %% of the records/s wall\n", n, b, 100 * cpu / $1, 100 * wall / $2
-    }' "$work/$1.rate" "$work/$2.rate"
+    [ -f "$work/$1.runs" ] && [ -f "$work/$2.runs" ] || return 0
+    paste -d ' ' "$work/$1.runs" "$work/$2.runs" | awk -v n="$1" -v b="$2" '
+        function median(a, k,   i, j, t) {
+            for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+            return (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+        }
+        { k++; cpu[k] = 100 * $1 / $5; wall[k] = 100 * $2 / $6 }
+        END {
+            lo = wall[1]; hi = wall[1]
+            for (i = 1; i <= k; i++) { if (wall[i] < lo) lo = wall[i]; if (wall[i] > hi) hi = wall[i] }
+            printf "%-13s / %-13s %5.1f %% of the records per CPU-second, %5.1f %% of the records/s wall (rounds %.0f-%.0f %%)\n", n, b, median(cpu, k), median(wall, k), lo, hi
+        }'
 }
 
 echo "runtime: $requests requests of 1,000 log records ($(stat -c %s "$work/payload.pb") bytes protobuf), h2load -c 4 (HTTP/1.1 unless the case is -h2 or -grpc), release build"
