@@ -150,7 +150,12 @@ import Testing
         let log = try DiskPipelineLog.open(directory: base, name: "logs/audit", signal: .logs, readers: [DiskPipelineLogTests.reader],
                                            settings: settings, logger: logs.logger(), metrics: MetricsRegistry())
         defer { log.close() }
-        for i in 1...10 { try await DiskPipelineLogTests.append(log, "e\(i)") }
+        for i in 1...10 {
+            try await DiskPipelineLogTests.append(log, "e\(i)")
+            // Apart enough that each would be written inline (one at a time, not
+            // within a millisecond of the last), were it not for the slow disk.
+            try await Task.sleep(for: .milliseconds(3))
+        }
         log.flush()
         let said = logs.all.filter { $0.message.contains("slower than a local one") }
         #expect(said.count == 1, "\(said.map(\.message))")

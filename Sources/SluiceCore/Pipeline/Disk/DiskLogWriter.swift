@@ -172,26 +172,39 @@ final class DiskLogWriter {
             return s.pending
         }
         let wasClean = dirtySince == nil
-        let bytes = pending.reduce(0) { $0 + $1.size }
+        writeTime = .zero
+        writtenBytes = 0
         write(pending)
-        // An event loop must not wait for a slow volume (a network disk): when a write
-        // took longer than this disk's fair share, the writer thread writes alone for
-        // a while.
-        let took = ContinuousClock.now - now
-        if took > settings.slowInlineWrite + .microseconds(bytes / 400), inlineSuspendedUntil == nil || now >= inlineSuspendedUntil! {
-            // Said once; a disk that stays slow is not news every 10 s.
-            let level: Logger.Level = inlineSuspendedUntil == nil ? .info : .debug
-            inlineSuspendedUntil = now + .seconds(10)
-            logger.log(level: level, "pipeline log: the disk is slower than a local one; event loops leave writing to the writer thread",
-                       metadata: ["pipeline": "\(log.name)", "write": "\(took)", "bytes": "\(bytes)"])
-        }
+        if writtenBytes > 0 { judgeInlineWrite(took: writeTime, bytes: writtenBytes, now: now) }
         var result = takeAnswers()
         if case .interval = settings.fsync, wasClean, dirtySince != nil { result.wakeWriter = true }
         return result
     }
 
-    /// Until when appenders do not write inline (a write was slow).
+    /// Until when appenders do not write inline (the disk was slow).
     private var inlineSuspendedUntil: ContinuousClock.Instant?
+    /// Time spent in segment writes, and their bytes, since `writeQueued` began
+    /// (not starting segments, whose fsyncs are not the device's pace).
+    private var writeTime: Duration = .zero
+    private var writtenBytes = 0
+    /// A moving average of inline writes' time over a local disk's (1: as slow as
+    /// `slowInlineWrite` plus 1 ms per 400 KB).
+    private var inlineSlowness = 0.0
+
+    /// An event loop must not wait for a slow volume (a network disk). One slow write
+    /// is a hiccup; when they keep coming, the writer thread writes alone for 10 s.
+    private func judgeInlineWrite(took: Duration, bytes: Int, now: ContinuousClock.Instant) {
+        let allowance = settings.slowInlineWrite + .microseconds(bytes / 400)
+        let ratio = allowance > .zero ? took / allowance : .infinity
+        inlineSlowness = 0.8 * inlineSlowness + 0.2 * min(ratio, 100)
+        guard inlineSlowness > 1 else { return }
+        inlineSlowness = 0
+        // Said once; a disk that stays slow is not news every 10 s.
+        let level: Logger.Level = inlineSuspendedUntil == nil ? .info : .debug
+        inlineSuspendedUntil = now + .seconds(10)
+        logger.log(level: level, "pipeline log: the disk is slower than a local one; event loops leave writing to the writer thread",
+                   metadata: ["pipeline": "\(log.name)", "write": "\(took)", "bytes": "\(bytes)"])
+    }
 
     private func takeAnswers() -> Answers {
         defer { answers = Answers() }
@@ -284,7 +297,11 @@ final class DiskLogWriter {
         guard !buffered.isEmpty, let current = active else { return }
         bufferedBytes = 0
         do {
+            let started = ContinuousClock.now
+            let bytes = current.appender.end - current.appender.committed
             try current.appender.flush()
+            writeTime += ContinuousClock.now - started
+            writtenBytes += bytes
             noteBufferedWrites(current.appender)
             lastWriteFailed = false
             written.append(contentsOf: buffered)
