@@ -10,10 +10,11 @@ import Logging
 /// positions is due. With fsync `interval` or `never`, an appending event loop that
 /// finds the lock free writes what is queued itself (`writeQueued`): its request is
 /// answered without two thread hand-offs, which on a virtual machine cost about as
-/// much as the write (`make bench`: 71 -> 75 % of the memory log's records/s with one
-/// client). One that finds the lock held only queues and signals; it never waits.
-/// A direct write waits for the device, so when one takes longer than a local disk
-/// would (a network volume), the event loops leave writing to the thread for a while.
+/// much as the write; it does so only when requests come one at a time (see
+/// `DiskPipelineLog.writesInline`). One that finds the lock held only queues and
+/// signals; it never waits. A direct write waits for the device, so when writes keep
+/// taking longer than a local disk's (a network volume), the event loops leave
+/// writing to the thread for a while.
 /// Everything shared with readers goes through `DiskPipelineLog.state`.
 final class DiskLogWriter {
     struct Active: Sendable {
@@ -235,13 +236,8 @@ final class DiskLogWriter {
         }
         delete(round.deletions)
         if round.closing {
-            if let active {
-                // Cut the direct-I/O padding and make that durable too.
-                active.appender.finish()
-                if settings.fsync != .never { try? POSIXFile.syncData(active.fd, path: active.path) }
-                close(active.fd)
-            }
-            active = nil
+            // The padding cut is made durable too.
+            retireActive(sync: true)
             let waiters = log.state.withLock { s -> [@Sendable (Bool) -> Void] in
                 s.writerFinished = true
                 let waiters = s.durableWaiters.map(\.callback)
@@ -423,17 +419,7 @@ final class DiskLogWriter {
     // MARK: Segments
 
     private func startSegment(first: UInt64) -> Bool {
-        if let old = active {
-            old.appender.finish()
-            if settings.fsync != .never, dirtySince != nil {
-                do { try POSIXFile.syncData(old.fd, path: old.path) } catch {
-                    logger.error("pipeline log: fsync of a finished segment failed", metadata: ["pipeline": "\(log.name)", "error": "\(error)"])
-                }
-            }
-            dirtySince = nil
-            close(old.fd)
-            active = nil
-        }
+        retireActive(sync: dirtySince != nil)
         let path = log.directory + "/" + SegmentFormat.segmentName(first: first)
         let (fd, direct) = SegmentAppender.open(path, flags: O_CREAT | O_TRUNC, direct: directIO)
         guard fd >= 0 else {
@@ -452,6 +438,21 @@ final class DiskLogWriter {
             s.segments.append(DiskPipelineLog.SegmentInfo(first: first, path: path, bytes: 0, lastSequence: 0, quarantined: false))
         }
         return true
+    }
+
+    /// Closes the active segment for good: cuts its direct-I/O padding and, when
+    /// `sync` (and the policy fsyncs at all), makes what it holds durable.
+    private func retireActive(sync: Bool) {
+        guard let old = active else { return }
+        old.appender.finish()
+        if settings.fsync != .never, sync {
+            do { try POSIXFile.syncData(old.fd, path: old.path) } catch {
+                logger.error("pipeline log: fsync of a finished segment failed", metadata: ["pipeline": "\(log.name)", "error": "\(error)"])
+            }
+        }
+        dirtySince = nil
+        close(old.fd)
+        active = nil
     }
 
     /// After a failed write: when every reader has committed the whole active

@@ -57,28 +57,21 @@ final class SegmentAppender {
         self.path = path
         self.direct = direct
         self.committed = size
-        staging = Self.allocate(Self.stagingCapacity)
-        anchor = Self.allocate(Self.blockSize)
-        stagingOffset = size
-        if direct {
-            stagingOffset = size / Self.blockSize * Self.blockSize
-            let partial = size - stagingOffset
-            if partial > 0 {
-                let read: Int
-                do {
-                    read = try POSIXFile.read(fd, into: UnsafeMutableRawBufferPointer(start: staging, count: Self.blockSize), at: stagingOffset, path: path)
-                } catch {
-                    free(staging)
-                    free(anchor)
-                    throw error
-                }
-                guard read >= partial else {
-                    free(staging)
-                    free(anchor)
-                    throw POSIXFile.Failure(operation: "read", path: path, code: EIO)
-                }
-                stagedCount = partial
-            }
+        var staging: UnsafeMutableRawPointer?, anchor: UnsafeMutableRawPointer?
+        guard posix_memalign(&staging, Self.blockSize, Self.stagingCapacity) == 0, let staging,
+              posix_memalign(&anchor, Self.blockSize, Self.blockSize) == 0, let anchor else {
+            free(staging)
+            throw POSIXFile.Failure(operation: "allocate a write buffer for", path: path, code: ENOMEM)
+        }
+        self.staging = staging
+        self.anchor = anchor
+        stagingOffset = direct ? size / Self.blockSize * Self.blockSize : size
+        // From here on `deinit` frees the buffers if this throws.
+        let partial = size - stagingOffset
+        if partial > 0 {
+            let read = try POSIXFile.read(fd, into: UnsafeMutableRawBufferPointer(start: staging, count: Self.blockSize), at: stagingOffset, path: path)
+            guard read >= partial else { throw POSIXFile.Failure(operation: "read", path: path, code: EIO) }
+            stagedCount = partial
         }
         saveAnchor()
     }
@@ -150,12 +143,6 @@ final class SegmentAppender {
 
     // MARK: Internals
 
-    private static func allocate(_ bytes: Int) -> UnsafeMutableRawPointer {
-        var memory: UnsafeMutableRawPointer?
-        guard posix_memalign(&memory, blockSize, bytes) == 0, let memory else { fatalError("out of memory allocating \(bytes) bytes") }
-        return memory
-    }
-
     /// Writes the staged whole blocks and moves the partial one to the front.
     private func writeWholeBlocks() {
         let alignment = direct ? Self.blockSize : 1
@@ -165,14 +152,11 @@ final class SegmentAppender {
             pendingFailure = failure
             return
         }
-        let rest = stagedCount - whole
-        if rest > 0 { memmove(staging, staging + whole, rest) }
-        stagingOffset += whole
-        stagedCount = rest
+        keepLastBlock()
     }
 
-    /// After a successful flush: the staging buffer keeps only the block the next
-    /// entry starts in.
+    /// After a successful write: the staging buffer keeps only the partial block
+    /// the next entry starts in.
     private func keepLastBlock() {
         let alignment = direct ? Self.blockSize : 1
         let whole = stagedCount / alignment * alignment
