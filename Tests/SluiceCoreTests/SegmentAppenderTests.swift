@@ -150,6 +150,7 @@ import Testing
         let log = try DiskPipelineLog.open(directory: base, name: "logs/audit", signal: .logs, readers: [DiskPipelineLogTests.reader],
                                            settings: settings, logger: logs.logger(), metrics: MetricsRegistry())
         defer { log.close() }
+        let started = ContinuousClock.now
         for i in 1...10 {
             try await DiskPipelineLogTests.append(log, "e\(i)")
             // Apart enough that each would be written inline (one at a time, not
@@ -158,7 +159,11 @@ import Testing
         }
         log.flush()
         let said = logs.all.filter { $0.message.contains("slower than a local one") }
-        #expect(said.count == 1, "\(said.map(\.message))")
+        // Once at info; a pause of 10 s per message after that (a slow run, under
+        // ASan, can pass one), never a message per write.
+        let pauses = Int((ContinuousClock.now - started) / .seconds(10))
+        #expect(said.count >= 1 && said.count <= 1 + pauses, "\(said.map(\.message))")
+        #expect(said.filter { $0.level == .info }.count == 1)
         #expect(said.first?.level == .info)
         // Written by the writer thread from then on, and all there.
         let cursor = log.cursor(DiskPipelineLogTests.reader)
