@@ -1,6 +1,13 @@
 // O_DIRECT is a GNU extension in <fcntl.h>.
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <errno.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <stdint.h>
+#include <linux/aio_abi.h>
+#include <linux/magic.h>
+#include <sys/vfs.h>
 #include "sluice_shims.h"
 
 long sluice_bio_pending(BIO *bio) { return BIO_pending(bio); }
@@ -15,3 +22,31 @@ int sluice_deflate_init2(z_stream *stream, int level, int window_bits) {
 }
 int sluice_mallopt(int param, int value) { return mallopt(param, value); }
 int sluice_o_direct(void) { return O_DIRECT; }
+int sluice_is_tmpfs(int fd) {
+    struct statfs info;
+    return fstatfs(fd, &info) == 0 ? info.f_type == TMPFS_MAGIC : -errno;
+}
+int sluice_fallocate(int fd, long long length) { return fallocate(fd, 0, 0, (off_t)length) == 0 ? 0 : -errno; }
+
+int sluice_aio_setup(unsigned events, unsigned long *context) {
+    aio_context_t ctx = 0;
+    if (syscall(SYS_io_setup, events, &ctx) != 0) return -errno;
+    *context = ctx;
+    return 0;
+}
+int sluice_aio_destroy(unsigned long context) { return syscall(SYS_io_destroy, (aio_context_t)context) == 0 ? 0 : -errno; }
+int sluice_aio_pwrite(unsigned long context, int fd, const void *buffer, size_t length, long long offset) {
+    // The kernel copies the control block during io_submit.
+    struct iocb cb = { .aio_fildes = (__u32)fd, .aio_lio_opcode = IOCB_CMD_PWRITE,
+                       .aio_buf = (__u64)(uintptr_t)buffer, .aio_nbytes = length, .aio_offset = offset };
+    struct iocb *list[1] = { &cb };
+    long n;
+    do { n = syscall(SYS_io_submit, (aio_context_t)context, 1L, list); } while (n < 0 && errno == EINTR);
+    return n == 1 ? 0 : (n < 0 ? -errno : -EAGAIN);
+}
+long long sluice_aio_wait(unsigned long context) {
+    struct io_event event;
+    long n;
+    do { n = syscall(SYS_io_getevents, (aio_context_t)context, 1L, 1L, &event, NULL); } while (n < 0 && errno == EINTR);
+    return n == 1 ? (long long)event.res : (n < 0 ? -errno : -EIO);
+}

@@ -24,6 +24,23 @@ import Testing
         return try SegmentAppender(fd: fd, path: path, direct: isDirect, size: size)
     }
 
+    /// Appends entries of sizes around block and staging boundaries (one larger than
+    /// the staging buffer), flushing after every second one; returns what was appended.
+    static func appendAroundBoundaries(_ appender: SegmentAppender, afterFlush: () -> Void = {}) throws -> [UInt8] {
+        var expected: [UInt8] = []
+        for (index, size) in [36, 1, 4095, 4096, 4097, 10_000, SegmentAppender.stagingCapacity + 12_345, 7, 300_000].enumerated() {
+            let bytes = pattern(size, seed: UInt8(index))
+            appender.append(bytes)
+            expected += bytes
+            if index % 2 == 1 {
+                try appender.flush()
+                #expect(appender.committed == expected.count)
+                afterFlush()
+            }
+        }
+        return expected
+    }
+
     @Test(arguments: [true, false])
     func appendedBytesReachTheFileInOrder(direct: Bool) throws {
         let path = DiskPipelineLogTests.temporaryDirectory() + "/segment.log"
@@ -33,18 +50,7 @@ import Testing
             // ext4, xfs and recent tmpfs take O_DIRECT; the flag is really on the descriptor.
             #expect(appender.direct == (fcntl(appender.fd, F_GETFL) & sluice_o_direct() != 0))
         }
-        var expected: [UInt8] = []
-        // Sizes around block and staging boundaries, including one entry larger than
-        // the staging buffer.
-        for (index, size) in [36, 1, 4095, 4096, 4097, 10_000, SegmentAppender.stagingCapacity + 12_345, 7].enumerated() {
-            let bytes = Self.pattern(size, seed: UInt8(index))
-            appender.append(bytes)
-            expected += bytes
-            if index % 2 == 1 {
-                try appender.flush()
-                #expect(appender.committed == expected.count)
-            }
-        }
+        let expected = try Self.appendAroundBoundaries(appender)
         try appender.flush()
         #expect(appender.committed == expected.count)
         let padded = try Self.contents(path)
@@ -55,6 +61,31 @@ import Testing
             #expect(padded[expected.count...].allSatisfy { $0 == 0 })
         }
         #expect(Array(padded.prefix(expected.count)) == expected)
+        appender.finish()
+        #expect(try Self.contents(path) == expected)
+    }
+
+    @Test func submittedWritesReachTheFileInOrderAndTheReservationIsCut() throws {
+        let path = DiskPipelineLogTests.temporaryDirectory() + "/segment.log"
+        let (fd, direct) = SegmentAppender.open(path, flags: O_CREAT | O_TRUNC, direct: true)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        let reserve = 16 << 20
+        let aio: AIOContext = try #require(AIOContext())
+        let appender = try SegmentAppender(fd: fd, path: path, direct: direct, size: 0, aio: aio, reserve: reserve)
+        let submits = direct && sluice_is_tmpfs(fd) == 0
+        #expect(appender.submits == submits)
+        if submits {
+            // The whole segment is reserved, so no write extends the file.
+            #expect(try POSIXFile.size(fd, path: path) == reserve)
+        }
+        // Entries staged while a write is in flight.
+        let expected = try Self.appendAroundBoundaries(appender) { if submits { #expect(appender.writing) } }
+        try appender.flush()
+        appender.completeSubmitted()
+        #expect(!appender.writing)
+        #expect(appender.takeLostWrite() == nil)
+        #expect(Array(try Self.contents(path).prefix(expected.count)) == expected)
         appender.finish()
         #expect(try Self.contents(path) == expected)
     }
@@ -125,12 +156,37 @@ import Testing
         #expect(try await DiskPipelineLogTests.append(log, "next") == 21)
     }
 
-    @Test func zerosOfABlockOrMoreAreDamageNotPadding() async throws {
+    @Test func zerosOfABlockOrMoreAfterTheLastEntryArePadding() async throws {
+        // What a crash leaves of a segment that reserved its space for submitted
+        // writes: megabytes of zeros after the last entry.
         let base = DiskPipelineLogTests.temporaryDirectory()
         let (directory, files) = try await DiskPipelineLogTests.writeClosedLog(base, count: 20)
+        for name in [files[0], files[files.count - 1]] {
+            let handle = try #require(FileHandle(forUpdatingAtPath: directory + "/" + name))
+            try handle.seekToEnd()
+            try handle.write(contentsOf: [UInt8](repeating: 0, count: 3 << 20))
+            try handle.close()
+        }
+        let log = try DiskPipelineLogTests.open(base)
+        defer { log.close() }
+        #expect(DiskPipelineLogTests.segments(log, suffix: ".corrupt").isEmpty)
+        let cursor = log.cursor(DiskPipelineLogTests.reader)
+        let entries = await DiskPipelineLogTests.readAvailable(log, DiskPipelineLogTests.reader, cursor)
+        #expect(entries.map(\.sequence) == (1...20).map { UInt64($0) })
+        // Cut off, so the next entry follows the last one.
+        #expect(try Self.contents(directory + "/" + files[files.count - 1]).suffix(16).contains { $0 != 0 })
+    }
+
+    @Test func zerosWhereEntriesWereAreDamageNotPadding() async throws {
+        let base = DiskPipelineLogTests.temporaryDirectory()
+        let (directory, files) = try await DiskPipelineLogTests.writeClosedLog(base, count: 20)
+        #expect(files.count >= 2)
+        // The older segment's last entry overwritten with zeros: the next segment's
+        // name says it was there.
         let victim = directory + "/" + files[0]
+        let bytes = try Self.contents(victim)
         let handle = try #require(FileHandle(forUpdatingAtPath: victim))
-        try handle.seekToEnd()
+        try handle.seek(toOffset: UInt64(bytes.count - 10))
         try handle.write(contentsOf: [UInt8](repeating: 0, count: SegmentAppender.blockSize))
         try handle.close()
         let log = try DiskPipelineLogTests.open(base)

@@ -26,4 +26,18 @@ enum { SLUICE_M_MMAP_THRESHOLD = M_MMAP_THRESHOLD, SLUICE_M_ARENA_MAX = M_ARENA_
 /// open(2)'s O_DIRECT, which <fcntl.h> defines only with _GNU_SOURCE (and per architecture).
 int sluice_o_direct(void);
 
+/// Whether `fd` is on tmpfs (fstatfs's TMPFS_MAGIC): 1, 0, or -errno.
+int sluice_is_tmpfs(int fd);
+
+/// fallocate(2) mode 0 (reserves blocks and sets the size), a GNU extension; 0 or -errno.
+int sluice_fallocate(int fd, long long length);
+
+/// Linux native AIO, which glibc does not wrap: io_setup, io_destroy, one pwrite
+/// through io_submit (0 or -errno), and the result of one completion from
+/// io_getevents (bytes written or -errno). A context is an `aio_context_t`.
+int sluice_aio_setup(unsigned events, unsigned long *context);
+int sluice_aio_destroy(unsigned long context);
+int sluice_aio_pwrite(unsigned long context, int fd, const void *buffer, size_t length, long long offset);
+long long sluice_aio_wait(unsigned long context);
+
 #endif

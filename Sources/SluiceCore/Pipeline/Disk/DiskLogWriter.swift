@@ -10,11 +10,14 @@ import Logging
 /// positions is due. With fsync `interval` or `never`, an appending event loop that
 /// finds the lock free writes what is queued itself (`writeQueued`): its request is
 /// answered without two thread hand-offs, which on a virtual machine cost about as
-/// much as the write; it does so only when requests come one at a time (see
-/// `DiskPipelineLog.writesInline`). One that finds the lock held only queues and
-/// signals; it never waits. A direct write waits for the device, so when writes keep
-/// taking longer than a local disk's (a network volume), the event loops leave
-/// writing to the thread for a while.
+/// much as the write. Where the segment submits its writes (`SegmentAppender`), a
+/// loop only submits, and does so whenever no write is in flight; the writer thread
+/// waits for the completion, hands the entries to readers and submits what queued
+/// meanwhile. Where writes wait for the device, a loop writes only when requests come
+/// one at a time (see `DiskPipelineLog.writesInline`). One that finds the lock held
+/// only queues and signals; it never waits. When writes keep taking longer than a
+/// local disk's (a network volume), the event loops leave writing to the thread for
+/// a while.
 /// Everything shared with readers goes through `DiskPipelineLog.state`.
 final class DiskLogWriter {
     struct Active: Sendable {
@@ -40,6 +43,9 @@ final class DiskLogWriter {
     private var active: Segment?
     /// Entries written to the active segment and not yet handed to readers.
     private var written: [(pending: DiskPipelineLog.Pending, offset: Int)] = []
+    /// Entries in the active segment's submitted write: answered, and handed to
+    /// readers once it completes (see `SegmentAppender`).
+    private var submitted: [(pending: DiskPipelineLog.Pending, offset: Int)] = []
     /// Entries staged in the active segment's appender for the next write, and their bytes.
     private var buffered: [(pending: DiskPipelineLog.Pending, offset: Int)] = []
     private var bufferedBytes = 0
@@ -67,6 +73,9 @@ final class DiskLogWriter {
     /// request's write, not after everyone's. With `fsync: always` the round stays
     /// one write and one fsync.
     private var maxBuffer: Int { settings.fsync == .always ? 8 << 20 : 512 << 10 }
+
+    /// Where new segments submit their writes (fsync `interval` or `never`).
+    private lazy var aio = AIOContext()
 
     /// Whether new segments are opened for direct I/O: `direct_io`, until the file
     /// system refuses it once.
@@ -144,6 +153,8 @@ final class DiskLogWriter {
             }
             let answers = log.writer.withLock { writer -> Answers in writer?.run(round) ?? Answers(flushes: round.flushes) }
             answers.deliver()
+            // Clients first, then readers: wait for a submitted write to complete.
+            log.writer.withLock { writer -> Answers? in writer?.completeSubmitted() }?.deliver()
             if round.closing {
                 // Flushes asked for while the last round ran see `writerFinished` or are here.
                 let late = log.state.withLock { s -> [DispatchSemaphore] in
@@ -166,6 +177,9 @@ final class DiskLogWriter {
     func writeQueued() -> Answers? {
         let now = ContinuousClock.now
         if let until = inlineSuspendedUntil, now < until { return nil }
+        // A write in flight: the next must wait for it, and an event loop does not
+        // wait for the device. The writer thread, which waits for it, writes next.
+        if !submitted.isEmpty { return nil }
         let pending = log.state.withLock { s -> [DiskPipelineLog.Pending] in
             // Once closing, the writer thread's last round takes what is left.
             guard !s.closed else { return [] }
@@ -179,6 +193,8 @@ final class DiskLogWriter {
         if writtenBytes > 0 { judgeInlineWrite(took: writeTime, bytes: writtenBytes, now: now) }
         var result = takeAnswers()
         if case .interval = settings.fsync, wasClean, dirtySince != nil { result.wakeWriter = true }
+        // The writer thread waits for the submitted write and hands it to readers.
+        if !submitted.isEmpty { result.wakeWriter = true }
         return result
     }
 
@@ -287,20 +303,28 @@ final class DiskLogWriter {
         publishWritten()
     }
 
-    /// Writes the staged entries at the end of the active segment. On failure the
-    /// file is cut back to where they started, and they fail.
+    /// Writes the staged entries at the end of the active segment, or submits them
+    /// (and answers their clients). On failure the file is cut back to where they
+    /// started, and they fail.
     private func writeBuffer() {
         guard !buffered.isEmpty, let current = active else { return }
         bufferedBytes = 0
         do {
             let started = ContinuousClock.now
+            // The write before is complete first, and its entries handed on in order.
+            collectSubmitted()
             let bytes = current.appender.end - current.appender.committed
             try current.appender.flush()
             writeTime += ContinuousClock.now - started
             writtenBytes += bytes
             noteBufferedWrites(current.appender)
             lastWriteFailed = false
-            written.append(contentsOf: buffered)
+            if current.appender.writing {
+                submitted = buffered
+                acknowledge(through: buffered.last!.pending.sequence)
+            } else {
+                written.append(contentsOf: buffered)
+            }
             if dirtySince == nil { dirtySince = ContinuousClock.now }
             buffered.removeAll(keepingCapacity: true)
         } catch {
@@ -309,6 +333,41 @@ final class DiskLogWriter {
             // Earlier entries are answered first: sequences are answered in order.
             publishWritten()
             fail(failed, reason: "\(error)")
+        }
+    }
+
+    /// Answers `whenDurable` through `sequence`: its entries were submitted.
+    private func acknowledge(through sequence: UInt64) {
+        let durable = log.state.withLock { s -> [(callback: @Sendable (Bool) -> Void, stored: Bool)] in
+            s.resolvedThrough = max(s.resolvedThrough, sequence)
+            return takeDurableWaiters(&s)
+        }
+        answers.durable += durable
+    }
+
+    /// The writer thread, after answering a round's clients: waits for the submitted
+    /// write and hands its entries to readers.
+    func completeSubmitted() -> Answers {
+        collectSubmitted()
+        return takeAnswers()
+    }
+
+    /// Waits for the active segment's submitted write, if any, and hands its entries
+    /// to readers.
+    private func collectSubmitted() {
+        if !submitted.isEmpty, let current = active {
+            current.appender.completeSubmitted()
+            if let lost = current.appender.takeLostWrite() {
+                // The device failed the write twice after its clients were answered.
+                // Readers still get entries whose batches are in memory; the rest read
+                // back damaged and are counted as such.
+                log.counters.writeErrors.increment()
+                logger.error("pipeline log: a submitted write failed after its entries were acknowledged; they are not on disk",
+                             metadata: ["pipeline": "\(log.name)", "error": "\(lost)", "entries": "\(submitted.count)"])
+            }
+            written.append(contentsOf: submitted)
+            submitted.removeAll(keepingCapacity: true)
+            publishWritten()
         }
     }
 
@@ -427,15 +486,21 @@ final class DiskLogWriter {
             return false
         }
         let appender: SegmentAppender
-        do { appender = try SegmentAppender(fd: fd, path: path, direct: direct, size: 0) } catch {
+        // With `always` a client waits for the fsync anyway, which waits for the write.
+        do {
+            appender = try SegmentAppender(fd: fd, path: path, direct: direct, size: 0,
+                                           aio: settings.fsync != .always ? aio : nil, reserve: settings.effectiveSegmentBytes)
+        } catch {
             close(fd)
             return false
         }
         if settings.fsync != .never { try? POSIXFile.syncDirectory(log.directory) }
         active = Segment(first: first, appender: appender)
         noteBufferedWrites(appender)
+        let submits = appender.submits
         log.state.withLock { s in
             s.segments.append(DiskPipelineLog.SegmentInfo(first: first, path: path, bytes: 0, lastSequence: 0, quarantined: false))
+            s.submitsWrites = submits
         }
         return true
     }
@@ -443,6 +508,7 @@ final class DiskLogWriter {
     /// Closes the active segment for good: cuts its direct-I/O padding and, when
     /// `sync` (and the policy fsyncs at all), makes what it holds durable.
     private func retireActive(sync: Bool) {
+        collectSubmitted()
         guard let old = active else { return }
         old.appender.finish()
         if settings.fsync != .never, sync {
@@ -453,6 +519,7 @@ final class DiskLogWriter {
         dirtySince = nil
         close(old.fd)
         active = nil
+        log.state.withLock { $0.submitsWrites = false }
     }
 
     /// After a failed write: when every reader has committed the whole active
@@ -472,6 +539,7 @@ final class DiskLogWriter {
     }
 
     private func syncActive() {
+        collectSubmitted()
         guard let current = active, dirtySince != nil else { return }
         do { try POSIXFile.syncData(current.fd, path: current.path) } catch {
             logger.error("pipeline log: fsync failed", metadata: ["pipeline": "\(log.name)", "error": "\(error)"])

@@ -157,6 +157,9 @@ public final class DiskPipelineLog: PipelineLog {
         var toDelete: [SegmentInfo] = []
         var flushRequests: [DispatchSemaphore] = []
         var lastAppend: ContinuousClock.Instant?
+        /// The active segment's writes are submitted, not waited for (see
+        /// `SegmentAppender`): a loop that writes inline blocks only for the submission.
+        var submitsWrites = false
 
         var live: ArraySlice<IndexEntry> { entries[head...] }
 
@@ -387,7 +390,7 @@ public final class DiskPipelineLog: PipelineLog {
             // No other request waits for the disk, and none came in the last
             // millisecond: a loop that blocks on this write keeps nobody waiting
             // (see `writesInline`).
-            let quiet = sequence - 1 == s.resolvedThrough && s.lastAppend.map { now - $0 > .milliseconds(1) } ?? true
+            let quiet = s.submitsWrites || sequence - 1 == s.resolvedThrough && s.lastAppend.map { now - $0 > .milliseconds(1) } ?? true
             s.lastAppend = now
             s.nextSequence += 1
             let keep = s.cachedBytes + memory <= budget
@@ -413,8 +416,10 @@ public final class DiskPipelineLog: PipelineLog {
     /// the writer thread writes; a direct write would block a loop until the device
     /// answers, and the requests behind it with it. (`make bench`, six paired
     /// rounds: writing inline did 78 % of the memory log's records/s with one client
-    /// against 75 % handed off; with four clients 74 % against 79 %.) With `always`
-    /// the writer thread gathers entries for one fsync.
+    /// against 75 % handed off; with four clients 74 % against 79 %.) A segment whose
+    /// writes are submitted (`State.submitsWrites`) blocks a loop only for the
+    /// submission, so loops write whenever the writer is free. With `always` the
+    /// writer thread gathers entries for one fsync.
     private var writesInline: Bool { settings.fsync != .always }
 
     /// Writes what is queued on this thread if the writer is free; otherwise its

@@ -62,7 +62,8 @@ struct SegmentRecovery {
                 unlink(path)
                 continue
             }
-            if let scanned = try scan(path: path, first: segment.first, isLast: isLast, after: recovered.highestSequence) {
+            let next = isLast ? nil : segments[index + 1].first
+            if let scanned = try scan(path: path, first: segment.first, next: next, after: recovered.highestSequence) {
                 recovered.highestSequence = max(recovered.highestSequence, scanned.lastSequence)
                 recovered.segments.append(scanned)
             }
@@ -70,8 +71,10 @@ struct SegmentRecovery {
         return recovered
     }
 
-    /// One segment; nil when it ends up empty (and deleted).
-    private func scan(path: String, first: UInt64, isLast: Bool, after previous: UInt64) throws(POSIXFile.Failure) -> RecoveredLog.Segment? {
+    /// One segment (`next`: the first sequence of the segment after it); nil when it
+    /// ends up empty (and deleted).
+    private func scan(path: String, first: UInt64, next: UInt64?, after previous: UInt64) throws(POSIXFile.Failure) -> RecoveredLog.Segment? {
+        let isLast = next == nil
         let fd = open(path, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw POSIXFile.Failure(operation: "open", path: path, code: errno) }
         defer { close(fd) }
@@ -83,7 +86,8 @@ struct SegmentRecovery {
         var damage: String?
         var padding = false
         while offset < size {
-            if size - offset < SegmentAppender.blockSize, try window.isZero(from: offset, to: size) {
+            // An entry starts with its magic, never with a zero byte.
+            if try window.bytes(at: offset, count: 1).first == 0, try window.isZero(from: offset, to: size) {
                 padding = true
                 break
             }
@@ -107,10 +111,16 @@ struct SegmentRecovery {
             segment.lastSequence = header.sequence
             offset += SegmentFormat.headerSize + header.payloadLength
         }
+        if padding, let next, next > lastSequence + 1 {
+            // The segment after this one starts later than its last entry: zeros
+            // stand where entries were.
+            padding = false
+            damage = "zeros where entries \(max(lastSequence + 1, first))...\(next - 1) were"
+        }
         if padding {
-            // Zeros after the last entry, short of a block: the padding of a direct
-            // write whose segment was not finished (a crash, or the segment being
-            // written). Not damage.
+            // Only zeros after the last entry: the padding of a direct write, or the
+            // space reserved for submitted writes, of a segment that was not finished
+            // (a crash, or the segment being written). Not damage.
             guard ftruncate(fd, off_t(offset)) == 0 else { throw POSIXFile.Failure(operation: "truncate", path: path, code: errno) }
             segment.bytes = offset
         } else if let damage {
@@ -154,9 +164,16 @@ private struct ReadWindow {
         self.path = path
     }
 
-    /// Whether every byte in `start..<end` (in the file) is zero.
+    /// Whether every byte in `start..<end` (in the file) is zero; read a megabyte at
+    /// a time (a reserved segment is mostly zeros).
     mutating func isZero(from start: Int, to end: Int) throws(POSIXFile.Failure) -> Bool {
-        try bytes(at: start, count: end - start).allSatisfy { $0 == 0 }
+        var offset = start
+        while offset < end {
+            let count = min(end - offset, 1 << 20)
+            guard try bytes(at: offset, count: count).allSatisfy({ $0 == 0 }) else { return false }
+            offset += count
+        }
+        return true
     }
 
     /// `count` bytes at `offset` (the caller has checked they are in the file).
