@@ -8,6 +8,7 @@
 #include <linux/aio_abi.h>
 #include <linux/magic.h>
 #include <sys/vfs.h>
+#include <time.h>
 #include "sluice_shims.h"
 
 long sluice_bio_pending(BIO *bio) { return BIO_pending(bio); }
@@ -49,4 +50,11 @@ long long sluice_aio_wait(unsigned long context) {
     long n;
     do { n = syscall(SYS_io_getevents, (aio_context_t)context, 1L, 1L, &event, NULL); } while (n < 0 && errno == EINTR);
     return n == 1 ? (long long)event.res : (n < 0 ? -errno : -EIO);
+}
+int sluice_aio_poll(unsigned long context, long long *result) {
+    struct io_event event;
+    struct timespec none = { 0, 0 };
+    if (syscall(SYS_io_getevents, (aio_context_t)context, 0L, 1L, &event, &none) != 1) return 0;
+    *result = (long long)event.res;
+    return 1;
 }

@@ -39,5 +39,7 @@ int sluice_aio_setup(unsigned events, unsigned long *context);
 int sluice_aio_destroy(unsigned long context);
 int sluice_aio_pwrite(unsigned long context, int fd, const void *buffer, size_t length, long long offset);
 long long sluice_aio_wait(unsigned long context);
+/// One completion if there is one, without waiting: 1 with its result, or 0.
+int sluice_aio_poll(unsigned long context, long long *result);
 
 #endif

@@ -139,23 +139,27 @@ final class DiskLogWriter {
     static func runThread(_ log: DiskPipelineLog) {
         while true {
             let timeout = log.writer.withLock { writer in writer?.nextWake() ?? .distantFuture }
-            _ = log.wake.wait(timeout: timeout)
-            let round = log.state.withLock { s -> Round in
-                s.writerSignaled = false
-                let round = Round(pending: s.pending, deletions: s.toDelete,
-                                  cursors: s.cursorsDirty ? s.readers.map { ($0.key, $0.value.committed) } : nil,
-                                  closing: s.closed, flushes: s.flushRequests)
-                s.pending.removeAll(keepingCapacity: true)
-                s.toDelete.removeAll()
-                s.cursorsDirty = false
-                s.flushRequests.removeAll()
-                return round
+            let timedOut = log.wake.wait(timeout: timeout) == .timedOut
+            let (answers, closing) = log.writer.withLock { writer -> (Answers, Bool) in
+                // Taken while holding the writer: a loop writing inline in between
+                // would otherwise write newer entries before these.
+                let round = log.state.withLock { s -> Round in
+                    s.writerSignaled = false
+                    let round = Round(pending: s.pending, deletions: s.toDelete,
+                                      cursors: s.cursorsDirty ? s.readers.map { ($0.key, $0.value.committed) } : nil,
+                                      closing: s.closed, flushes: s.flushRequests)
+                    s.pending.removeAll(keepingCapacity: true)
+                    s.toDelete.removeAll()
+                    s.cursorsDirty = false
+                    s.flushRequests.removeAll()
+                    return round
+                }
+                return (writer?.run(round) ?? Answers(flushes: round.flushes), round.closing)
             }
-            let answers = log.writer.withLock { writer -> Answers in writer?.run(round) ?? Answers(flushes: round.flushes) }
             answers.deliver()
-            // Clients first, then readers: wait for a submitted write to complete.
-            log.writer.withLock { writer -> Answers? in writer?.completeSubmitted() }?.deliver()
-            if round.closing {
+            // Clients first, then readers: a submitted write no later one completed.
+            if timedOut { log.writer.withLock { writer -> Answers? in writer?.completeSubmitted() }?.deliver() }
+            if closing {
                 // Flushes asked for while the last round ran see `writerFinished` or are here.
                 let late = log.state.withLock { s -> [DispatchSemaphore] in
                     defer { s.flushRequests.removeAll() }
@@ -179,7 +183,13 @@ final class DiskLogWriter {
         if let until = inlineSuspendedUntil, now < until { return nil }
         // A write in flight: the next must wait for it, and an event loop does not
         // wait for the device. The writer thread, which waits for it, writes next.
-        if !submitted.isEmpty { return nil }
+        // One that completed is handed to readers here (the writer thread wakes for
+        // it only when no write follows soon; see `nextWake`).
+        let chained = !submitted.isEmpty
+        if chained {
+            guard active?.appender.pollSubmitted() ?? true else { return nil }
+            collectSubmitted()
+        }
         let pending = log.state.withLock { s -> [DiskPipelineLog.Pending] in
             // Once closing, the writer thread's last round takes what is left.
             guard !s.closed else { return [] }
@@ -193,8 +203,8 @@ final class DiskLogWriter {
         if writtenBytes > 0 { judgeInlineWrite(took: writeTime, bytes: writtenBytes, now: now) }
         var result = takeAnswers()
         if case .interval = settings.fsync, wasClean, dirtySince != nil { result.wakeWriter = true }
-        // The writer thread waits for the submitted write and hands it to readers.
-        if !submitted.isEmpty { result.wakeWriter = true }
+        // The first write in flight: the writer thread sets its timer for it.
+        if !chained, !submitted.isEmpty { result.wakeWriter = true }
         return result
     }
 
@@ -231,6 +241,8 @@ final class DiskLogWriter {
     /// When the writer thread must wake by itself: the next fsync of the active
     /// segment, or the next save of positions.
     private func nextWake() -> DispatchTime {
+        // A submitted write that no later one completed: readers wait for it.
+        if !submitted.isEmpty { return .now() + .milliseconds(2) }
         guard case .interval(let interval) = settings.fsync else { return .distantFuture }
         guard let due = [dirtySince, unsavedCursors == nil ? nil : cursorsSavedAt].compactMap({ $0 }).min() else { return .distantFuture }
         let remaining = due + interval - ContinuousClock.now

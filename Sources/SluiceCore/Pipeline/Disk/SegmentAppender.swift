@@ -195,13 +195,26 @@ final class SegmentAppender {
         saveAnchor()
     }
 
+    /// Whether the submitted write, if any, has completed, without waiting; if it has,
+    /// as `completeSubmitted`.
+    func pollSubmitted() -> Bool {
+        guard submittedLength > 0 else { return true }
+        var result: Int64 = 0
+        guard let aio, sluice_aio_poll(aio.context, &result) == 1 else { return false }
+        completeSubmitted(result: result)
+        return true
+    }
+
     /// Waits for the submitted write, if any. One that failed is made again here; if
     /// that fails too, `takeLostWrite` says so.
     func completeSubmitted() {
         guard submittedLength > 0 else { return }
+        completeSubmitted(result: aio.map { sluice_aio_wait($0.context) } ?? -Int64(EIO))
+    }
+
+    private func completeSubmitted(result: Int64) {
         let length = submittedLength
         submittedLength = 0
-        let result = aio.map { sluice_aio_wait($0.context) } ?? -Int64(EIO)
         if result != Int64(length) {
             if let failure = write(length) {
                 lostWrite = failure
