@@ -45,16 +45,12 @@ int sluice_aio_pwrite(unsigned long context, int fd, const void *buffer, size_t 
     do { n = syscall(SYS_io_submit, (aio_context_t)context, 1L, list); } while (n < 0 && errno == EINTR);
     return n == 1 ? 0 : (n < 0 ? -errno : -EAGAIN);
 }
-long long sluice_aio_wait(unsigned long context) {
-    struct io_event event;
-    long n;
-    do { n = syscall(SYS_io_getevents, (aio_context_t)context, 1L, 1L, &event, NULL); } while (n < 0 && errno == EINTR);
-    return n == 1 ? (long long)event.res : (n < 0 ? -errno : -EIO);
-}
-int sluice_aio_poll(unsigned long context, long long *result) {
+int sluice_aio_reap(unsigned long context, int wait, long long *result) {
     struct io_event event;
     struct timespec none = { 0, 0 };
-    if (syscall(SYS_io_getevents, (aio_context_t)context, 0L, 1L, &event, &none) != 1) return 0;
-    *result = (long long)event.res;
-    return 1;
+    long n;
+    do { n = syscall(SYS_io_getevents, (aio_context_t)context, wait ? 1L : 0L, 1L, &event, wait ? NULL : &none); } while (n < 0 && errno == EINTR);
+    if (n < 0) return -errno;
+    if (n == 1) *result = (long long)event.res;
+    return (int)n;
 }

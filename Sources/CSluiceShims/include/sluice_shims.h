@@ -33,13 +33,12 @@ int sluice_is_tmpfs(int fd);
 int sluice_fallocate(int fd, long long length);
 
 /// Linux native AIO, which glibc does not wrap: io_setup, io_destroy, one pwrite
-/// through io_submit (0 or -errno), and the result of one completion from
-/// io_getevents (bytes written or -errno). A context is an `aio_context_t`.
+/// through io_submit (0 or -errno), and one completion from io_getevents, waited for
+/// or not: 1 with its result (bytes written or -errno), 0 when there is none yet, or
+/// -errno. A context is an `aio_context_t`.
 int sluice_aio_setup(unsigned events, unsigned long *context);
 int sluice_aio_destroy(unsigned long context);
 int sluice_aio_pwrite(unsigned long context, int fd, const void *buffer, size_t length, long long offset);
-long long sluice_aio_wait(unsigned long context);
-/// One completion if there is one, without waiting: 1 with its result, or 0.
-int sluice_aio_poll(unsigned long context, long long *result);
+int sluice_aio_reap(unsigned long context, int wait, long long *result);
 
 #endif

@@ -11,9 +11,10 @@ import Logging
 /// finds the lock free writes what is queued itself (`writeQueued`): its request is
 /// answered without two thread hand-offs, which on a virtual machine cost about as
 /// much as the write. Where the segment submits its writes (`SegmentAppender`), a
-/// loop only submits, and does so whenever no write is in flight; the writer thread
-/// waits for the completion, hands the entries to readers and submits what queued
-/// meanwhile. Where writes wait for the device, a loop writes only when requests come
+/// loop only submits, and does so whenever no write is in flight; it also hands a
+/// completed write's entries to readers. The writer thread submits what queued while
+/// a write was in flight (after its completion), and hands a write to readers when
+/// no later one did within 2 ms. Where writes wait for the device, a loop writes only when requests come
 /// one at a time (see `DiskPipelineLog.writesInline`). One that finds the lock held
 /// only queues and signals; it never waits. When writes keep taking longer than a
 /// local disk's (a network volume), the event loops leave writing to the thread for
@@ -238,8 +239,8 @@ final class DiskLogWriter {
         return answers
     }
 
-    /// When the writer thread must wake by itself: the next fsync of the active
-    /// segment, or the next save of positions.
+    /// When the writer thread must wake by itself: a submitted write to hand to
+    /// readers, the next fsync of the active segment, or the next save of positions.
     private func nextWake() -> DispatchTime {
         // A submitted write that no later one completed: readers wait for it.
         if !submitted.isEmpty { return .now() + .milliseconds(2) }

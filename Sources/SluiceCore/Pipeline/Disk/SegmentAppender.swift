@@ -22,14 +22,14 @@ import Foundation
 /// and network file systems) gets buffered writes instead: at open, or at the first
 /// write it refuses (then `direct` turns false).
 ///
-/// Submitted writes (`asynchronous`): a direct write waits about 230 µs for the
+/// Submitted writes (`aio`): a direct write waits about 230 µs for the
 /// device (376 KB on the CI machine), and a client waits with it. Handed to the
 /// kernel with `io_submit` instead, it returns in about 30 µs, and what it holds
 /// survives the process as a buffered write's would: when a process dies, the kernel
 /// finishes its submitted I/O before letting go of its memory (`exit_aio`). So an
 /// entry counts as written once submitted. ext4 runs a direct write that extends the
 /// file synchronously even when submitted, so such a segment first reserves its
-/// whole size (`fallocate`) first; that also keeps a full disk from failing a write
+/// whole size (`fallocate`); that also keeps a full disk from failing a write
 /// after its entries were answered (without room for it, writes are made here and
 /// report a full disk before answering). One write is in flight at a time: the next one
 /// rewrites the block this one ends in, and two writes of one block in flight may
@@ -197,22 +197,21 @@ final class SegmentAppender {
 
     /// Whether the submitted write, if any, has completed, without waiting; if it has,
     /// as `completeSubmitted`.
-    func pollSubmitted() -> Bool {
-        guard submittedLength > 0 else { return true }
-        var result: Int64 = 0
-        guard let aio, sluice_aio_poll(aio.context, &result) == 1 else { return false }
-        completeSubmitted(result: result)
-        return true
-    }
+    func pollSubmitted() -> Bool { reap(wait: false) }
 
     /// Waits for the submitted write, if any. One that failed is made again here; if
     /// that fails too, `takeLostWrite` says so.
-    func completeSubmitted() {
-        guard submittedLength > 0 else { return }
-        completeSubmitted(result: aio.map { sluice_aio_wait($0.context) } ?? -Int64(EIO))
-    }
+    func completeSubmitted() { _ = reap(wait: true) }
 
-    private func completeSubmitted(result: Int64) {
+    /// Takes the submitted write's completion; false when it has not come (only
+    /// without `wait`).
+    private func reap(wait: Bool) -> Bool {
+        guard submittedLength > 0, let aio else { return true }
+        var result: Int64 = 0
+        let reaped = sluice_aio_reap(aio.context, wait ? 1 : 0, &result)
+        if reaped == 0 { return false }
+        // io_getevents itself failed: the write's fate is unknown, so make it again.
+        if reaped < 0 { result = Int64(reaped) }
         let length = submittedLength
         submittedLength = 0
         if result != Int64(length) {
@@ -221,11 +220,12 @@ final class SegmentAppender {
             } else if result >= 0 {
                 // A short write: ENOSPC despite the reservation, or a file system that
                 // does not keep it. Writing here succeeded; go on that way.
-                aio = nil
+                self.aio = nil
             }
         }
         keepLastBlock()
         saveAnchor()
+        return true
     }
 
     /// A submitted write that was lost after its entries were answered (the device
@@ -318,7 +318,7 @@ final class SegmentAppender {
 
 /// A Linux AIO context (`io_setup`), one per disk log: `io_destroy` waits for an RCU
 /// grace period (milliseconds), too slow for every segment.
-final class AIOContext: @unchecked Sendable {
+final class AIOContext {
     let context: UInt
 
     /// nil when the kernel offers no AIO (or a seccomp profile refuses it).
