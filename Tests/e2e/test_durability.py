@@ -332,11 +332,18 @@ def test_log_filling_a_small_file_system_refuses_then_resumes(tmp_path, track_sl
 def test_file_system_filled_from_outside_refuses_then_resumes(tmp_path, track_sluice, otlp_sink, small_filesystem):
     """Another file eats the space of the log's file system: the receiver refuses
     with 429/503 and Retry-After (and memory stays flat) until that file is removed,
-    then takes data again by itself; every acknowledged record arrives."""
+    then takes data again by itself; every acknowledged record arrives.
+
+    The destination is paused while the test asserts that the disk is full: a
+    delivering exporter frees segments behind its cursor, and the log then rightly
+    accepts again, sooner on a fast machine than on a slow one (issue 18)."""
     process = rt.start_sluice(tmp_path, _small_fs_config(otlp_sink, small_filesystem / "storage"), track_sluice)
     sender = Sender(process.ports.url("otlp", "/v1/logs"), "outside")
     for _ in range(5):
         assert sender.send().status == 200
+    # Nothing the log holds may be freed from here on, so the file system stays full
+    # for exactly as long as the filler file is there.
+    otlp_sink.set_outage(3600, from_first_request=False)
     filler = small_filesystem / "filler"
     with open(filler, "wb") as out:
         chunk = b"\0" * (64 << 10)
@@ -350,4 +357,5 @@ def test_file_system_filled_from_outside_refuses_then_resumes(tmp_path, track_sl
     _refusals_keep_memory_flat(process, sender, requests=100)
     process.check_alive("refusing while the disk was full")
     filler.unlink()
+    otlp_sink.set_outage(0)
     _resumes_and_delivers(process, sender, otlp_sink, "the space came back")
