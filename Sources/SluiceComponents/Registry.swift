@@ -18,6 +18,7 @@ extension ComponentRegistry {
         registry.register(HealthCheckExtensionFactory())
         registry.register(FileStorageExtensionFactory())
         registry.register(BearerTokenAuthExtensionFactory())
+        registry.register(BasicAuthExtensionFactory())
         return registry
     }()
 }

@@ -215,27 +215,27 @@ import SluiceCore
 
     @Test func payloadsNeverExceedTheLimitUncompressed() throws {
         let events = HECEncoder(HECEncoder.Settings()).encode([manyRecords(300, bodySize: 200)], signal: .logs)
-        var packer = HECPayloadPacker(limit: 4096, gzip: false)
+        var packer = PayloadPacker(limit: 4096, gzip: false)
         let (payloads, tooLarge) = packer.pack(events, Array(0..<events.count))
         #expect(tooLarge.isEmpty)
         #expect(payloads.count > 1)
         #expect(payloads.allSatisfy { $0.body.count <= 4096 && !$0.gzipped })
-        #expect(payloads.flatMap(\.events) == Array(0..<events.count))
+        #expect(payloads.flatMap(\.records) == Array(0..<events.count))
         // Events concatenated: no array, no commas, and back to back they are the events.
         #expect(payloads.flatMap(\.body) == events.bytes)
         // Full payloads: each but the last has no room for its successor's first event.
         for (payload, next) in zip(payloads, payloads.dropFirst()) {
-            #expect(payload.body.count + events.size(next.events[0]) > 4096)
+            #expect(payload.body.count + events.size(next.records[0]) > 4096)
         }
     }
 
     @Test func compressedPayloadsNeverExceedTheLimit() throws {
         let events = HECEncoder(HECEncoder.Settings()).encode([manyRecords(2000, bodySize: 300)], signal: .logs)
         for limit in [2048, 10_000, 100_000] {
-            var packer = HECPayloadPacker(limit: limit, gzip: true)
+            var packer = PayloadPacker(limit: limit, gzip: true)
             let (payloads, tooLarge) = packer.pack(events, Array(0..<events.count))
             #expect(tooLarge.isEmpty)
-            #expect(payloads.flatMap(\.events) == Array(0..<events.count))
+            #expect(payloads.flatMap(\.records) == Array(0..<events.count))
             var restored: [UInt8] = []
             for payload in payloads {
                 #expect(payload.gzipped)
@@ -255,12 +255,12 @@ import SluiceCore
             #""timeUnixNano":"1","body":{"stringValue":"small 2"}"#,
         ]).utf8), signal: .logs)
         let events = HECEncoder(HECEncoder.Settings()).encode([batch], signal: .logs)
-        var packer = HECPayloadPacker(limit: 2048, gzip: false)
+        var packer = PayloadPacker(limit: 2048, gzip: false)
         let (payloads, tooLarge) = packer.pack(events, [0, 1, 2])
-        #expect(tooLarge.map(\.event) == [1])
-        #expect(payloads.flatMap(\.events) == [0, 2])
+        #expect(tooLarge.map(\.record) == [1])
+        #expect(payloads.flatMap(\.records) == [0, 2])
         // Gzipped, the same event fits: repeated bytes compress.
-        var gzipPacker = HECPayloadPacker(limit: 2048, gzip: true)
+        var gzipPacker = PayloadPacker(limit: 2048, gzip: true)
         #expect(gzipPacker.pack(events, [0, 1, 2]).tooLarge.isEmpty)
     }
 
@@ -271,7 +271,7 @@ import SluiceCore
             #""timeUnixNano":"17000000000000000\#(i)","severityNumber":9,"body":{"stringValue":"r\#(i)"},"attributes":[{"key":"i","value":{"intValue":"9223372036854775807"}},{"key":"d","value":{"doubleValue":0.1}},{"key":"b","value":{"boolValue":true}},{"key":"raw","value":{"bytesValue":"AAH/"}},{"key":"m","value":{"kvlistValue":{"values":[{"key":"x","value":{"arrayValue":{"values":[{"intValue":"1"},{"stringValue":"é"}]}}}]}}}],"traceId":"5b8efff798038103d269b633813fc60c""#
         }
         let batch = try OTLPBatch.decode(json: Array(logsJSON(records: records).utf8), signal: .logs)
-        let copy = try #require(HECRejectedRecords.subset(batch, signal: .logs, index: 0, keeping: [
+        let copy = try #require(RejectedRecords.subset(batch, signal: .logs, index: 0, keeping: [
             RecordLocator(batch: 0, resource: 0, scope: 0, record: 3)]))
         let expected = try OTLPBatch.decode(json: Array(logsJSON(records: [records[3]]).utf8), signal: .logs)
         #expect(copy.itemCount == 1)

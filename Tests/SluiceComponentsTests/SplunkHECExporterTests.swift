@@ -352,7 +352,7 @@ final class HECTestClock: Sendable {
 }
 
 /// An in-process HEC: reads payloads as HEC does and answers as told.
-final class FakeHEC: HECTransport, @unchecked Sendable {
+final class FakeHEC: HTTPTransport, @unchecked Sendable {
     // @unchecked: every stored property is read and written under `lock`.
     struct Request {
         var target: String

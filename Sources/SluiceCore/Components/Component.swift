@@ -250,3 +250,13 @@ public struct ComponentRegistry: Sendable {
         }
     }
 }
+
+/// An extension that gives an exporter's requests their credential: the client
+/// side of the Collector's `auth.authenticator` (bearertokenauth, basicauth).
+public protocol ClientAuthenticator: Extension {
+    /// The header to send, with the credential as it is now (a token file may have
+    /// been rotated since the last request). `nil` while there is no credential.
+    func credentialHeader() -> (name: String, value: String)?
+    /// The secret parts of that header, to mask wherever a destination echoes them.
+    func secretValues() -> [String]
+}

@@ -1,28 +1,6 @@
 import Foundation
 import SluiceCore
 
-/// Where one event came from, so refused events can be put back into OTLP batches
-/// for the dead-letter file.
-struct RecordLocator: Hashable, Sendable {
-    var batch: Int32
-    var resource: Int32
-    var scope: Int32
-    var record: Int32
-}
-
-/// The HEC events of one export call: every event's JSON back to back in one
-/// buffer, in record order, and where each came from.
-struct HECEvents {
-    var bytes: [UInt8] = []
-    /// End offset of each event in `bytes`; an event starts where the previous ends.
-    var ends: [Int] = []
-    var locators: [RecordLocator] = []
-
-    var count: Int { ends.count }
-    func range(_ i: Int) -> Range<Int> { (i == 0 ? 0 : ends[i - 1])..<ends[i] }
-    func size(_ i: Int) -> Int { ends[i] - (i == 0 ? 0 : ends[i - 1]) }
-}
-
 /// Turns log records and spans into HEC event JSON (FORMATS.md, "Splunk HTTP Event
 /// Collector"; docs/splunk-hec.md shows an example).
 ///
@@ -79,7 +57,7 @@ struct HECEncoder: Sendable {
     init(_ settings: Settings) { self.settings = settings }
 
     /// Every record (or span) of `batches` as one event each, in order.
-    func encode(_ batches: [OTLPBatch], signal: OTLPSignal) -> HECEvents {
+    func encode(_ batches: [OTLPBatch], signal: OTLPSignal) -> EncodedRecords {
         var writer = EventWriter(settings: settings)
         writer.out.bytes.reserveCapacity(batches.reduce(0) { $0 + $1.memoryBytes } + 4096)
         for (b, batch) in batches.enumerated() {
@@ -210,7 +188,7 @@ struct EventWriter {
     let settings: HECEncoder.Settings
     let metadataKeys: MetadataKeys
     /// Event ends and locators; the bytes are `out`'s when writing is done.
-    var events = HECEvents()
+    var events = EncodedRecords()
     var keys = ObjectKeys()
     var out = JSONOutput()
 

@@ -13,8 +13,8 @@
 //   batch, which events Splunk took before the failure.
 //
 // SplunkHECConfig.swift reads the section; HECEncoder.swift writes events;
-// HECPayloads.swift cuts them into payloads; HECIndexerAck.swift polls acks;
-// HECRejectedRecords.swift rebuilds OTLP batches of refused records.
+// HECIndexerAck.swift polls acks. Packing, splitting, per-event results and the
+// retry memory are the exporter kit's (Exporters/Kit/).
 import Foundation
 import Logging
 import NIOCore
@@ -54,7 +54,7 @@ final class SplunkHECExporter: Exporter {
     var retry: RetrySettings { config.retry }
     var queue: QueueSettings { config.queue }
     let encoder: HECEncoder
-    let transport: any HECTransport
+    let transport: any HTTPTransport
     let ack: HECIndexerAck?
     let logger: Logger
     let sleep: @Sendable (Duration) async throws -> Void
@@ -66,9 +66,10 @@ final class SplunkHECExporter: Exporter {
     private let metrics: MetricsRegistry
     private let counters: Counters
 
+    /// Batches a retry will be asked for again, with what is done already.
+    private let progressMemory = ProgressMemory()
+
     private struct State {
-        /// Batches a retry will be asked for again, with what is done already.
-        var progress: [ExportProgress] = []
         /// The smallest payload Splunk refused with a 413, when below the configured limit.
         var refusedSize: [OTLPSignal: Int] = [:]
         var ratio: [OTLPSignal: Double] = [:]
@@ -83,7 +84,7 @@ final class SplunkHECExporter: Exporter {
         let heartbeatsFailed: Counter
     }
 
-    init(id: ComponentID, config: SplunkHECConfig, transport: any HECTransport, logger: Logger, metrics: MetricsRegistry = .shared,
+    init(id: ComponentID, config: SplunkHECConfig, transport: any HTTPTransport, logger: Logger, metrics: MetricsRegistry = .shared,
          sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
          now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }) {
         self.id = id
@@ -160,7 +161,7 @@ final class SplunkHECExporter: Exporter {
         if signal == .logs, !config.logDataEnabled { return .delivered }
         let events = encoder.encode(batches, signal: signal)
         guard events.count > 0 else { return .delivered }
-        var progress = takeProgress(batches, events: events.count)
+        var progress = progressMemory.take(batches, records: events.count)
 
         // Events Splunk could never take: over max_event_size (measured before
         // compression, as the Collector does).
@@ -168,77 +169,25 @@ final class SplunkHECExporter: Exporter {
             progress.refuse(i, "an event of \(events.size(i)) bytes is over max_event_size (\(config.maxEventSize) bytes)")
         }
         let limitName = signal == .traces ? "max_content_length_traces" : "max_content_length_logs"
-        var work = pack(events, (0..<events.count).filter { progress.isOpen($0) }, signal: signal, limitName: limitName, &progress)
-        work.reverse()
-        var pendingAcks: [(id: UInt64, events: [Int])] = []
-        var retryReason: (reason: String, after: Duration?)?
+        let delivery = PayloadDelivery(
+            pack: { order, progress in self.pack(events, order, signal: signal, limitName: limitName, &progress) },
+            send: { payload in await self.post(payload) },
+            learnTooLarge: { payload in self.learnLimit(signal, refusedBytes: payload.body.count) },
+            onSplit: { self.counters.splits.increment() },
+            noun: "event")
+        let result = await delivery.run(&progress)
+        var retryReason = result.retry
 
-        while let payload = work.popLast() {
-            if Task.isCancelled {
-                retryReason = ("shutting down", nil)
-                break
-            }
-            switch await post(payload) {
-            case .accepted(let ackID):
-                if let ack = ackID, self.ack != nil {
-                    pendingAcks.append((ack, payload.events))
-                } else {
-                    if self.ack != nil { warnNoAckID() }
-                    progress.deliver(payload.events)
-                }
-            case .tooLarge(let reason):
-                let lowered = learnLimit(signal, refusedBytes: payload.body.count)
-                if lowered, !work.isEmpty {
-                    // The payloads cut before would meet the same 413: cut them again.
-                    let rest = work.reversed().flatMap(\.events)
-                    work = pack(events, rest, signal: signal, limitName: limitName, &progress).reversed()
-                }
-                if payload.events.count == 1 {
-                    progress.refuse(payload.events[0], "\(reason); even alone this event (\(payload.body.count) bytes as sent) is over Splunk's limit")
-                } else {
-                    counters.splits.increment()
-                    let half = payload.events.count / 2
-                    let parts = [Array(payload.events[..<half]), Array(payload.events[half...])]
-                    work.append(contentsOf: parts.flatMap { pack(events, $0, signal: signal, limitName: limitName, &progress) }.reversed())
-                }
-            case .badEvent(let reason, let eventNumber):
-                if payload.events.count == 1 {
-                    progress.refuse(payload.events[0], reason)
-                    break
-                }
-                counters.splits.increment()
-                var parts: [[Int]]
-                if let n = eventNumber, n >= 0, n < payload.events.count {
-                    // HEC named the event: it alone is refused. The events before it
-                    // are sent again (Splunk may have taken them: a duplicate, not a loss).
-                    progress.refuse(payload.events[n], reason)
-                    parts = [Array(payload.events[..<n]), Array(payload.events[(n + 1)...])]
-                } else {
-                    let half = payload.events.count / 2
-                    parts = [Array(payload.events[..<half]), Array(payload.events[half...])]
-                }
-                parts.removeAll { $0.isEmpty }
-                work.append(contentsOf: parts.flatMap { pack(events, $0, signal: signal, limitName: limitName, &progress) }.reversed())
-            case .refused(let reason):
-                // Nothing of this call will be taken (a bad token, a wrong path).
-                for event in payload.events { progress.refuse(event, reason) }
-                for rest in work { for event in rest.events { progress.refuse(event, reason) } }
-                work.removeAll()
-            case .retry(let reason, let after):
-                retryReason = (reason, after)
-                work.removeAll()
-            }
-        }
-
-        if let ack, !pendingAcks.isEmpty {
-            let acknowledged = await ack.wait(for: pendingAcks.map(\.id), poll: pollAcks, sleep: sleep, now: now)
+        if let ack, !result.pending.isEmpty {
+            let pendingAcks = result.pending
+            let acknowledged = await ack.wait(for: pendingAcks.map(\.ackID), poll: pollAcks, sleep: sleep, now: now)
             var late = 0, lateEvents = 0
             for pending in pendingAcks {
-                if acknowledged.contains(pending.id) {
-                    progress.deliver(pending.events)
+                if acknowledged.contains(pending.ackID) {
+                    progress.deliver(pending.records)
                 } else {
                     late += 1
-                    lateEvents += pending.events.count
+                    lateEvents += pending.records.count
                 }
             }
             if late > 0 {
@@ -250,34 +199,30 @@ final class SplunkHECExporter: Exporter {
         }
 
         if let retryReason {
-            keepProgress(progress)
+            progressMemory.keep(progress)
             return .retryable(reason: redact(retryReason.reason), after: retryReason.after)
         }
-        guard !progress.refused.isEmpty else { return .delivered }
-        let reason = redact(Self.summarize(progress.refused))
-        if progress.refused.count == events.count { return .permanent(reason: reason) }
-        let locators = progress.refused.keys.sorted().map { events.locators[$0] }
-        return .partiallyDelivered(rejected: HECRejectedRecords.batches(batches, signal: signal, refused: locators), reason: reason)
+        return PayloadDelivery.outcome(progress, records: events, batches: batches, signal: signal, noun: "event", redact: redact)
     }
 
     /// Payloads for `order` at the current limit; events too large even alone are refused.
-    private func pack(_ events: HECEvents, _ order: [Int], signal: OTLPSignal, limitName: String, _ progress: inout ExportProgress) -> [HECPayload] {
+    private func pack(_ events: EncodedRecords, _ order: [Int], signal: OTLPSignal, limitName: String, _ progress: inout ExportProgress) -> [Payload] {
         let configured = config.maxContentLength(signal)
         let (refused, ratio) = state.withLock { ($0.refusedSize[signal], $0.ratio[signal] ?? 4) }
         // After a 413 of R bytes, payloads of several events aim at R/2 (so one 413
         // is not repeated for every batch), while one event alone is still tried up
         // to R - 1: only R and more is known to be refused.
-        var packer = HECPayloadPacker(limit: refused.map { min(configured, max(1024, $0 / 2)) } ?? configured,
-                                      gzip: config.compress, ratio: ratio, level: config.gzipLevel)
-        packer.singleEventLimit = refused.map { min(configured, $0 - 1) } ?? configured
+        var packer = PayloadPacker(limit: refused.map { min(configured, max(1024, $0 / 2)) } ?? configured,
+                                   gzip: config.compress, ratio: ratio, level: config.gzipLevel)
+        packer.singleRecordLimit = refused.map { min(configured, $0 - 1) } ?? configured
         let (payloads, tooLarge) = packer.pack(events, order)
         state.withLock { $0.ratio[signal] = packer.ratio }
         for item in tooLarge {
             let what = config.compress ? "\(item.bytes) bytes after gzip" : "\(item.bytes) bytes"
-            let why = packer.singleEventLimit < configured
-                ? "what Splunk accepts (it refused \(packer.singleEventLimit + 1) bytes with a 413; \(limitName) is \(configured))"
+            let why = packer.singleRecordLimit < configured
+                ? "what Splunk accepts (it refused \(packer.singleRecordLimit + 1) bytes with a 413; \(limitName) is \(configured))"
                 : "\(limitName) (\(configured) bytes)"
-            progress.refuse(item.event, "an event of \(what) does not fit \(why) even alone")
+            progress.refuse(item.record, "an event of \(what) does not fit \(why) even alone")
         }
         return payloads
     }
@@ -312,18 +257,9 @@ final class SplunkHECExporter: Exporter {
 
     // MARK: Requests
 
-    enum Answer: Equatable {
-        case accepted(ackID: UInt64?)
-        /// 413: the payload is too large.
-        case tooLarge(String)
-        /// A 400 about an event (HEC may say which).
-        case badEvent(String, eventNumber: Int?)
-        /// Nothing of this call will be taken: a bad token, a wrong path.
-        case refused(String)
-        case retry(String, after: Duration?)
-    }
-
-    func post(_ payload: HECPayload) async -> Answer {
+    /// One payload to HEC, and what its answer means (HEC's codes:
+    /// https://docs.splunk.com/Documentation/Splunk/latest/Data/TroubleshootHTTPEventCollector).
+    func post(_ payload: Payload) async -> PayloadAnswer {
         var headers = baseHeaders
         if payload.gzipped { headers.add(name: "Content-Encoding", value: "gzip") }
         let request = HTTPClientRequest(target: config.eventPath, headers: headers, body: ByteBuffer(bytes: payload.body))
@@ -334,24 +270,26 @@ final class SplunkHECExporter: Exporter {
             count(status: "error")
             return .retry("cannot send to \(place)\(config.eventPath): \(error)", after: nil)
         }
-        let status = Int(response.status.code)
-        count(status: String(status))
+        count(status: String(response.status.code))
         counters.payloadBytes.add(payload.body.count)
         let answer = HECResponse(response.body)
-        let reason = "HTTP \(status) from \(place)\(config.eventPath): \(answer.summary)"
-        switch status {
-        case 200..<300:
-            return .accepted(ackID: answer.ackID)
-        case 413:
+        let reason = "HTTP \(response.status.code) from \(place)\(config.eventPath): \(answer.summary)"
+        switch ResponseClass.of(response) {
+        case .success:
+            guard ack != nil else { return .accepted }
+            if let ackID = answer.ackID { return .pending(ackID: ackID) }
+            warnNoAckID()
+            return .accepted
+        case .tooLarge:
             return .tooLarge(reason)
-        case 400:
+        case .refused where response.status.code == 400:
             if let code = answer.code, !HECResponse.eventCodes.contains(code) { return .refused(reason) }
-            return .badEvent(reason, eventNumber: answer.invalidEventNumber)
-        case 401, 403:
+            return .badRecord(reason, index: answer.invalidEventNumber)
+        case .unauthorized:
             return .refused("\(reason); check the HEC token (not shown here) and that it is enabled")
-        case 408, 429, 500...599:
-            return .retry(reason, after: response.retryAfter)
-        default:
+        case .retry(let after):
+            return .retry(reason, after: after)
+        case .refused:
             return .refused(reason)
         }
     }
@@ -382,37 +320,6 @@ final class SplunkHECExporter: Exporter {
     /// whatever a server echoes back.
     func redact(_ text: String) -> String {
         config.token.value.isEmpty ? text : text.replacingOccurrences(of: config.token.value, with: "[REDACTED]")
-    }
-
-    /// One reason for everything refused in a call: the reason when there is one
-    /// (the dead-letter file shows how many records it covers), else
-    /// "3 events refused: 2× …; 1× …".
-    static func summarize(_ refused: [Int: String]) -> String {
-        var counts: [String: Int] = [:]
-        for reason in refused.values { counts[reason, default: 0] += 1 }
-        let groups = counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
-        if groups.count == 1 { return groups[0].key }
-        let listed = groups.prefix(3).map { "\($0.value)× \($0.key)" }.joined(separator: "; ")
-        return "\(refused.count) events refused: \(listed)\(groups.count > 3 ? "; and \(groups.count - 3) other reasons" : "")"
-    }
-
-    // MARK: Retry memory
-
-    private func takeProgress(_ batches: [OTLPBatch], events: Int) -> ExportProgress {
-        state.withLock { s in
-            s.progress.removeAll { $0.isStale }
-            if let i = s.progress.firstIndex(where: { $0.matches(batches, events: events) }) { return s.progress.remove(at: i) }
-            return ExportProgress(batches, events: events)
-        }
-    }
-
-    private func keepProgress(_ progress: ExportProgress) {
-        guard progress.hasWork else { return }
-        state.withLock { s in
-            s.progress.append(progress)
-            // Pipelines retry one group at a time; a handful is every pipeline's.
-            if s.progress.count > 16 { s.progress.removeFirst(s.progress.count - 16) }
-        }
     }
 
     // MARK: Health and heartbeat
@@ -446,10 +353,13 @@ final class SplunkHECExporter: Exporter {
         out.append(ascii: ",\"source\":\"sluice\",\"sourcetype\":\"heartbeat\",\"index\":\"_internal\",\"event\":")
         out.appendString("HeartbeatInfo version=\(config.appVersion) description=\(config.appName) os=\(Self.osName) arch=\(Self.architecture)")
         out.append(UInt8(ascii: "}"))
-        let answer = await post(HECPayload(events: [], body: out.bytes, gzipped: false, rawBytes: out.count))
-        if case .accepted = answer {
+        let answer = await post(Payload(records: [], body: out.bytes, gzipped: false, rawBytes: out.count))
+        switch answer {
+        case .accepted, .pending:
             counters.heartbeatsSent.increment()
             return true
+        default:
+            break
         }
         counters.heartbeatsFailed.increment()
         logger.debug("Splunk HEC heartbeat failed", metadata: ["exporter": "\(id)", "answer": "\(answer)"])
@@ -474,40 +384,4 @@ final class SplunkHECExporter: Exporter {
     #else
     static let architecture = "unknown"
     #endif
-}
-
-/// What one export call has done with its events, kept when the call ends in
-/// `.retryable` so the retry (the same batches again) sends only the rest.
-struct ExportProgress: Sendable {
-    /// Held weakly: once the batches are gone from the pipeline log, this is stale.
-    private struct WeakBatch: @unchecked Sendable {
-        // @unchecked: a weak reference to an immutable, Sendable batch.
-        weak var batch: OTLPBatch?
-    }
-
-    private var batches: [WeakBatch]
-    private(set) var delivered: [Bool]
-    /// Refused events and why.
-    private(set) var refused: [Int: String] = [:]
-
-    init(_ batches: [OTLPBatch], events: Int) {
-        self.batches = batches.map { WeakBatch(batch: $0) }
-        delivered = Array(repeating: false, count: events)
-    }
-
-    func matches(_ other: [OTLPBatch], events: Int) -> Bool {
-        delivered.count == events && batches.count == other.count && zip(batches, other).allSatisfy { $0.batch === $1 }
-    }
-
-    var isStale: Bool { batches.contains { $0.batch == nil } }
-    /// Whether anything was done that a retry must not redo.
-    var hasWork: Bool { !refused.isEmpty || delivered.contains(true) }
-
-    func isOpen(_ event: Int) -> Bool { !delivered[event] && refused[event] == nil }
-
-    mutating func deliver(_ events: [Int]) { for event in events { delivered[event] = true } }
-
-    mutating func refuse(_ event: Int, _ reason: String) {
-        if refused[event] == nil, !delivered[event] { refused[event] = reason }
-    }
 }

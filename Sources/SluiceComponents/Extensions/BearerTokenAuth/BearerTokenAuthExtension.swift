@@ -1,7 +1,8 @@
-// `bearertokenauth`: the Collector's bearer token authenticator, on the server side
-// (extension/bearertokenauthextension): a receiver protocol that names it in
-// `auth.authenticator` lets a request in only when its `authorization` header is
-// `Bearer <token>`. The token is given inline (`token`, or several in `tokens`) or
+// `bearertokenauth`: the Collector's bearer token authenticator
+// (extension/bearertokenauthextension). On the server side a receiver protocol
+// that names it in `auth.authenticator` lets a request in only when its
+// `authorization` header is `Bearer <token>`; on the client side an exporter that
+// names it sends that header. The token is given inline (`token`, or several in `tokens`) or
 // in a file (`filename`, re-read when it changes: a rotated Kubernetes secret).
 // Tokens are compared in constant time and never logged, echoed or reported.
 import Foundation
@@ -74,7 +75,7 @@ struct BearerTokenAuthSettings: Sendable {
     }
 }
 
-final class BearerTokenAuthExtension: ServerAuthenticator {
+final class BearerTokenAuthExtension: ServerAuthenticator, ClientAuthenticator {
     let id: ComponentID
     let settings: BearerTokenAuthSettings
     let tokens: BearerTokenSource
@@ -122,10 +123,21 @@ final class BearerTokenAuthExtension: ServerAuthenticator {
         let presented = ConstantTimeDigest(credential.trimmingCharacters(in: .whitespaces))
         return tokens.matches(presented) ? nil : "the \(settings.scheme.isEmpty ? "" : settings.scheme.lowercased() + " ")token is not valid"
     }
+
+    /// On an exporter (`auth.authenticator`), the same extension sends its token:
+    /// `<header>: <scheme> <token>`, the file's token as last read, so a rotated
+    /// secret is sent from the next request on.
+    func credentialHeader() -> (name: String, value: String)? {
+        guard let token = tokens.current else { return nil }
+        return (settings.header, settings.scheme.isEmpty ? token : "\(settings.scheme) \(token)")
+    }
+
+    func secretValues() -> [String] { tokens.current.map { [$0] } ?? [] }
 }
 
 /// The tokens a request may present: fixed, or read from a file and read again
-/// (`reload`) to follow rotation. Only digests are kept.
+/// (`reload`) to follow rotation. Digests are compared; the plain token is kept
+/// only for an exporter to send (`current`).
 final class BearerTokenSource: Sendable {
     private struct State {
         var digests: [ConstantTimeDigest] = []
@@ -133,6 +145,8 @@ final class BearerTokenSource: Sendable {
         var fileDigest: ConstantTimeDigest?
         /// The last problem logged, so a file that stays unreadable is logged once.
         var lastProblem: String?
+        /// The token an exporter sends: the file's, or the first inline one.
+        var current: String?
     }
 
     /// Larger files are not token files; refusing them keeps a wrong path cheap.
@@ -147,8 +161,11 @@ final class BearerTokenSource: Sendable {
         self.filename = filename
         self.id = id
         self.logger = logger
-        state = Mutex(State(digests: filename == nil ? inline.map { ConstantTimeDigest($0) } : []))
+        state = Mutex(State(digests: filename == nil ? inline.map { ConstantTimeDigest($0) } : [],
+                            current: filename == nil ? inline.first : nil))
     }
+
+    var current: String? { state.withLock { $0.current } }
 
     /// Whether `presented` is one of the tokens. Every token is compared, so the time
     /// does not tell which one (or whether an early one) matched.
@@ -197,6 +214,7 @@ final class BearerTokenSource: Sendable {
             if let previous = state.fileDigest, previous.matches(digest) { return false }
             let first = state.fileDigest == nil
             state.fileDigest = digest
+            state.current = token
             state.digests = [digest]
             return !first
         }

@@ -1,16 +1,16 @@
 import Foundation
 import SluiceCore
 
-/// Builds the batches for `ExportOutcome.partiallyDelivered`: copies of the
-/// original requests holding only the records Splunk refused for good, so the
-/// dead-letter file gets exactly those (with their resource and scope) and
-/// `sluice replay` resends nothing that was delivered.
+/// Copies of OTLP batches holding only some of their records, with their resource
+/// and scope: the records a destination refused for good, for the dead-letter file
+/// (so `sluice replay` resends nothing that was delivered), or one half of a
+/// request that was refused as too large.
 ///
 /// The copy goes through OTLP/JSON: the batch's own JSON encoding, with every
-/// record not refused taken out, decoded again. It is off the hot path (only refused
-/// records take it), so Foundation's JSON parser is fine here; OTLP/JSON carries
-/// 64-bit integers as strings, so nothing is rounded on the way.
-enum HECRejectedRecords {
+/// record not kept taken out, decoded again. It is off the hot path (only refused
+/// records and split requests take it), so Foundation's JSON parser is fine here;
+/// OTLP/JSON carries 64-bit integers as strings, so nothing is rounded on the way.
+enum RejectedRecords {
     /// One new batch per original batch that had refused records. Where a copy
     /// cannot be made (it never should), the whole original batch is returned:
     /// a record written to the dead-letter file twice is better than one lost.

@@ -4,14 +4,6 @@ import NIOHTTP1
 import SluiceCore
 import SluiceNet
 
-/// What the exporter sends requests through: the HTTP client, or a fake in tests.
-protocol HECTransport: Sendable {
-    func send(_ request: HTTPClientRequest) async throws -> HTTPClientResponse
-    func close() async
-}
-
-extension HTTPClient: HECTransport {}
-
 /// HEC's JSON answer: `{"text":"Success","code":0,"ackId":7}`, or for a refused
 /// event `{"text":"Invalid data format","code":6,"invalid-event-number":2}`.
 /// https://docs.splunk.com/Documentation/Splunk/latest/Data/TroubleshootHTTPEventCollector
