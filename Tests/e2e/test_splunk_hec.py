@@ -220,9 +220,16 @@ def wait_delivered(process, hec: HECServer, ids: list[str], what: str) -> Counte
 
 def dead_letters(process) -> list[dict]:
     path = process.data_dir / "dead-letter" / "splunk_hec.ndjson"
+    return read_dead_letters(path)
+
+
+def read_dead_letters(path: Path) -> list[dict]:
+    """The complete lines of a dead-letter file. A line is written (and so can be
+    read) a part at a time; one without its newline yet is not there yet."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    text = path.read_text()
+    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
 
 
 def dead_lettered_ids(lines: list[dict]) -> list[str]:
@@ -266,7 +273,9 @@ def test_sdk_logs_arrive_once_each_with_acks_and_spl_fields(tmp_path, track_slui
             tmp_path,
             sluice_config(
                 hec,
-                {"indexer_ack": {"enabled": True, "poll_interval": "100ms", "timeout": "30s"}, "health_check_enabled": True},
+                # The timeout is for acks that never come (none here); a payload whose
+                # ack is merely slow on a busy machine must not be sent twice.
+                {"indexer_ack": {"enabled": True, "poll_interval": "100ms", "timeout": "120s"}, "health_check_enabled": True},
                 batch={"send_batch_size": 5000, "timeout": "200ms"},
             ),
             track_sluice,
@@ -371,7 +380,9 @@ def test_413_storm_splits_payloads_until_they_fit(tmp_path, track_sluice, hec):
 
 def test_503_period_degrades_then_recovers_losing_nothing(tmp_path, track_sluice, hec):
     process = rt.start_sluice(tmp_path, sluice_config(hec, batch={"send_batch_size": 500, "timeout": "100ms"}), track_sluice)
-    hec.set_outage(4, retry_after=1)
+    # Busy until /status has shown it, then no more: a fixed-length period could end
+    # before a slow machine got to look.
+    hec.set_outage(3600, retry_after=1)
     ids = []
     for n in range(10):
         batch_ids, body = log_request("busy", n * 200, 200)
@@ -386,7 +397,8 @@ def test_503_period_degrades_then_recovers_losing_nothing(tmp_path, track_sluice
     entry = rt.wait_until(degraded, 60, what="/status to show splunk_hec degraded")
     assert "503" in entry["last_error"] and "Server is busy" in entry["last_error"], entry
     assert entry["lag"]["items"] > 0
-    assert hec.in_outage, "the outage ended before /status showed it"
+    assert hec.in_outage and not hec.events(), "HEC took events while it was busy"
+    hec.set_outage(0)
     arrived = wait_delivered(process, hec, ids, "everything to arrive after the outage")
     entry = rt.wait_until(lambda: (e := status(process))["status"] == "active" and e, 60, what="splunk_hec active again")
     assert entry["lag"]["items"] == 0
@@ -413,8 +425,10 @@ def test_revoked_token_dead_letters_with_401_and_never_shows_the_token(tmp_path,
     after, body = log_request("after", 0, 100)
     post_logs(process, body)
 
-    lines = rt.wait_until(lambda: dead_letters(process) or None, 60, what="the dead-letter file")
-    rt.wait_until(lambda: len(dead_lettered_ids(dead_letters(process))) >= 100, 60, what="every record in the dead-letter file")
+    rt.wait_until(lambda: len(dead_lettered_ids(dead_letters(process))) >= 100, DELIVERY_TIMEOUT, what="every record in the dead-letter file")
+    # The line is in the file before the exporter commits past it (and counts it):
+    # wait for the commit rather than catch the moment between.
+    rt.wait_until(lambda: status(process)["lag"]["items"] == 0, DELIVERY_TIMEOUT, what="the exporter to commit past the dead-lettered records")
     lines = dead_letters(process)
     assert sorted(dead_lettered_ids(lines)) == sorted(after)
     for line in lines:
@@ -443,7 +457,7 @@ def test_oversized_event_is_dead_lettered_alone(tmp_path, track_sluice, hec):
     post_logs(process, body)
     rest = [i for i in ids if i != "big-000017"]
     arrived = wait_delivered(process, hec, rest, "the other 49 records")
-    rt.wait_until(lambda: dead_letters(process) or None, 30, what="the dead-letter file")
+    rt.wait_until(lambda: dead_letters(process) or None, DELIVERY_TIMEOUT, what="the dead-letter file")
     lines = dead_letters(process)
     assert dead_lettered_ids(lines) == ["big-000017"]
     assert "max_event_size" in lines[0]["reason"], lines[0]["reason"]
@@ -466,7 +480,7 @@ def test_event_refused_with_400_code_6_is_dead_lettered_alone(tmp_path, track_sl
     post_logs(process, body)
     rest = [i for i in ids if i != "bad-000007"]
     arrived = wait_delivered(process, hec, rest, "the other 29 records")
-    rt.wait_until(lambda: dead_letters(process) or None, 30, what="the dead-letter file")
+    rt.wait_until(lambda: dead_letters(process) or None, DELIVERY_TIMEOUT, what="the dead-letter file")
     lines = dead_letters(process)
     assert dead_lettered_ids(lines) == ["bad-000007"]
     assert "HTTP 400" in lines[0]["reason"] and "code 6" in lines[0]["reason"], lines[0]["reason"]
@@ -481,8 +495,10 @@ def test_event_refused_with_400_code_6_is_dead_lettered_alone(tmp_path, track_sl
 def test_payload_never_acknowledged_is_sent_again(tmp_path, track_sluice):
     with HECServer(token=TOKEN, acks=True) as hec:
         hec.lose_acks(1)
+        # 5 s: long enough that the resent payload's ack (ready at once) is never
+        # missed on a busy machine, which would send it a third time.
         process = rt.start_sluice(
-            tmp_path, sluice_config(hec, {"indexer_ack": {"enabled": True, "timeout": "1s", "poll_interval": "100ms"}}), track_sluice
+            tmp_path, sluice_config(hec, {"indexer_ack": {"enabled": True, "timeout": "5s", "poll_interval": "100ms"}}), track_sluice
         )
         ids, body = log_request("ack", 0, 100)
         post_logs(process, body)
@@ -500,8 +516,11 @@ def test_health_check_and_heartbeat(tmp_path, track_sluice, hec):
         tmp_path, sluice_config(hec, {"health_check_enabled": True, "heartbeat": {"interval": "200ms", "startup": True}}), track_sluice
     )
     beats = rt.wait_until(
-        lambda: [e for e in hec.events() if e.get("sourcetype") == "heartbeat"][2:] or None, 30, what="three heartbeats"
+        lambda: [e for e in hec.events() if e.get("sourcetype") == "heartbeat"][2:] or None, 60, what="three heartbeats"
     )
+    # The health check runs next to the heartbeats, not before them: wait for its answer.
+    rt.wait_until(lambda: any(line.get("msg") == "Splunk HEC is healthy" for line in process.log_lines()), 60,
+                  what="the health check's answer in the log")
     assert hec.health_checks == 1
     assert beats[0]["index"] == "_internal" and beats[0]["source"] == "sluice"
     assert beats[0]["event"].startswith("HeartbeatInfo version=")
@@ -532,7 +551,7 @@ def test_spans_become_span_events(tmp_path, track_sluice, hec):
     body = samples.proto_spans(spans).SerializeToString()
     response = rt.post(process.ports.url("otlp", "/v1/traces"), body)
     assert response.status == 200, response
-    events = rt.wait_until(lambda: len(hec.events()) >= len(spans) and hec.events(), 60, what="the spans")
+    events = rt.wait_until(lambda: len(hec.events()) >= len(spans) and hec.events(), DELIVERY_TIMEOUT, what="the spans")
     assert len(events) == len(spans)
     by_id = {e["event"]["span_id"]: e for e in events}
     for span in spans:
