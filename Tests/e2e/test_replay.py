@@ -52,7 +52,8 @@ def test_dead_letter_then_replay_delivers_every_record(tmp_path, track_sluice, o
     for chunk in range(0, len(sent), 100):
         assert rt.post(process.ports.url("otlp", "/v1/logs"), _request(sent[chunk:chunk + 100])).status == 200
     dead_letter = process.data_dir / "dead-letter" / "otlphttp.ndjson"
-    rt.wait_until(lambda: dead_letter.exists() and len(dead_letter.read_text().splitlines()) == 3, 30, what="3 dead-letter lines")
+    # Complete lines only: a line is written a part at a time. 120 s: a guard only.
+    rt.wait_until(lambda: dead_letter.exists() and dead_letter.read_text().count("\n") == 3, 120, what="3 dead-letter lines")
     lines = [json.loads(line) for line in dead_letter.read_text().splitlines()]
     assert all(line["exporter"] == "otlphttp" and "HTTP 400" in line["reason"] and line["signal"] == "logs" for line in lines)
     assert process.stop(timeout=30) == 0
