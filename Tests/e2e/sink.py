@@ -67,6 +67,9 @@ class OTLPSink:
         self.outage: Outage | None = None
         # Seconds each accepted request takes (a slow destination).
         self.delay = 0.0
+        # Bodies larger than this (as sent) are refused with 413, as a server or
+        # proxy with a body limit does; None: no limit.
+        self.max_body: int | None = None
         sink = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -147,6 +150,9 @@ class OTLPSink:
         if failing:
             extra = {"Retry-After": str(outage.retry_after)} if outage.retry_after is not None else {}
             self._answer(handler, outage.status, b"", "application/x-protobuf", extra)
+            return
+        if self.max_body is not None and len(body) > self.max_body:
+            self._answer(handler, 413, f"request body of {len(body)} bytes is over {self.max_body}".encode(), "text/plain")
             return
         content_type = handler.headers.get("Content-Type", "").split(";")[0].strip().lower()
         encoding = handler.headers.get("Content-Encoding", "").strip().lower()

@@ -71,3 +71,51 @@ enum RejectedRecords {
         }
     }
 }
+
+/// Every record of a call's batches, located, for exporters that send whole OTLP
+/// requests (`otlphttp`, `otlp`): a payload is a set of records, and its body is
+/// the batches it covers whole, or copies holding just its records when a 413 split
+/// a request (`RejectedRecords.subset`). Metrics are located by batch only (a
+/// record index of -1): they split down to one request as it was received.
+struct OTLPRecordIndex: EncodedRecordsIndex {
+    let locators: [RecordLocator]
+    var count: Int { locators.count }
+
+    init(_ batches: [OTLPBatch], signal: OTLPSignal) {
+        var locators: [RecordLocator] = []
+        for (b, batch) in batches.enumerated() {
+            let shape: [[Int]] = switch signal {
+            case .logs: batch.withLogs { $0.resourceLogs.map { $0.scopeLogs.map(\.logRecords.count) } } ?? []
+            case .traces: batch.withTraces { $0.resourceSpans.map { $0.scopeSpans.map(\.spans.count) } } ?? []
+            case .metrics: []
+            }
+            let before = locators.count
+            for (r, scopes) in shape.enumerated() {
+                for (s, records) in scopes.enumerated() {
+                    for k in 0..<records { locators.append(RecordLocator(batch: Int32(b), resource: Int32(r), scope: Int32(s), record: Int32(k))) }
+                }
+            }
+            // A batch without records (or of metrics) is still sent: one unit for it whole.
+            if locators.count == before { locators.append(RecordLocator(batch: Int32(b), resource: -1, scope: -1, record: -1)) }
+        }
+        self.locators = locators
+    }
+
+    /// The batches holding exactly `records` (indices into `locators`), in order:
+    /// whole batches as they are, parts of a batch as copies.
+    func batches(_ records: [Int], of batches: [OTLPBatch], signal: OTLPSignal) -> [OTLPBatch] {
+        var byBatch: [(Int32, [RecordLocator])] = []
+        for record in records {
+            let locator = locators[record]
+            if byBatch.last?.0 == locator.batch { byBatch[byBatch.count - 1].1.append(locator) } else { byBatch.append((locator.batch, [locator])) }
+        }
+        return byBatch.map { b, kept in
+            let batch = batches[Int(b)]
+            let whole = kept.first!.record < 0 || kept.count == locators.lazy.filter { $0.batch == b }.count
+            if whole { return batch }
+            // A copy that cannot be made (it never should) sends the batch whole:
+            // a duplicate rather than a loss.
+            return RejectedRecords.subset(batch, signal: signal, index: b, keeping: Set(kept)) ?? batch
+        }
+    }
+}

@@ -7,6 +7,8 @@ import SluiceNet
 /// option names. Batches are merged into one request by concatenating their
 /// protobuf encodings, which protobuf defines as merging the messages (repeated
 /// fields append): https://protobuf.dev/programming-guides/encoding/#last-one-wins
+/// A request refused as too large (413) is split in halves down to one record
+/// (the exporter kit), so one oversized request never sinks the rest.
 public struct OTLPHTTPExporterFactory: ExporterFactory {
     public let type = "otlphttp"
     public let signals: Set<OTLPSignal> = [.logs, .traces, .metrics]
@@ -31,49 +33,43 @@ public struct OTLPHTTPExporterFactory: ExporterFactory {
         }
         if base == nil, endpoints.isEmpty { config.report("endpoint", "missing: set endpoint (or logs_endpoint / traces_endpoint / metrics_endpoint)") }
         let encoding = config.enumeration("encoding", ["proto", "json"]) ?? "proto"
-        let http = HTTPClientSettings(config)
-        var client = HTTPClient.Settings(exporterConfig: config, shared: http)
-        if let connections = config.int("max_conns_per_host", min: 1, max: 256) { client.maxConnections = connections }
-        let retry = RetrySettings(config.map("retry_on_failure"))
-        let queue = QueueSettings(config.map("sending_queue"))
-        config.accept("read_buffer_size", "write_buffer_size", "max_idle_conns", "max_idle_conns_per_host",
-                      "idle_conn_timeout", "disable_keep_alives", "http2_read_idle_timeout", "http2_ping_timeout",
-                      "cookies", "compression_params")
-        config.refuseClientAuthenticator(instead: "send the credential as a header, e.g. headers: {authorization: \"Bearer ${env:TOKEN}\"}")
+        let settings = HTTPExporterSettings(config, auth: .extensions(context.extensions))
         config.finish()
         guard config.diagnostics.all.count == before else { return nil }
-        for warning in client.warnings { context.logger.warning("\(warning)", metadata: ["exporter": "\(id)"]) }
-        return OTLPHTTPExporter(id: id, endpoints: endpoints, json: encoding == "json", http: http, client: client, retry: retry, queue: queue)
+        for warning in settings.warnings { context.logger.warning("\(warning)", metadata: ["exporter": "\(id)"]) }
+        // One connection pool per scheme, host and port, shared by the signals.
+        var clients: [String: HTTPClient] = [:]
+        var targets: [OTLPSignal: (client: any HTTPTransport, endpoint: String, path: String)] = [:]
+        for (signal, (endpoint, path)) in endpoints {
+            let key = "\(endpoint.scheme)://\(endpoint.authority)"
+            let client = clients[key] ?? HTTPClient(endpoint: endpoint, settings: settings.client)
+            clients[key] = client
+            targets[signal] = (client, "\(client.endpoint)", path)
+        }
+        return OTLPHTTPExporter(id: id, targets: targets, json: encoding == "json", settings: settings)
     }
 }
 
 final class OTLPHTTPExporter: Exporter {
     let id: ComponentID
     let signals: Set<OTLPSignal>
-    let retry: RetrySettings
-    let queue: QueueSettings
+    var retry: RetrySettings { settings.retry }
+    var queue: QueueSettings { settings.queue }
     let json: Bool
-    let http: HTTPClientSettings
-    let targets: [OTLPSignal: (client: HTTPClient, path: String)]
+    let settings: HTTPExporterSettings
+    let targets: [OTLPSignal: (client: any HTTPTransport, endpoint: String, path: String)]
+    private let progressMemory = ProgressMemory()
 
-    init(id: ComponentID, endpoints: [OTLPSignal: (HTTPEndpoint, String)], json: Bool, http: HTTPClientSettings, client settings: HTTPClient.Settings,
-         retry: RetrySettings, queue: QueueSettings) {
+    /// OTLP/HTTP: only 429, 502, 503 and 504 are retryable; other errors are final.
+    /// https://opentelemetry.io/docs/specs/otlp/#retryable-response-codes
+    static let retryable: Set<Int> = [429, 502, 503, 504]
+
+    init(id: ComponentID, targets: [OTLPSignal: (client: any HTTPTransport, endpoint: String, path: String)], json: Bool, settings: HTTPExporterSettings) {
         self.id = id
         self.json = json
-        self.http = http
-        self.retry = retry
-        self.queue = queue
-        signals = Set(endpoints.keys)
-        // One connection pool per scheme, host and port, shared by the signals.
-        var clients: [String: HTTPClient] = [:]
-        var targets: [OTLPSignal: (client: HTTPClient, path: String)] = [:]
-        for (signal, (endpoint, path)) in endpoints {
-            let key = "\(endpoint.scheme)://\(endpoint.authority)"
-            let client = clients[key] ?? HTTPClient(endpoint: endpoint, settings: settings)
-            clients[key] = client
-            targets[signal] = (client, path)
-        }
+        self.settings = settings
         self.targets = targets
+        signals = Set(targets.keys)
     }
 
     func start() async throws {}
@@ -84,45 +80,58 @@ final class OTLPHTTPExporter: Exporter {
 
     func export(_ batches: [OTLPBatch], signal: OTLPSignal) async -> ExportOutcome {
         guard let target = targets[signal] else { return .permanent(reason: "no \(signal) endpoint configured") }
-        var payload: [UInt8]
-        if json {
-            // JSON has no concatenation rule: send one request per batch.
-            for batch in batches {
-                let outcome = await send(batch.encodeJSON(), contentType: "application/json", target)
-                guard outcome == .delivered else { return outcome }
-            }
-            return .delivered
+        let index = OTLPRecordIndex(batches, signal: signal)
+        var progress = progressMemory.take(batches, records: index.count)
+        let delivery = PayloadDelivery(
+            pack: { records, _ in self.payloads(records, index: index, batches: batches, signal: signal) },
+            send: { payload in await self.send(payload, target) })
+        let result = await delivery.run(&progress)
+        if let retry = result.retry {
+            progressMemory.keep(progress)
+            return .retryable(reason: retry.reason, after: retry.after)
         }
-        payload = []
-        for batch in batches { payload += batch.encodeProtobuf() }
-        return await send(payload, contentType: "application/x-protobuf", target)
+        return PayloadDelivery.outcome(progress, records: index, batches: batches, signal: signal, redact: { $0 })
     }
 
-    private func send(_ payload: [UInt8], contentType: String, _ target: (client: HTTPClient, path: String)) async -> ExportOutcome {
-        var headers = HTTPHeaders([("Content-Type", contentType)])
-        for (name, value) in http.headers { headers.replaceOrAdd(name: name, value: value) }
-        var body = payload
-        if http.compression == "gzip", let compressed = Compression.gzip(payload) {
-            body = compressed
-            headers.add(name: "Content-Encoding", value: "gzip")
+    /// Every record in one request, as received: concatenated protobuf encodings
+    /// merge into one message. JSON has no such rule, so it is one request per batch.
+    private func payloads(_ records: [Int], index: OTLPRecordIndex, batches: [OTLPBatch], signal: OTLPSignal) -> [Payload] {
+        guard !records.isEmpty else { return [] }
+        var groups = [records]
+        if json {
+            groups = []
+            for record in records {
+                if let last = groups.last?.last, index.locators[last].batch == index.locators[record].batch {
+                    groups[groups.count - 1].append(record)
+                } else {
+                    groups.append([record])
+                }
+            }
         }
+        return groups.map { group in
+            var raw: [UInt8] = []
+            for batch in index.batches(group, of: batches, signal: signal) { raw += json ? batch.encodeJSON() : batch.encodeProtobuf() }
+            let (body, gzipped) = settings.compress(raw)
+            return Payload(records: group, body: body, gzipped: gzipped, rawBytes: raw.count)
+        }
+    }
+
+    private func send(_ payload: Payload, _ target: (client: any HTTPTransport, endpoint: String, path: String)) async -> PayloadAnswer {
+        var headers = settings.headers([("Content-Type", json ? "application/json" : "application/x-protobuf")])
+        if payload.gzipped { headers.add(name: "Content-Encoding", value: "gzip") }
         let response: HTTPClientResponse
         do {
-            response = try await target.client.send(HTTPClientRequest(target: target.path, headers: headers, body: ByteBuffer(bytes: body)))
+            response = try await target.client.send(HTTPClientRequest(target: target.path, headers: headers, body: ByteBuffer(bytes: payload.body)))
         } catch {
-            return .retryable(reason: "\(target.client.endpoint): \(error)", after: nil)
+            return .retry("\(target.endpoint): \(error)", after: nil)
         }
-        let code = Int(response.status.code)
-        // OTLP/HTTP: only 429, 502, 503 and 504 are retryable; other errors are final.
-        // https://opentelemetry.io/docs/specs/otlp/#retryable-response-codes
-        switch code {
-        case 200..<300:
-            return .delivered
-        case 429, 502, 503, 504:
-            return .retryable(reason: "HTTP \(code) from \(target.client.endpoint)\(target.path)", after: response.retryAfter)
-        default:
-            let text = String(response.bodyText.prefix(300)).filter { !$0.isNewline }
-            return .permanent(reason: "HTTP \(code) from \(target.client.endpoint)\(target.path): \(text)")
+        let reason = "HTTP \(response.status.code) from \(target.endpoint)\(target.path)"
+        switch ResponseClass.of(response, retryable: Self.retryable) {
+        case .success: return .accepted
+        case .retry(let after): return .retry(reason, after: after)
+        case .tooLarge: return .tooLarge(reason)
+        case .unauthorized: return .refused("\(reason): \(ResponseClass.excerpt(response)); check the credential in headers or auth")
+        case .refused: return .refused("\(reason): \(ResponseClass.excerpt(response))")
         }
     }
 }
