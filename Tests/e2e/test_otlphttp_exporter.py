@@ -6,10 +6,10 @@ with the reason, and its neighbours are delivered."""
 from __future__ import annotations
 
 import json
-from collections import Counter
 
 import otlp_samples as samples
 import runtime_helpers as rt
+from test_durability import _arrived
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 LIMIT = 1 << 20
@@ -31,18 +31,6 @@ def _send(url: str, body: bytes) -> None:
     """Posts as an OTLP client does: a 429/503 (the log is full while the exporter
     splits) is retried after a pause."""
     rt.wait_until(lambda: rt.post(url, body).status == 200, 120, poll=0.2, what="the request accepted")
-
-
-def _arrived(sink) -> Counter:
-    ids: Counter = Counter()
-    for message in sink.messages("logs"):
-        for resource_logs in message.resource_logs:
-            for scope_logs in resource_logs.scope_logs:
-                for record in scope_logs.log_records:
-                    for attribute in record.attributes:
-                        if attribute.key == "event_id":
-                            ids[attribute.value.string_value] += 1
-    return ids
 
 
 def _config(sink):
