@@ -94,9 +94,10 @@ struct SplunkHECConfig: Sendable {
     var indexerAck = IndexerAck()
     var timeout: Duration = .seconds(30)
     var headers: [String: String] = [:]
-    var tls = TLSSettings()
-    var hasTLS = false
-    var proxyURL: String?
+    /// The HTTP client's settings (TLS, proxy, connections), read by the exporter kit.
+    var client = HTTPClient.Settings()
+    /// To log at start: TLS verification off, Collector keys without effect here.
+    var warnings: [String] = []
     var retry = RetrySettings()
     var queue = QueueSettings()
 
@@ -140,17 +141,19 @@ struct SplunkHECConfig: Sendable {
         if let v = Self.size(config, "max_content_length_logs", minimum: 1024) { maxContentLengthLogs = v }
         if let v = Self.size(config, "max_content_length_traces", minimum: 1024) { maxContentLengthTraces = v }
         if let v = Self.size(config, "max_event_size", minimum: 64) { maxEventSize = v }
-        // The section's shared HTTP keys: `timeout`, `headers`, and `compression`
-        // (which the Collector overrides with disable_compression; both are read).
-        let http = HTTPClientSettings(config, defaultCompression: "gzip")
-        timeout = http.timeout
-        headers = http.headers
-        compress = http.compression == "gzip"
+        // The section's shared HTTP keys, read by the exporter kit like every HTTP
+        // exporter's; `compression` is overridden by the Collector's
+        // disable_compression (both are read).
+        let http = HTTPExporterSettings(config, auth: .refused(instead: "the exporter authenticates with token"))
+        timeout = http.shared.timeout
+        headers = http.shared.headers
+        compress = http.gzip
+        gzipLevel = http.gzipLevel
+        client = http.client
+        warnings = http.warnings
+        retry = http.retry
+        queue = http.queue
         if let v = config.bool("disable_compression") { compress = !v }
-        if let params = config.map("compression_params") {
-            if let v = params.int("level", min: 1, max: 9) { gzipLevel = Int32(v) }
-            params.finish()
-        }
         if let v = config.string("splunk_app_name") { appName = v }
         if let v = config.string("splunk_app_version") { appVersion = v }
         if let v = config.bool("log_data_enabled") { logDataEnabled = v }
@@ -190,19 +193,16 @@ struct SplunkHECConfig: Sendable {
         if config.bool("use_multi_metric_format") == true {
             config.report("use_multi_metric_format", "Sluice's splunk_hec exporter sends logs and traces, not metrics; remove it")
         }
-        config.refuseClientAuthenticator(instead: "the exporter authenticates with token")
-        hasTLS = config.has("tls")
-        tls = TLSSettings(config.map("tls"))
-        proxyURL = config.string("proxy_url")
-        retry = RetrySettings(config.map("retry_on_failure"))
-        queue = QueueSettings(config.map("sending_queue"))
-        // Read so Collector configurations stay valid; they change nothing here (the
-        // HTTP client keeps its own small pool, profiling and metrics are not sent).
-        _ = config.int("max_content_length_metrics", min: 0)
-        _ = config.bool("profiling_data_enabled")
-        config.accept("max_connections", "telemetry", "batcher", "read_buffer_size", "write_buffer_size", "max_idle_conns",
-                      "max_idle_conns_per_host", "max_conns_per_host", "idle_conn_timeout", "disable_keep_alives",
-                      "http2_read_idle_timeout", "http2_ping_timeout", "cookies")
+        // Read so Collector configurations stay valid, and named as changing nothing
+        // here: metrics and profiles are not sent, batching is the pipeline's.
+        for (key, why) in [("max_content_length_metrics", "Sluice's splunk_hec sends logs and traces, not metrics"),
+                           ("profiling_data_enabled", "profiles are not sent"),
+                           ("max_connections", "connections are bounded by max_conns_per_host"),
+                           ("telemetry", "the exporter's metrics are always on /metrics"),
+                           ("batcher", "payloads are shaped by the pipeline's batch processor")] where config.has(key) {
+            config.accept(key)
+            warnings.append("\(config.path.isEmpty ? key : "\(config.path).\(key)") has no effect in Sluice (\(why)); remove it to silence this warning")
+        }
         config.finish()
         if config.diagnostics.all.count > before { return nil }
     }

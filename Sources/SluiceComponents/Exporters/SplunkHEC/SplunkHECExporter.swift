@@ -31,18 +31,7 @@ public struct SplunkHECExporterFactory: ExporterFactory {
     public func make(id: ComponentID, config: ConfigMap, context: ComponentContext) -> (any Exporter)? {
         let before = config.diagnostics.all.count
         guard let settings = SplunkHECConfig(config), config.diagnostics.all.count == before else { return nil }
-        var clientSettings = HTTPClient.Settings()
-        clientSettings.requestTimeout = settings.timeout
-        if settings.hasTLS { clientSettings.tls = TLSClientConfiguration(settings.tls) }
-        if let url = settings.proxyURL {
-            do {
-                clientSettings.proxy = try ProxySettings(url: url)
-            } catch {
-                config.report("proxy_url", error.description)
-                return nil
-            }
-        }
-        let client = HTTPClient(endpoint: settings.endpoint, settings: clientSettings)
+        let client = HTTPClient(endpoint: settings.endpoint, settings: settings.client)
         return SplunkHECExporter(id: id, config: settings, transport: client, logger: context.logger, metrics: context.metrics)
     }
 }
@@ -124,7 +113,7 @@ final class SplunkHECExporter: Exporter {
             "exporter": "\(id)", "endpoint": "\(config.endpoint.scheme)://\(config.endpoint.authority)\(config.eventPath)",
             "indexer_ack": "\(config.indexerAck.enabled)", "compression": "\(config.compress ? "gzip" : "none")",
             "fields_mode": "\(config.fieldsMode.rawValue)"])
-        for warning in config.tls.warnings { logger.warning("\(warning)", metadata: ["exporter": "\(id)"]) }
+        for warning in config.warnings { logger.warning("\(warning)", metadata: ["exporter": "\(id)"]) }
         // Neither check holds up the start: the data waits in the pipeline log anyway.
         if config.healthCheckEnabled { spawn { await self.checkHealth() } }
         if config.heartbeat.startup { spawn { _ = await self.sendHeartbeat() } }
