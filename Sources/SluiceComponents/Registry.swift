@@ -15,6 +15,7 @@ extension ComponentRegistry {
         registry.register(OTLPGRPCExporterFactory())
         registry.register(OTLPHTTPExporterFactory())
         registry.register(SplunkHECExporterFactory())
+        registry.register(ElasticsearchExporterFactory())
         registry.register(HealthCheckExtensionFactory())
         registry.register(FileStorageExtensionFactory())
         registry.register(BearerTokenAuthExtensionFactory())

@@ -510,3 +510,10 @@ def env_without_proxies() -> None:
             if host not in entries:
                 entries.append(host)
         os.environ[name] = ",".join(entries)
+
+
+def utc_day(nanos: int) -> str:
+    """`yyyy.MM.dd` of a time in nanoseconds, in UTC (dated index names)."""
+    import datetime
+
+    return datetime.datetime.fromtimestamp(nanos / 1e9, tz=datetime.timezone.utc).strftime("%Y.%m.%d")

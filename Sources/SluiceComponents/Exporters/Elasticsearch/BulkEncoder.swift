@@ -1,0 +1,445 @@
+import SluiceCore
+import SluiceNet
+
+/// Turns log records and spans into bulk API lines: per record an action line and a
+/// source line, `{"create":{"_index":…,"_id":…}}\n{…}\n`
+/// (https://www.elastic.co/guide/en/elasticsearch/reference/current/docs-bulk.html).
+/// Each record's two lines are one encoded record, so a payload is any run of them.
+///
+/// - `create`, never `index`: data streams take only `create`, and with a
+///   deterministic `_id` a retry of a document Elasticsearch already has is a 409,
+///   which counts as delivered, instead of a second copy.
+/// - `_id`: the record's `elasticsearch.document_id` attribute (with
+///   `logs_dynamic_id`), else its `event_id`, else the SHA-256 of its source line.
+/// - The document's layout follows `mapping.mode` (docs/elasticsearch.md shows each).
+/// - Every key is written once (ObjectKeys: the first writer wins, so a record's own
+///   fields win over its attributes, which win over its resource's): Elasticsearch
+///   refuses a document with a duplicate key.
+struct BulkEncoder: Sendable {
+    let mode: ElasticsearchConfig.MappingMode
+    let logsIndex: IndexName
+    let tracesIndex: IndexName
+    let logsDynamicIndex: Bool
+    let tracesDynamicIndex: Bool
+    let dynamicID: Bool
+
+    init(_ config: ElasticsearchConfig) {
+        mode = config.mode
+        logsIndex = IndexName(config.logsIndex, logstash: config.logstash)
+        tracesIndex = IndexName(config.tracesIndex, logstash: config.logstash)
+        logsDynamicIndex = config.logsDynamicIndex
+        tracesDynamicIndex = config.tracesDynamicIndex
+        dynamicID = config.dynamicID
+    }
+
+    /// The records of one call, and the ones that cannot become a document here
+    /// (a `bodymap` record without a map body), with why.
+    struct Output {
+        var records = EncodedRecords()
+        var unencodable: [Int: String] = [:]
+    }
+
+    func encode(_ batches: [OTLPBatch], signal: OTLPSignal) -> Output {
+        var writer = BulkWriter(encoder: self)
+        writer.output.records.bytes.reserveCapacity(batches.reduce(0) { $0 + $1.memoryBytes } + 4096)
+        for (b, batch) in batches.enumerated() {
+            switch signal {
+            case .logs: batch.withLogs { writer.appendLogs($0, batch: Int32(b)) }
+            case .traces: batch.withTraces { writer.appendTraces($0, batch: Int32(b)) }
+            case .metrics: break
+            }
+        }
+        return writer.output
+    }
+}
+
+/// One object being written, with its keys.
+struct JSONObjectWriter {
+    var out = JSONOutput()
+    var keys = ObjectKeys()
+    var first = true
+
+    mutating func reset() {
+        out.bytes.removeAll(keepingCapacity: true)
+        keys.reset()
+        first = true
+        out.append(UInt8(ascii: "{"))
+    }
+
+    mutating func key(_ name: String) -> Bool { ObjectKeys.beginMember(&out, &keys, prefix: nil, key: name, &first) }
+
+    mutating func string(_ name: String, _ value: StringView) {
+        if !value.isEmpty, key(name) { out.appendString(value.utf8) }
+    }
+
+    mutating func hex(_ name: String, _ value: BytesView) {
+        if !value.isEmpty, key(name) { out.appendHexString(value.bytes) }
+    }
+
+    mutating func int(_ name: String, _ value: Int64) {
+        if key(name) { out.appendInt(value) }
+    }
+
+    /// Each attribute as a member of this object, named `<prefix><key>`.
+    mutating func members(_ attributes: AttributesView?, prefix: [UInt8]? = nil) {
+        guard let attributes else { return }
+        for attribute in attributes {
+            guard let value = attribute.value, ObjectKeys.beginMember(&out, &keys, prefix: prefix, key: attribute.key.utf8, &first) else { continue }
+            value.writePlainJSON(to: &out)
+        }
+    }
+
+    /// `"name":{…attributes}`, its keys written once each; nothing when empty.
+    mutating func object(_ name: String, _ attributes: AttributesView?) {
+        guard let attributes, !attributes.isEmpty, key(name) else { return }
+        Self.writeObject(attributes, to: &out)
+    }
+
+    static func writeObject(_ attributes: AttributesView, to out: inout JSONOutput) {
+        var nested = ObjectKeys()
+        var first = true
+        out.append(UInt8(ascii: "{"))
+        for attribute in attributes {
+            guard let value = attribute.value, ObjectKeys.beginMember(&out, &nested, prefix: nil, key: attribute.key.utf8, &first) else { continue }
+            value.writePlainJSON(to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// `"name":"2026-11-21T10:00:00.123Z"`, with 3 or 9 fractional digits.
+    mutating func time(_ name: String, _ nanos: UInt64, digits: Int) {
+        guard key(name) else { return }
+        out.appendISOTime(nanos, digits: digits)
+    }
+
+    mutating func end() { out.append(UInt8(ascii: "}")) }
+}
+
+extension JSONOutput {
+    /// `"2026-11-21T10:00:00.123Z"` (UTC): Elasticsearch's `strict_date_optional_time`.
+    mutating func appendISOTime(_ nanos: UInt64, digits: Int) {
+        let (year, month, day, hour) = IndexName.civil(nanos)
+        let seconds = Int(nanos / 1_000_000_000)
+        func two(_ n: Int) { append(UInt8(ascii: "0") + UInt8(n / 10)); append(UInt8(ascii: "0") + UInt8(n % 10)) }
+        append(UInt8(ascii: "\""))
+        appendInt(Int64(year))
+        append(UInt8(ascii: "-")); two(month)
+        append(UInt8(ascii: "-")); two(day)
+        append(UInt8(ascii: "T")); two(hour)
+        append(UInt8(ascii: ":")); two(seconds % 3600 / 60)
+        append(UInt8(ascii: ":")); two(seconds % 60)
+        var fraction = Int(nanos % 1_000_000_000)
+        if digits > 0 {
+            append(UInt8(ascii: "."))
+            for _ in digits..<9 { fraction /= 10 }
+            var divisor = 1
+            for _ in 1..<digits { divisor *= 10 }
+            while divisor > 0 {
+                append(UInt8(ascii: "0") + UInt8(fraction / divisor % 10))
+                divisor /= 10
+            }
+        }
+        append(ascii: "Z\"")
+    }
+}
+
+/// Writes the documents of one call.
+struct BulkWriter {
+    let encoder: BulkEncoder
+    var output = BulkEncoder.Output()
+    var doc = JSONObjectWriter()
+    /// The last rendered index name and the hour it was rendered for.
+    var indexCache: (hour: UInt64, name: String, dynamic: Bool)?
+
+    init(encoder: BulkEncoder) { self.encoder = encoder }
+
+    var mode: ElasticsearchConfig.MappingMode { encoder.mode }
+
+    // MARK: Logs
+
+    mutating func appendLogs(_ request: LogsRequestView, batch: Int32) {
+        for (r, resourceLogs) in request.resourceLogs.enumerated() {
+            let resource = resourceLogs.resource?.attributes
+            for (s, scopeLogs) in resourceLogs.scopeLogs.enumerated() {
+                for (k, record) in scopeLogs.logRecords.enumerated() {
+                    let locator = RecordLocator(batch: batch, resource: Int32(r), scope: Int32(s), record: Int32(k))
+                    let time = record.effectiveTimeUnixNano
+                    if !writeLog(record, scope: scopeLogs.scope, resource: resource) {
+                        output.unencodable[output.records.count] = "mapping.mode bodymap needs a map body; this record's body is not a map"
+                        finish(locator, index: "", id: "", source: false)
+                        continue
+                    }
+                    let index = indexName(time, encoder.logsDynamicIndex, type: "logs", record.attributes, scopeLogs.scope?.attributes, resource, encoder.logsIndex)
+                    finish(locator, index: index, id: documentID(record.attributes), source: true)
+                }
+            }
+        }
+    }
+
+    /// The record's document into `doc`; false when this mode cannot write it.
+    mutating func writeLog(_ record: LogRecordView, scope: ScopeView?, resource: AttributesView?) -> Bool {
+        doc.reset()
+        let time = record.effectiveTimeUnixNano
+        switch mode {
+        case .bodymap:
+            guard let body = record.body, case .kvlist(let map) = body.value else { return false }
+            doc.members(map)
+        case .ecs:
+            doc.time("@timestamp", time, digits: 3)
+            if let body = record.body, doc.key("message") { writeBodyText(body) }
+            doc.string("log.level", record.severityText)
+            if record.severityNumber != 0 { doc.int("event.severity", Int64(record.severityNumber)) }
+            doc.hex("trace.id", record.traceID)
+            doc.hex("span.id", record.spanID)
+            // ECS's place for what was done (FORMATS: `event.action`), from the gateway's `action`.
+            if let action = record.attributes["action"], doc.key("event.action") { action.writePlainJSON(to: &doc.out) }
+            doc.members(record.attributes)
+            doc.members(resource)
+        case .otel:
+            doc.time("@timestamp", time, digits: 9)
+            if record.observedTimeUnixNano != 0 { doc.time("observed_timestamp", record.observedTimeUnixNano, digits: 9) }
+            if let body = record.body, doc.key("body") {
+                doc.out.append(ascii: "{")
+                if case .kvlist = body.value { doc.out.append(ascii: "\"structured\":") } else { doc.out.append(ascii: "\"text\":") }
+                if case .kvlist = body.value { body.writePlainJSON(to: &doc.out) } else { writeBodyText(body) }
+                doc.out.append(ascii: "}")
+            }
+            doc.string("severity_text", record.severityText)
+            if record.severityNumber != 0 { doc.int("severity_number", Int64(record.severityNumber)) }
+            doc.string("event_name", record.eventName)
+            doc.hex("trace_id", record.traceID)
+            doc.hex("span_id", record.spanID)
+            doc.object("attributes", record.attributes)
+            writeOTelScopeAndResource(scope, resource)
+        case .none, .raw:
+            doc.time("@timestamp", time, digits: 3)
+            if let body = record.body, doc.key("Body") { body.writePlainJSON(to: &doc.out) }
+            doc.string("SeverityText", record.severityText)
+            if record.severityNumber != 0 { doc.int("SeverityNumber", Int64(record.severityNumber)) }
+            if record.flags != 0 { doc.int("TraceFlags", Int64(record.flags)) }
+            doc.hex("TraceId", record.traceID)
+            doc.hex("SpanId", record.spanID)
+            doc.members(record.attributes, prefix: mode == .raw ? nil : Self.attributesPrefix)
+            doc.members(resource, prefix: Self.resourcePrefix)
+            if let scope {
+                doc.string("Scope.name", scope.name)
+                doc.string("Scope.version", scope.version)
+            }
+        }
+        doc.end()
+        return true
+    }
+
+    static let attributesPrefix = Array("Attributes.".utf8)
+    static let resourcePrefix = Array("Resource.".utf8)
+    static let eventsPrefix = Array("Events.".utf8)
+
+    /// A string body as it is; any other body as its JSON text.
+    mutating func writeBodyText(_ body: AnyValueView) {
+        if case .string(let text) = body.value { doc.out.appendString(text.utf8) } else { doc.out.appendString(body.stringValue) }
+    }
+
+    mutating func writeOTelScopeAndResource(_ scope: ScopeView?, _ resource: AttributesView?) {
+        if let scope, !scope.name.isEmpty || !scope.version.isEmpty || !scope.attributes.isEmpty, doc.key("scope") {
+            var inner = JSONObjectWriter()
+            inner.out = doc.out
+            inner.out.append(UInt8(ascii: "{"))
+            inner.string("name", scope.name)
+            inner.string("version", scope.version)
+            inner.object("attributes", scope.attributes)
+            inner.end()
+            doc.out = inner.out
+        }
+        if let resource, !resource.isEmpty, doc.key("resource") {
+            doc.out.append(ascii: "{\"attributes\":")
+            JSONObjectWriter.writeObject(resource, to: &doc.out)
+            doc.out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    // MARK: Spans
+
+    mutating func appendTraces(_ request: TracesRequestView, batch: Int32) {
+        for (r, resourceSpans) in request.resourceSpans.enumerated() {
+            let resource = resourceSpans.resource?.attributes
+            for (s, scopeSpans) in resourceSpans.scopeSpans.enumerated() {
+                for (k, span) in scopeSpans.spans.enumerated() {
+                    let locator = RecordLocator(batch: batch, resource: Int32(r), scope: Int32(s), record: Int32(k))
+                    writeSpan(span, scope: scopeSpans.scope, resource: resource)
+                    let index = indexName(span.startTimeUnixNano, encoder.tracesDynamicIndex, type: "traces", span.attributes, scopeSpans.scope?.attributes, resource, encoder.tracesIndex)
+                    finish(locator, index: index, id: documentID(span.attributes), source: true)
+                }
+            }
+        }
+    }
+
+    mutating func writeSpan(_ span: SpanView, scope: ScopeView?, resource: AttributesView?) {
+        doc.reset()
+        let start = span.startTimeUnixNano, end = span.endTimeUnixNano
+        let duration = end > start ? end - start : 0
+        let status = span.status
+        switch mode {
+        case .otel, .bodymap:
+            writeSpanIdentity(span, Self.otelSpanNames, duration: duration)
+            if let status, doc.key("status") {
+                doc.out.append(ascii: "{\"code\":")
+                doc.out.appendString(Self.statusName(status.code))
+                if !status.message.isEmpty { doc.out.append(ascii: ",\"message\":"); doc.out.appendString(status.message.utf8) }
+                doc.out.append(UInt8(ascii: "}"))
+            }
+            doc.object("attributes", span.attributes)
+            writeSpanEvents(span, name: "events", nameKey: "name", timeKey: "time_unix_nano", attributesKey: "attributes")
+            writeOTelScopeAndResource(scope, resource)
+        case .ecs:
+            writeSpanIdentity(span, Self.ecsSpanNames, duration: duration)
+            if doc.key("event.outcome") { doc.out.appendString(status.map { $0.code == 2 ? "failure" : $0.code == 1 ? "success" : "unknown" } ?? "unknown") }
+            doc.members(span.attributes)
+            doc.members(resource)
+        case .none, .raw:
+            writeSpanIdentity(span, Self.noneSpanNames, duration: duration)
+            doc.time("EndTimestamp", end, digits: 3)
+            if let status {
+                if doc.key("TraceStatus") { doc.out.appendInt(Int64(status.code)) }
+                doc.string("TraceStatusDescription", status.message)
+            }
+            doc.members(span.attributes, prefix: mode == .raw ? nil : Self.attributesPrefix)
+            writeSpanEvents(span, name: "Events", nameKey: "Name", timeKey: "@timestamp", attributesKey: "Attributes")
+            doc.members(resource, prefix: Self.resourcePrefix)
+            if let scope {
+                doc.string("Scope.name", scope.name)
+                doc.string("Scope.version", scope.version)
+            }
+        }
+        doc.end()
+    }
+
+    /// What each mode calls a span's identity fields.
+    struct SpanNames {
+        var digits: Int
+        var trace, span, parent, name, kind, duration: String
+        /// Duration in nanoseconds divided by this (the Collector's none mode writes microseconds).
+        var durationUnit: UInt64 = 1
+    }
+
+    static let otelSpanNames = SpanNames(digits: 9, trace: "trace_id", span: "span_id", parent: "parent_span_id", name: "name", kind: "kind", duration: "duration")
+    static let ecsSpanNames = SpanNames(digits: 3, trace: "trace.id", span: "span.id", parent: "parent.id", name: "span.name", kind: "span.kind", duration: "event.duration")
+    static let noneSpanNames = SpanNames(digits: 3, trace: "TraceId", span: "SpanId", parent: "ParentSpanId", name: "Name", kind: "Kind", duration: "Duration",
+                                         durationUnit: 1000)
+
+    mutating func writeSpanIdentity(_ span: SpanView, _ names: SpanNames, duration: UInt64) {
+        doc.time("@timestamp", span.startTimeUnixNano, digits: names.digits)
+        doc.hex(names.trace, span.traceID)
+        doc.hex(names.span, span.spanID)
+        doc.hex(names.parent, span.parentSpanID)
+        doc.string(names.name, span.name)
+        if doc.key(names.kind) { doc.out.appendString(Self.kindName(span.kindNumber)) }
+        if doc.key(names.duration) { doc.out.appendUInt(duration / names.durationUnit) }
+    }
+
+    mutating func writeSpanEvents(_ span: SpanView, name: String, nameKey: String, timeKey: String, attributesKey: String) {
+        guard !span.events.isEmpty, doc.key(name) else { return }
+        doc.out.append(UInt8(ascii: "["))
+        for (i, event) in span.events.enumerated() {
+            if i > 0 { doc.out.append(UInt8(ascii: ",")) }
+            var inner = JSONObjectWriter()
+            inner.out = doc.out
+            inner.out.append(UInt8(ascii: "{"))
+            inner.string(nameKey, event.name)
+            if timeKey == "@timestamp" { inner.time(timeKey, event.timeUnixNano, digits: 3) } else if inner.key(timeKey) { inner.out.appendUInt(event.timeUnixNano) }
+            inner.object(attributesKey, event.attributes)
+            inner.end()
+            doc.out = inner.out
+        }
+        doc.out.append(UInt8(ascii: "]"))
+    }
+
+    static func kindName(_ kind: Int32) -> String {
+        switch kind {
+        case 1: "Internal"
+        case 2: "Server"
+        case 3: "Client"
+        case 4: "Producer"
+        case 5: "Consumer"
+        default: "Unspecified"
+        }
+    }
+
+    static func statusName(_ code: Int32) -> String {
+        switch code {
+        case 1: "Ok"
+        case 2: "Error"
+        default: "Unset"
+        }
+    }
+
+    // MARK: Index and id
+
+    /// The record's index: from its attributes when dynamic (`elasticsearch.index`,
+    /// or the data stream `<type>-<data_stream.dataset>-<data_stream.namespace>`, or
+    /// the configured name between `elasticsearch.index.prefix`/`.suffix`), else
+    /// the configured name; dates from the record's time, in UTC.
+    mutating func indexName(_ nanos: UInt64, _ dynamic: Bool, type: String, _ record: AttributesView, _ scope: AttributesView?,
+                            _ resource: AttributesView?, _ template: IndexName) -> String {
+        if dynamic {
+            func lookup(_ key: StaticString) -> String? {
+                for attributes in [record, scope, resource] {
+                    if let value = attributes?[key], case .string(let s) = value.value, !s.isEmpty { return s.string }
+                }
+                return nil
+            }
+            if let index = lookup("elasticsearch.index") { return index }
+            let dataset = lookup("data_stream.dataset"), namespace = lookup("data_stream.namespace")
+            if dataset != nil || namespace != nil {
+                return "\(type)-\(Self.dataStreamPart(dataset ?? "generic"))-\(Self.dataStreamPart(namespace ?? "default"))"
+            }
+            let prefix = lookup("elasticsearch.index.prefix"), suffix = lookup("elasticsearch.index.suffix")
+            if prefix != nil || suffix != nil { return (prefix ?? "") + template.render(nanos) + (suffix ?? "") }
+        }
+        guard template.hasDate else {
+            if let cache = indexCache { return cache.name }
+            let name = template.render(nanos)
+            indexCache = (0, name, false)
+            return name
+        }
+        let hour = nanos / 3_600_000_000_000
+        if let cache = indexCache, cache.hour == hour { return cache.name }
+        let name = template.render(nanos)
+        indexCache = (hour, name, false)
+        return name
+    }
+
+    /// Data stream names are lowercase and cannot hold `-` inside a part
+    /// (https://www.elastic.co/guide/en/ecs/current/ecs-data_stream.html).
+    static func dataStreamPart(_ text: String) -> String {
+        String(text.lowercased().map { "\\/*?\"<>| ,#:-".contains($0) ? "_" : $0 })
+    }
+
+    func documentID(_ attributes: AttributesView) -> String? {
+        if encoder.dynamicID, let value = attributes["elasticsearch.document_id"], case .string(let s) = value.value, !s.isEmpty { return s.string }
+        if let value = attributes["event_id"], case .string(let s) = value.value, !s.isEmpty, s.utf8.count <= 512 { return s.string }
+        return nil
+    }
+
+    /// Appends the action line and the document, and ends the record.
+    mutating func finish(_ locator: RecordLocator, index: String, id: String?, source: Bool) {
+        if source {
+            var action = JSONOutput()
+            action.append(ascii: "{\"create\":{\"_index\":")
+            action.appendString(index)
+            action.append(ascii: ",\"_id\":")
+            if let id {
+                action.appendString(id)
+            } else {
+                // No id of its own: the hash of the document, so the same record always
+                // gets the same id. 128 bits of SHA-256 in hex.
+                action.appendString(Digest.hex(Array(doc.out.bytes.withUnsafeBytes { Digest.sha256($0) }.prefix(16))))
+            }
+            action.append(ascii: "}}\n")
+            output.records.bytes += action.bytes
+            output.records.bytes += doc.out.bytes
+            output.records.bytes.append(UInt8(ascii: "\n"))
+        }
+        output.records.ends.append(output.records.bytes.count)
+        output.records.locators.append(locator)
+    }
+}
