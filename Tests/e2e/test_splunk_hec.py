@@ -28,7 +28,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -493,10 +492,7 @@ def test_wrong_token_fails_the_exporter_until_a_reload_fixes_it_and_replay_sends
     assert process.stop(timeout=60) == 0
 
     # Replay sends what was refused, each record once.
-    result = subprocess.run(
-        [str(rt.SLUICE_BIN), "replay", "--config", str(process.config_path), "--exporter", "splunk_hec",
-         "--data-directory", str(process.data_dir)],
-        capture_output=True, text=True, timeout=120)
+    result = process.replay("splunk_hec")
     assert result.returncode == 0, result.stderr
     assert "done: 150 delivered, 0 failed again" in result.stdout, result.stdout
     arrived = hec.event_ids()
