@@ -53,7 +53,7 @@ struct Replay: AsyncParsableCommand {
             for diagnostic in config.diagnostics.all { print(diagnostic, to: &errors) }
             throw ExitCode(1)
         }
-        let input = from ?? "\(dataDirectory)/dead-letter/\(id.fileSafe).ndjson"
+        let input = from ?? DeadLetterFile.path(of: id, in: dataDirectory)
         guard let data = FileManager.default.contents(atPath: input) else {
             print("cannot read \(input); give the file with --from", to: &errors)
             throw ExitCode(1)

@@ -133,6 +133,21 @@ import SluiceCore
         #expect(hec.requests.allSatisfy { $0.headers.first(name: "Authorization") == "Splunk \(Self.token)" })
     }
 
+    @Test func maskingTheTokenLeavesSplunksWordsReadable() async throws {
+        // Issue 21: with the token `tok`, a 401 read "Invalid [REDACTED]en".
+        for token in ["tok", "oken", "Invalid"] {
+            let exporter = makeExporter(FakeHEC()) { $0.token = .init(value: token) }
+            let outcome = await exporter.export([batch(count: 1, prefix: "t")], signal: .logs)
+            guard case .permanent(let reason) = outcome else {
+                Issue.record("expected a permanent failure, got \(outcome)")
+                continue
+            }
+            let expected = token == "Invalid" ? "[REDACTED] token (code 4)" : "Invalid token (code 4)"
+            #expect(reason.contains(expected), "token \(token): \(reason)")
+            #expect(reason.contains("check the HEC token"))
+        }
+    }
+
     @Test func aRetryResendsOnlyWhatWasNotDelivered() async throws {
         let hec = FakeHEC()
         hec.busyAfter = 2  // two payloads are taken, then 503

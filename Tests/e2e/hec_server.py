@@ -22,6 +22,11 @@ for any body over `max_body` bytes; 400 code 6 for payloads holding a chosen
 event_id (with `invalid-event-number`); 401 for every request after `revoke()`;
 acks that never turn true for the next N payloads (`lose_acks`).
 
+A well-formed `Authorization: Splunk <token>` with another token is answered as
+Splunk answers it, 403 code 4 "Invalid token", and counted in `wrong_tokens` (a
+test gives Sluice a wrong token on purpose); a malformed header is a protocol
+error (401 code 3, kept in `errors`).
+
 Events are kept only from payloads answered 200; `events()` returns them in
 arrival order, each as parsed, with the request it came in.
 """
@@ -81,6 +86,7 @@ class HECServer:
         self.health_checks = 0
         self.ack_polls = 0
         self.revoked = False
+        self.wrong_tokens = 0
         self.max_body: int | None = None
         self.bad_event_ids: set[str] = set()
         self._outage_until: float | None = None
@@ -222,10 +228,15 @@ class HECServer:
         value = handler.headers.get("Authorization")
         if value is None:
             raise ProtocolError("Token is required", code=2, status=401)
-        if value != f"Splunk {self.token}":
+        scheme, _, token = value.partition(" ")
+        if scheme != "Splunk" or not token or token != token.strip():
             with self._lock:
-                self.errors.append(f"wrong Authorization header: {value[:8]}…")
+                self.errors.append(f"malformed Authorization header: {value[:8]}…")
             raise ProtocolError("Invalid authorization", code=3, status=401)
+        if token != self.token:
+            with self._lock:
+                self.wrong_tokens += 1
+            raise ProtocolError("Invalid token", code=4, status=403)
         if self.revoked:
             raise ProtocolError("Invalid token", code=4, status=401)
 

@@ -213,6 +213,13 @@ class SluiceProcess:
             self._stderr.close()
             self._stderr = None
 
+    def replay(self, exporter: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """`sluice replay` of `exporter`'s dead letters, with this process's
+        configuration file and data directory (stop the process first)."""
+        return subprocess.run(
+            [str(SLUICE_BIN), "replay", "--config", str(self.config_path), "--exporter", exporter, "--data-directory", str(self.data_dir)],
+            capture_output=True, text=True, timeout=timeout)
+
     def check_alive(self, what: str = "") -> None:
         if not self.alive():
             rc = self.process.returncode

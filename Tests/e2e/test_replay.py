@@ -60,10 +60,7 @@ def test_dead_letter_then_replay_delivers_every_record(tmp_path, track_sluice, o
 
     # The destination is fixed; replay through the same exporter.
     otlp_sink.set_outage(0)
-    result = subprocess.run(
-        [str(rt.SLUICE_BIN), "replay", "--config", str(process.config_path), "--exporter", "otlphttp",
-         "--data-directory", str(process.data_dir)],
-        capture_output=True, text=True, timeout=60)
+    result = process.replay("otlphttp")
     assert result.returncode == 0, result.stderr
     assert "done: 300 delivered, 0 failed again" in result.stdout, result.stdout
     assert "replaying 3 request(s), 300 item(s)" in result.stderr

@@ -10,7 +10,11 @@ does — behind it.
    split until they fit, nothing is lost or duplicated.
 3. A 503 period: /status goes degraded, then active; nothing is lost.
 4. A revoked token: 401, the data goes to the dead-letter file with a reason
-   that says 401 and never shows the token; /status shows the error.
+   that says 401 and never shows the token; /status shows the error. A wrong
+   token (403 code 4): /status `failed` after one request, with what to do, the
+   dead-letter file and how much went there; a reload with the right token makes
+   it `active` at the next delivery, and `sluice replay` sends the dead letters
+   once each.
 5. One event over max_event_size goes to the dead-letter file alone; the rest of
    its batch is delivered. The same for one event HEC refuses with 400 code 6.
 6. Acks that never come are resent; health check, heartbeat, fields_mode: event,
@@ -33,6 +37,7 @@ import pytest
 import otlp_samples as samples
 import runtime_helpers as rt
 from hec_server import HECServer, event_id_of
+from test_reload import _reload
 
 logging.getLogger("opentelemetry").setLevel(logging.ERROR)
 rt.env_without_proxies()
@@ -445,6 +450,57 @@ def test_revoked_token_dead_letters_with_401_and_never_shows_the_token(tmp_path,
     assert process.stop(timeout=60) == 0
     assert_no_token_anywhere(process)
     print(f"\nrevoked token: dead-letter reason {lines[0]['reason']!r}")
+
+
+def test_wrong_token_fails_the_exporter_until_a_reload_fixes_it_and_replay_sends_each_record_once(tmp_path, track_sluice, hec):
+    wrong = "0badc0de-1111-4222-8333-444455556666"
+    process = rt.start_sluice(tmp_path, sluice_config(hec, {"token": wrong}), track_sluice)
+    assert status(process)["status"] == "active"
+    dead_letter = process.data_dir / "dead-letter" / "splunk_hec.ndjson"
+
+    # One request refused with 403 is enough: failed, its data in the dead-letter file.
+    refused, body = log_request("refused", 0, 100)
+    post_logs(process, body)
+    entry = rt.wait_until(lambda: (e := status(process))["dead_lettered_items"] == 100 and e, 60, what="100 items dead-lettered")
+    assert hec.wrong_tokens == 1, hec.status_counts
+    assert entry["status"] == "failed", entry
+    error = entry["last_error"]
+    assert "HTTP 403" in error and "Invalid token (code 4)" in error and "check the HEC token" in error, error
+    assert "sluice replay --exporter splunk_hec" in error and str(dead_letter) in error, error
+    assert entry["dead_letter"] == {"path": str(dead_letter), "bytes": dead_letter.stat().st_size}, entry
+    assert sorted(dead_lettered_ids(dead_letters(process))) == sorted(refused)
+    assert rt.metric(metrics(process), "sluice_exporter_up", exporter="splunk_hec") == 0
+
+    # Still refused: still failed, counted, and the log said so once, not per request.
+    more, body = log_request("refused", 100, 50)
+    post_logs(process, body)
+    rt.wait_until(lambda: status(process)["dead_lettered_items"] == 150, 60, what="150 items dead-lettered")
+    failed_lines = [line for line in process.log_lines() if line.get("msg", "").startswith("exporter failed")]
+    assert len(failed_lines) == 1 and failed_lines[0]["level"] == "error", failed_lines
+
+    # The token is fixed by a reload; the exporter is active again once a delivery succeeds.
+    config = sluice_config(hec)(process.ports)
+    _reload(process, config)
+    assert status(process)["status"] == "failed"  # nothing delivered yet: nothing says the fix works
+    after, body = log_request("after", 0, 100)
+    post_logs(process, body)
+    wait_delivered(process, hec, after, "the records sent after the reload")
+    entry = status(process)
+    assert entry["status"] == "active" and entry["dead_lettered_items"] == 0, entry
+    assert rt.metric(metrics(process), "sluice_exporter_up", exporter="splunk_hec") == 1
+    assert any(line.get("msg") == "exporter recovered" for line in process.log_lines())
+    assert process.stop(timeout=60) == 0
+
+    # Replay sends what was refused, each record once.
+    result = process.replay("splunk_hec")
+    assert result.returncode == 0, result.stderr
+    assert "done: 150 delivered, 0 failed again" in result.stdout, result.stdout
+    arrived = hec.event_ids()
+    assert set(arrived) == set(refused + more + after) and all(n == 1 for n in arrived.values()), arrived.most_common(3)
+    assert hec.errors == []
+    for secret in (wrong, TOKEN):
+        assert secret not in process.stderr() and secret not in result.stderr and secret not in dead_letter.read_text()
+    print(f"\nwrong token: /status last_error {error!r}")
 
 
 # ----------------------------------------------------------------------------

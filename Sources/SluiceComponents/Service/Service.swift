@@ -163,7 +163,7 @@ public final class Service: Sendable {
     func register(_ g: Generation, on board: StatusBoard) {
         for id in g.exporters.keys.sorted() {
             let logs = g.pipelines.filter { $0.config.exporters.contains(id) }.map(\.log)
-            board.register(status(id)) {
+            board.register(status(id), deadLetter: DeadLetterFile.path(of: id, in: g.context.dataDirectory)) {
                 logs.reduce(CursorLag(entries: 0, items: 0, bytes: 0, oldestAgeSeconds: 0)) { total, log in
                     let lag = log.lag(id)
                     return CursorLag(entries: total.entries + lag.entries, items: total.items + lag.items, bytes: total.bytes + lag.bytes,
@@ -211,7 +211,7 @@ public final class Service: Sendable {
         let delivery = ExporterDelivery(
             exporter: exporter, signal: pipeline.config.signal, pipeline: log.name,
             cursor: ControlledCursor(inner: log.cursor(key.exporter), control: control), shape: pipeline.shape,
-            status: status(key.exporter), deadLetter: DeadLetterFile(path: "\(context.dataDirectory)/dead-letter/\(key.exporter.fileSafe).ndjson"),
+            status: status(key.exporter), deadLetter: DeadLetterFile(path: DeadLetterFile.path(of: key.exporter, in: context.dataDirectory)),
             logger: context.logger, metrics: context.metrics, sleep: { try await control.sleep($0) })
         let task = Task {
             await previous?.value

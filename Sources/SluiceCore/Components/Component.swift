@@ -183,6 +183,14 @@ public protocol Exporter: AnyObject, Sendable {
     /// settings) as one or more payloads.
     func export(_ batches: [OTLPBatch], signal: OTLPSignal) async -> ExportOutcome
     func shutdown() async
+    /// The configured credentials this exporter sends. `ExporterDelivery` masks them
+    /// in every reason before it reaches `/status`, the log or the dead-letter file,
+    /// whatever a destination echoes back.
+    var secrets: SecretMask { get }
+}
+
+extension Exporter {
+    public var secrets: SecretMask { SecretMask([]) }
 }
 
 // MARK: Extensions

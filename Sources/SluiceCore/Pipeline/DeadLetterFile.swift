@@ -10,6 +10,12 @@ public final class DeadLetterFile: Sendable {
 
     public init(path: String) { self.path = path }
 
+    /// Where an exporter's dead-letter file is: the service writes it, `/status`
+    /// shows it and `sluice replay` reads it.
+    public static func path(of exporter: ComponentID, in dataDirectory: String) -> String {
+        "\(dataDirectory)/dead-letter/\(exporter.fileSafe).ndjson"
+    }
+
     public enum WriteError: Error, CustomStringConvertible {
         case cannotOpen(String, Int32)
         case cannotWrite(String, Int32)

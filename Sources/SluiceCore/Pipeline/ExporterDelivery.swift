@@ -81,7 +81,7 @@ public struct ExporterDelivery: Sendable {
         while true {
             if Task.isCancelled { return false }
             var retryable: (reason: String, after: Duration?)?
-            switch await exporter.export(batches, signal: signal) {
+            switch masked(await exporter.export(batches, signal: signal)) {
             case .delivered:
                 counters.sent.add(items)
                 counters.batchItemsSum.add(items)
@@ -106,10 +106,20 @@ public struct ExporterDelivery: Sendable {
                                         "delivered": "\(items - refused)", "dead_letter": "\(deadLetter.path)"])
                 return await writeDeadLetter(rejected, items: refused, reason: reason)
             case .permanent(let reason):
+                // The destination refused the whole request (a bad token, a wrong URL):
+                // nothing gets through until someone acts, which is what `failed` says.
+                // The next delivery that succeeds makes the exporter active again.
                 counters.failed.add(items)
-                logger.error("destination refused data permanently; writing it to the dead-letter file",
-                             metadata: ["exporter": "\(exporter.id)", "reason": "\(reason)", "items": "\(items)", "dead_letter": "\(deadLetter.path)"])
-                status.set(status.snapshot.state, error: reason)
+                let why = "\(reason) (refused for good; \(whatToDo))"
+                if status.set(.failed, error: why) {
+                    logger.error("exporter failed: the destination refused a request for good; its data goes to the dead-letter file",
+                                 metadata: ["exporter": "\(exporter.id)", "pipeline": "\(pipeline)", "reason": "\(why)",
+                                            "items": "\(items)", "dead_letter": "\(deadLetter.path)"])
+                } else {
+                    // Already failed and said so: one error line per transition, not per request.
+                    logger.debug("destination refused data permanently; writing it to the dead-letter file",
+                                 metadata: ["exporter": "\(exporter.id)", "reason": "\(reason)", "items": "\(items)", "dead_letter": "\(deadLetter.path)"])
+                }
                 return await writeDeadLetter(batches, items: items, reason: reason)
             case .partiallyRetryable(let remaining, let reason, let after):
                 // The delivered part counts as sent; only the rest is retried.
@@ -125,12 +135,13 @@ public struct ExporterDelivery: Sendable {
                 counters.failed.add(items)
                 let elapsed = now() - started
                 guard retry.enabled, retry.maxElapsedTime == .zero || elapsed < retry.maxElapsedTime else {
-                    let why = retry.enabled ? "retries exhausted after \(retry.maxElapsedTime): \(reason)" : "retry_on_failure is disabled: \(reason)"
+                    let cause = retry.enabled ? "retries exhausted after \(retry.maxElapsedTime): \(reason)" : "retry_on_failure is disabled: \(reason)"
+                    let why = "\(cause) (\(whatToDo))"
                     if status.set(.failed, error: why) {
                         logger.error("exporter failed; its data goes to the dead-letter file",
                                      metadata: ["exporter": "\(exporter.id)", "reason": "\(why)", "dead_letter": "\(deadLetter.path)"])
                     }
-                    return await writeDeadLetter(batches, items: items, reason: why)
+                    return await writeDeadLetter(batches, items: items, reason: cause)
                 }
                 if status.set(.degraded, error: reason) {
                     logger.warning("exporter degraded; data waits in the pipeline log and is retried",
@@ -148,12 +159,34 @@ public struct ExporterDelivery: Sendable {
         }
     }
 
+    /// What an operator does about a failed exporter, in `/status` and the log.
+    private var whatToDo: String {
+        "the data is in the dead-letter file \(deadLetter.path); fix the cause (the token or credentials, the URL, the destination), "
+            + "reload the configuration, then send it again with sluice replay --exporter \(exporter.id)"
+    }
+
+    /// The outcome with the exporter's secrets masked in its reason, whatever the
+    /// destination echoed back: the reason goes to `/status`, the log and the dead-letter file.
+    private func masked(_ outcome: ExportOutcome) -> ExportOutcome {
+        let secrets = exporter.secrets
+        guard !secrets.isEmpty else { return outcome }
+        switch outcome {
+        case .delivered: return outcome
+        case .retryable(let reason, let after): return .retryable(reason: secrets(reason), after: after)
+        case .permanent(let reason): return .permanent(reason: secrets(reason))
+        case .partiallyDelivered(let rejected, let reason): return .partiallyDelivered(rejected: rejected, reason: secrets(reason))
+        case .partiallyRetryable(let remaining, let reason, let after):
+            return .partiallyRetryable(remaining: remaining, reason: secrets(reason), after: after)
+        }
+    }
+
     private func writeDeadLetter(_ batches: [OTLPBatch], items: Int, reason: String) async -> Bool {
         var backoff: Duration = .seconds(1)
         while true {
             do {
                 try deadLetter.write(batches, exporter: exporter.id, reason: reason)
                 counters.deadLettered.add(items)
+                status.deadLettered(items)
                 return true
             } catch {
                 // Without the dead-letter file the data has nowhere safe to go: keep it

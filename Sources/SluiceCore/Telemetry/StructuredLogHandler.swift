@@ -29,13 +29,6 @@ public struct StructuredLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    static let secretWords = ["token", "password", "passwd", "secret", "authorization", "api_key", "apikey", "api-key", "credential", "private_key"]
-
-    static func isSecret(_ key: String) -> Bool {
-        let lower = key.lowercased()
-        return secretWords.contains { lower.contains($0) }
-    }
-
     public func log(event: LogEvent) {
         var merged = metadata
         if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
@@ -54,13 +47,13 @@ public struct StructuredLogHandler: LogHandler {
                 out.append(UInt8(ascii: ","))
                 out.appendString(key)
                 out.append(UInt8(ascii: ":"))
-                out.appendString(Self.isSecret(key) ? "[REDACTED]" : "\(merged[key]!)")
+                out.appendString(SecretMask.isSecretName(key) ? SecretMask.placeholder : "\(merged[key]!)")
             }
             out.append(ascii: "}\n")
         case .text:
             var line = "\(time) \(event.level.shortName.uppercased()) \(event.message)"
             for key in merged.keys.sorted() {
-                let value = Self.isSecret(key) ? "[REDACTED]" : "\(merged[key]!)"
+                let value = SecretMask.isSecretName(key) ? SecretMask.placeholder : "\(merged[key]!)"
                 line += " \(key)=\(value.contains(" ") ? "\"\(value)\"" : value)"
             }
             out.appendRaw((line + "\n").utf8)

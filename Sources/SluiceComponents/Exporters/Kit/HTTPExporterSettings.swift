@@ -101,16 +101,9 @@ struct HTTPExporterSettings: Sendable {
     }
 
     /// Values that must never reach a log line, an error or the dead-letter file:
-    /// the authenticator's credential and headers that carry one.
+    /// the authenticator's credential and headers that carry one (SecretMask says
+    /// which header names do, the same rule as for log metadata).
     var secrets: [String] {
-        var values = authenticator?.secretValues() ?? []
-        for (name, value) in shared.headers where Self.credentialHeaders.contains(name.lowercased()) {
-            values.append(value)
-            // "Bearer abc": the token alone may be echoed too.
-            if let space = value.firstIndex(of: " ") { values.append(String(value[value.index(after: space)...])) }
-        }
-        return values
+        (authenticator?.secretValues() ?? []) + SecretMask.secrets(inHeaders: shared.headers)
     }
-
-    static let credentialHeaders: Set<String> = ["authorization", "x-api-key", "dd-api-key", "api-key", "x-splunk-token"]
 }

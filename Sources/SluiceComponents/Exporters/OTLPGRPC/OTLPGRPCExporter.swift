@@ -64,11 +64,13 @@ final class OTLPGRPCExporter: Exporter {
     let shared: HTTPClientSettings
     /// The headers every call sends, worked out once.
     let callHeaders: HTTPHeaders
+    let secrets: SecretMask
 
     init(id: ComponentID, client: HTTPClient, shared: HTTPClientSettings, retry: RetrySettings, queue: QueueSettings) {
         self.id = id
         self.client = client
         self.shared = shared
+        secrets = SecretMask(SecretMask.secrets(inHeaders: shared.headers))
         self.retry = retry
         self.queue = queue
         var headers = HTTPHeaders([("content-type", "application/grpc"), ("te", "trailers"), ("user-agent", "sluice/\(SluiceVersion.current)")])

@@ -59,6 +59,8 @@ final class OTLPHTTPExporter: Exporter {
     let settings: HTTPExporterSettings
     let targets: [OTLPSignal: (client: any HTTPTransport, endpoint: String, path: String)]
     private let progressMemory = ProgressMemory()
+    /// The credentials this exporter sends, masked in every reason by `ExporterDelivery`.
+    let secrets: SecretMask
 
     /// OTLP/HTTP: only 429, 502, 503 and 504 are retryable; other errors are final.
     /// https://opentelemetry.io/docs/specs/otlp/#retryable-response-codes
@@ -68,6 +70,7 @@ final class OTLPHTTPExporter: Exporter {
         self.id = id
         self.json = json
         self.settings = settings
+        secrets = SecretMask(settings.secrets)
         self.targets = targets
         signals = Set(targets.keys)
     }
@@ -131,6 +134,8 @@ final class OTLPHTTPExporter: Exporter {
         case .retry(let after): return .retry(reason, after: after)
         case .tooLarge: return .tooLarge(reason)
         case .unauthorized: return .refused("\(reason): \(ResponseClass.excerpt(response)); check the credential in headers or auth")
+        case .refused where response.status.code == 404:
+            return .refused("\(reason): \(ResponseClass.excerpt(response)); check the endpoint and its path (<endpoint>/v1/logs, or logs_endpoint as the full URL)")
         case .refused: return .refused("\(reason): \(ResponseClass.excerpt(response))")
         }
     }

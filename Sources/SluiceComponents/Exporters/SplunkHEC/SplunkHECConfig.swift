@@ -54,8 +54,8 @@ struct SplunkHECConfig: Sendable {
     /// line or an error can show it.
     struct Token: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
         let value: String
-        var description: String { "[REDACTED]" }
-        var debugDescription: String { "[REDACTED]" }
+        var description: String { SecretMask.placeholder }
+        var debugDescription: String { SecretMask.placeholder }
     }
 
     static let defaultContentLength = 2 << 20

@@ -50,6 +50,8 @@ final class SplunkHECExporter: Exporter {
     let now: @Sendable () -> ContinuousClock.Instant
     /// Headers every request carries (the token among them; never logged).
     private let baseHeaders: HTTPHeaders
+    /// The token and the secret-named headers, for `redact`.
+    let secrets: SecretMask
     private let state = Mutex(State())
     private let background = Mutex<[Task<Void, Never>]>([])
     private let metrics: MetricsRegistry
@@ -95,6 +97,7 @@ final class SplunkHECExporter: Exporter {
         headers.replaceOrAdd(name: "__splunk_app_version", value: config.appVersion)
         if let ack { headers.replaceOrAdd(name: "X-Splunk-Request-Channel", value: ack.channel) }
         baseHeaders = headers
+        secrets = SecretMask([config.token.value] + SecretMask.secrets(inHeaders: config.headers))
         let labels = [("exporter", id.description)]
         counters = Counters(
             payloadBytes: metrics.counter("sluice_splunk_hec_payload_bytes_total", "Bytes of event payloads sent to HEC (as sent, compressed or not).", labels: labels),
@@ -276,6 +279,8 @@ final class SplunkHECExporter: Exporter {
             return .badRecord(reason, index: answer.invalidEventNumber)
         case .unauthorized:
             return .refused("\(reason); check the HEC token (not shown here) and that it is enabled")
+        case .refused where response.status.code == 404:
+            return .refused("\(reason); check the endpoint: HEC listens at <host>:8088/services/collector (Splunk Cloud: https://http-inputs-<stack>.splunkcloud.com)")
         case .retry(let after):
             return .retry(reason, after: after)
         case .refused:
@@ -306,10 +311,9 @@ final class SplunkHECExporter: Exporter {
     }
 
     /// The token must never reach a log line, an error or the dead-letter file,
-    /// whatever a server echoes back.
-    func redact(_ text: String) -> String {
-        config.token.value.isEmpty ? text : text.replacingOccurrences(of: config.token.value, with: "[REDACTED]")
-    }
+    /// whatever a server echoes back; masked where it stands whole, so that Splunk's
+    /// own words ("Invalid token") stay readable.
+    func redact(_ text: String) -> String { secrets(text) }
 
     // MARK: Health and heartbeat
 
