@@ -34,6 +34,7 @@ final class ElasticsearchExporter: Exporter {
     let encoder: BulkEncoder
     let nodes: NodePool
     let logger: Logger
+    let secrets: SecretMask
     private let progressMemory = ProgressMemory()
     private let metrics: MetricsRegistry
     private let payloadBytes: Counter
@@ -48,6 +49,7 @@ final class ElasticsearchExporter: Exporter {
         self.logger = logger
         self.metrics = metrics
         encoder = BulkEncoder(config)
+        secrets = SecretMask(config.secrets)
         self.nodes = NodePool(nodes, paths: config.endpoints.map(\.path), quarantine: config.nodeQuarantine, now: now)
         let labels = [("exporter", id.description)]
         payloadBytes = metrics.counter("sluice_elasticsearch_payload_bytes_total", "Bytes of bulk requests sent (as sent, compressed or not).", labels: labels)
@@ -144,11 +146,7 @@ final class ElasticsearchExporter: Exporter {
 
     /// Credentials must never reach a log line, an error or the dead-letter file,
     /// whatever a server echoes back.
-    func redact(_ text: String) -> String {
-        var text = text
-        for secret in config.secrets where secret.count >= 4 { text = text.replacingOccurrences(of: secret, with: "[REDACTED]") }
-        return text
-    }
+    func redact(_ text: String) -> String { secrets(text) }
 }
 
 /// The Elasticsearch nodes of `endpoints`, taken in turn; a node that cannot be
