@@ -81,13 +81,19 @@ struct OTLPRecordIndex: EncodedRecordsIndex {
     let locators: [RecordLocator]
     var count: Int { locators.count }
 
-    init(_ batches: [OTLPBatch], signal: OTLPSignal) {
+    /// `wholeRequests`: one unit per batch, so a split never goes below a request as
+    /// it was received (gRPC's RESOURCE_EXHAUSTED may be a quota rather than a size,
+    /// so splitting further would only multiply the calls).
+    init(_ batches: [OTLPBatch], signal: OTLPSignal, wholeRequests: Bool = false) {
         var locators: [RecordLocator] = []
         for (b, batch) in batches.enumerated() {
-            let shape: [[Int]] = switch signal {
-            case .logs: batch.withLogs { $0.resourceLogs.map { $0.scopeLogs.map(\.logRecords.count) } } ?? []
-            case .traces: batch.withTraces { $0.resourceSpans.map { $0.scopeSpans.map(\.spans.count) } } ?? []
-            case .metrics: []
+            var shape: [[Int]] = []
+            if !wholeRequests {
+                shape = switch signal {
+                case .logs: batch.withLogs { $0.resourceLogs.map { $0.scopeLogs.map(\.logRecords.count) } } ?? []
+                case .traces: batch.withTraces { $0.resourceSpans.map { $0.scopeSpans.map(\.spans.count) } } ?? []
+                case .metrics: []
+                }
             }
             let before = locators.count
             for (r, scopes) in shape.enumerated() {

@@ -28,23 +28,24 @@ public struct OTLPGRPCExporterFactory: ExporterFactory {
         } else {
             config.report("endpoint", "missing: set endpoint to the collector's gRPC host:port, like gateway:4317")
         }
-        // configgrpc's default compression is gzip, as for OTLP/HTTP.
-        let shared = HTTPClientSettings(config, defaultCompression: "gzip")
-        var client = HTTPClient.Settings(exporterConfig: config, shared: shared)
-        client.http2 = .required
-        if let authority = config.string("authority") { client.authorityOverride = authority }
-        let retry = RetrySettings(config.map("retry_on_failure"))
-        let queue = QueueSettings(config.map("sending_queue"))
-        config.refuseClientAuthenticator(instead: "send the credential as a header, e.g. headers: {authorization: \"Bearer ${env:TOKEN}\"}")
-        config.accept("balancer_name", "keepalive", "read_buffer_size", "write_buffer_size", "wait_for_ready")
+        // configgrpc's default compression is gzip, as for OTLP/HTTP; auth goes as a header.
+        var settings = HTTPExporterSettings(
+            config, auth: .refused(instead: "send the credential as a header, e.g. headers: {authorization: \"Bearer ${env:TOKEN}\"}"))
+        settings.client.http2 = .required
+        if let authority = config.string("authority") { settings.client.authorityOverride = authority }
+        for (key, why) in [("balancer_name", "one endpoint is dialled"), ("keepalive", "connections are checked by their calls' timeout"),
+                           ("wait_for_ready", "a call to an unreachable server is retried with backoff")] where config.has(key) {
+            config.accept(key)
+            settings.warnings.append("\(config.path).\(key) has no effect in Sluice (\(why)); remove it to silence this warning")
+        }
         config.finish()
         guard config.diagnostics.all.count == before, let endpoint else { return nil }
         if endpoint.scheme == "http" {
             context.logger.warning("OTLP/gRPC exporter sends without TLS (tls.insecure is true or the endpoint is http://)",
                                    metadata: ["exporter": "\(id)", "endpoint": "\(endpoint)"])
         }
-        for warning in client.warnings { context.logger.warning("\(warning)", metadata: ["exporter": "\(id)"]) }
-        return OTLPGRPCExporter(id: id, client: HTTPClient(endpoint: endpoint, settings: client), shared: shared, retry: retry, queue: queue)
+        for warning in settings.warnings { context.logger.warning("\(warning)", metadata: ["exporter": "\(id)"]) }
+        return OTLPGRPCExporter(id: id, client: HTTPClient(endpoint: endpoint, settings: settings.client), settings: settings)
     }
 
     /// The Collector takes `host:port` (TLS unless `tls.insecure`), or a URL whose
@@ -58,21 +59,22 @@ public struct OTLPGRPCExporterFactory: ExporterFactory {
 final class OTLPGRPCExporter: Exporter {
     let id: ComponentID
     let signals: Set<OTLPSignal> = [.logs, .traces, .metrics]
-    let retry: RetrySettings
-    let queue: QueueSettings
+    var retry: RetrySettings { settings.retry }
+    var queue: QueueSettings { settings.queue }
     let client: HTTPClient
-    let shared: HTTPClientSettings
+    let settings: HTTPExporterSettings
+    var shared: HTTPClientSettings { settings.shared }
     /// The headers every call sends, worked out once.
     let callHeaders: HTTPHeaders
     let secrets: SecretMask
+    private let progressMemory = ProgressMemory()
 
-    init(id: ComponentID, client: HTTPClient, shared: HTTPClientSettings, retry: RetrySettings, queue: QueueSettings) {
+    init(id: ComponentID, client: HTTPClient, settings: HTTPExporterSettings) {
         self.id = id
         self.client = client
-        self.shared = shared
-        secrets = SecretMask(SecretMask.secrets(inHeaders: shared.headers))
-        self.retry = retry
-        self.queue = queue
+        self.settings = settings
+        secrets = SecretMask(settings.secrets)
+        let shared = settings.shared
         var headers = HTTPHeaders([("content-type", "application/grpc"), ("te", "trailers"), ("user-agent", "sluice/\(SluiceVersion.current)")])
         for (name, value) in shared.headers { headers.replaceOrAdd(name: name.lowercased(), value: value) }
         // gRPC's timeout header: "an ASCII string of at most 8 digits" and a unit.
@@ -96,77 +98,52 @@ final class OTLPGRPCExporter: Exporter {
         }
     }
 
-    func export(_ batches: [OTLPBatch], signal: OTLPSignal) async -> ExportOutcome {
-        let (outcome, tooLarge) = await send(batches, signal: signal)
-        // A message over the server's receive limit (4 MiB by default in gRPC
-        // servers, the Collector's among them) is sent again in halves, down to
-        // single requests as they were received.
-        guard tooLarge, batches.count > 1 else { return outcome }
-        let half = batches.count / 2
-        let first = Array(batches[..<half]), second = Array(batches[half...])
-        return await Self.combine(await export(first, signal: signal), of: first, then: second) { await self.export(second, signal: signal) }
-    }
-
-    /// The outcome of sending `first` and then `second` as separate calls, so that
+    /// One call for every record, as received: concatenated encodings merge into one
+    /// message. A message over the server's receive limit (4 MiB by default in gRPC
+    /// servers, the Collector's among them) is split by the exporter kit in halves,
+    /// down to single requests as they were received, the last one refused alone;
     /// what one half delivered is neither sent again nor dead-lettered because of
-    /// the other half.
-    static func combine(_ outcome: ExportOutcome, of first: [OTLPBatch], then second: [OTLPBatch],
-                        _ sendSecond: () async -> ExportOutcome) async -> ExportOutcome {
-        var rejected: [OTLPBatch] = []
-        var rejectReason = ""
-        var nothingDelivered = false
-        switch outcome {
-        case .retryable:
-            return outcome  // nothing delivered: everything is tried again
-        case .partiallyRetryable(let remaining, let reason, let after):
-            return .partiallyRetryable(remaining: remaining + second, reason: reason, after: after)
-        case .delivered:
-            break
-        case .permanent(let reason):
-            rejected = first
-            rejectReason = reason
-            nothingDelivered = true
-        case .partiallyDelivered(let refused, let reason):
-            rejected = refused
-            rejectReason = reason
+    /// the other.
+    func export(_ batches: [OTLPBatch], signal: OTLPSignal) async -> ExportOutcome {
+        let index = OTLPRecordIndex(batches, signal: signal, wholeRequests: true)
+        var progress = progressMemory.take(batches, records: index.count)
+        let delivery = PayloadDelivery(
+            pack: { records, _ in
+                guard !records.isEmpty else { return [] }
+                var message: [UInt8] = []
+                for batch in index.batches(records, of: batches, signal: signal) { message += batch.encodeProtobuf() }
+                let (body, gzipped) = self.settings.compress(message)
+                return [Payload(records: records, body: body, gzipped: gzipped, rawBytes: message.count)]
+            },
+            send: { payload in await self.call(payload, signal: signal) })
+        let result = await delivery.run(&progress)
+        if let retry = result.retry {
+            progressMemory.keep(progress)
+            return .retryable(reason: retry.reason, after: retry.after)
         }
-        switch await sendSecond() {
-        case .delivered:
-            return rejected.isEmpty ? .delivered : .partiallyDelivered(rejected: rejected, reason: rejectReason)
-        case .permanent(let reason):
-            return nothingDelivered ? .permanent(reason: reason) : .partiallyDelivered(rejected: rejected + second, reason: reason)
-        case .partiallyDelivered(let refused, let reason):
-            return .partiallyDelivered(rejected: rejected + refused, reason: reason)
-        case .retryable(let reason, let after):
-            // Refused items of the first half go round again with the second half
-            // (and are refused again): the outcome cannot carry both.
-            return .partiallyRetryable(remaining: rejected + second, reason: reason, after: after)
-        case .partiallyRetryable(let remaining, let reason, let after):
-            return .partiallyRetryable(remaining: rejected + remaining, reason: reason, after: after)
-        }
+        return PayloadDelivery.outcome(progress, records: index, batches: batches, signal: signal, redact: secrets.callAsFunction)
     }
 
-    private func send(_ batches: [OTLPBatch], signal: OTLPSignal) async -> (ExportOutcome, tooLarge: Bool) {
-        // Concatenated encodings merge into one request (repeated fields append).
-        var message: [UInt8] = []
-        for batch in batches { message += batch.encodeProtobuf() }
+    private func call(_ payload: Payload, signal: OTLPSignal) async -> PayloadAnswer {
         var headers = callHeaders
-        var compressed = false
-        if shared.compression == "gzip", let gzipped = Compression.gzip(message) {
-            message = gzipped
-            compressed = true
-            headers.add(name: "grpc-encoding", value: "gzip")
-        }
-        let request = HTTPClientRequest(target: Self.path(signal), headers: headers, body: GRPCMessage.framed(message, compressed: compressed))
+        if payload.gzipped { headers.add(name: "grpc-encoding", value: "gzip") }
+        let request = HTTPClientRequest(target: Self.path(signal), headers: headers, body: GRPCMessage.framed(payload.body, compressed: payload.gzipped))
         let response: HTTPClientResponse
         do {
             response = try await client.send(request)
         } catch {
-            return (.retryable(reason: "\(client.endpoint): \(error)", after: nil), false)
+            return .retry("\(client.endpoint): \(error)", after: nil)
         }
         let status = GRPCStatus(headers: response.headers, trailers: response.trailers)
-        let tooLarge = status?.code == .resourceExhausted && status?.retryAfter == nil
-        return (Self.outcome(of: response, status: status, endpoint: "\(client.endpoint)\(Self.path(signal))"), tooLarge)
+        if status?.code == .resourceExhausted, status?.retryAfter == nil {
+            // Without RetryInfo, RESOURCE_EXHAUSTED is the server's receive limit.
+            return .tooLarge("gRPC RESOURCE_EXHAUSTED from \(client.endpoint)\(Self.path(signal)): \(status?.message.prefix(300) ?? "")")
+        }
+        switch Self.outcome(of: response, status: status, endpoint: "\(client.endpoint)\(Self.path(signal))") {
+        case .delivered: return .accepted
+        case .retryable(let reason, let after): return .retry(reason, after: after)
+        case .permanent(let reason), .partiallyDelivered(_, let reason), .partiallyRetryable(_, let reason, _): return .refused(reason)
+        }
     }
 
     /// `status` is the gRPC status the response carries, if any.
