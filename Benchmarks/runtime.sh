@@ -4,7 +4,8 @@
 # and exports it to `nop`, then to `file`. Reports records per CPU-second of the
 # Sluice process (its user+system time from /proc) and its peak RSS (VmHWM).
 #
-# BENCH_REQUESTS sets the request count of the large runs, BENCH_CONNECTIONS the
+# BENCH_REQUESTS sets the request count of the large runs, BENCH_DEST_REQUESTS that of
+# the runs into Splunk HEC and Elasticsearch (200), BENCH_CONNECTIONS the
 # client connections (4), BENCH_CASES="nop disk-interval" runs only the cases named,
 # SLUICE_BENCH_BIN another binary, BENCH_ROUNDS how often every case runs (3).
 #
@@ -75,6 +76,14 @@ exporters:
     endpoint: http://127.0.0.1:$hec_port
     token: bench-token
     disable_compression: true
+  elasticsearch:
+    endpoint: http://127.0.0.1:$es_port
+    mapping: {mode: raw}
+    logs_index: siem-events-%{+yyyy.MM.dd}
+  elasticsearch/nogzip:
+    endpoint: http://127.0.0.1:$es_port
+    compression: none
+    mapping: {mode: raw}
   file:
     path: $work/out.jsonl
     rotation:
@@ -102,7 +111,18 @@ YAML
     local before; before=$(cpu_seconds $pid)
     h2load "${client_mode[@]}" -n "$requests" -c "$((requests < connections ? requests : connections))" -d "$body" -H "Content-Type: $type" \
         "http://127.0.0.1:$target_port$path" > "$work/$name.h2load"
-    # Let the exporter finish what is in the log: wait until the process is idle.
+    # Let the exporter finish what is in the log: a destination's exporter until it
+    # has delivered every record the receiver took (the local destinations are Python,
+    # so Sluice idles while they parse), then until the process is idle.
+    if [ "$exporter" != nop ] && [ "$exporter" != file ]; then
+        for _ in $(seq 1200); do
+            curl -s "http://127.0.0.1:$metrics_port/metrics" | awk '
+                /^sluice_receiver_accepted_items_total/ && /signal="logs"/ {a += $2}
+                /^sluice_exporter_(sent|dead_lettered)_items_total/ && /signal="logs"/ {d += $2}
+                END {exit !(a > 0 && d >= a)}' && break
+            sleep 0.25
+        done
+    fi
     local after; after=$(cpu_seconds $pid)
     for _ in $(seq 600); do
         sleep 0.5
@@ -111,8 +131,11 @@ YAML
         after=$now
     done
     local hwm; hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-    # Requests whose records the receiver took (a gRPC refusal is an HTTP 200 too).
-    local accepted; accepted=$(curl -s "http://127.0.0.1:$metrics_port/metrics" | awk '/^sluice_receiver_accepted_items_total/ && /signal="logs"/ {n += $2} END {print n + 0}')
+    # Requests whose records the receiver took (a gRPC refusal is an HTTP 200 too);
+    # for a destination, only the records its exporter delivered.
+    local counted=sluice_receiver_accepted_items_total
+    [ "$exporter" != nop ] && [ "$exporter" != file ] && counted=sluice_exporter_sent_items_total
+    local accepted; accepted=$(curl -s "http://127.0.0.1:$metrics_port/metrics" | awk -v m="^$counted" '$0 ~ m && /signal="logs"/ {n += $2} END {print n + 0}')
     kill -TERM $pid; wait $pid || true
     local ok=$((accepted / 1000))
     local rps; rps=$(awk '/^finished in/ {print $4}' "$work/$name.h2load")
@@ -156,9 +179,13 @@ ratio() {
 }
 
 echo "runtime: $requests requests of 1,000 log records ($(stat -c %s "$work/payload.pb") bytes protobuf), h2load -c 4 (HTTP/1.1 unless the case is -h2 or -grpc), release build"
-# A local HEC endpoint (the strict test fixture) for the splunk_hec runs.
+# Local HEC and bulk endpoints (the strict test fixtures) for the splunk_hec and
+# elasticsearch runs.
 coproc HEC { python3 Benchmarks/hec_sink.py; }
 read -r hec_port <&"${HEC[0]}"
+coproc ES { python3 Benchmarks/es_sink.py; }
+read -r es_port <&"${ES[0]}"
+dest_requests=${BENCH_DEST_REQUESTS:-200}
 
 for round in $(seq "$rounds"); do
     run_case nop nop
@@ -166,10 +193,12 @@ for round in $(seq "$rounds"); do
     run_case nop-h2 nop "" "$requests" h2
     run_case nop-grpc nop "" "$requests" grpc
     run_case file file "" 20
-    # The local HEC endpoint is Python and slow; 20 requests fit in the pipeline log, so
-    # no request is refused and every record counted was delivered to it.
-    run_case hec-gzip splunk_hec "" 20
-    run_case hec-nogzip splunk_hec/nogzip "" 20
+    # Into Splunk HEC and the Elasticsearch bulk API (local Python fixtures): only
+    # the records the exporter delivered count, per CPU-second of Sluice.
+    run_case hec-gzip splunk_hec "" "$dest_requests"
+    run_case es-gzip elasticsearch "" "$dest_requests"
+    run_case hec-nogzip splunk_hec/nogzip "" "$dest_requests"
+    run_case es-nogzip elasticsearch/nogzip "" "$dest_requests"
     # The same into `nop` through the disk log (file_storage), with each fsync policy.
     run_case disk-interval nop interval
     run_case disk-always nop always
@@ -180,7 +209,7 @@ for round in $(seq "$rounds"); do
     run_case nop-8c nop "" "$requests" h1 8
     run_case disk-8c nop interval "$requests" h1 8
 done
-for name in nop nop-h2 nop-grpc file hec-gzip hec-nogzip disk-interval disk-always nop-1c disk-1c nop-8c disk-8c; do report "$name"; done
+for name in nop nop-h2 nop-grpc file hec-gzip es-gzip hec-nogzip es-nogzip disk-interval disk-always nop-1c disk-1c nop-8c disk-8c; do report "$name"; done
 # Issue #5: the disk log (fsync interval) keeps at least 80 % of the memory log's rate.
 ratio disk-interval nop
 ratio disk-always nop
@@ -188,3 +217,6 @@ ratio disk-1c nop-1c
 ratio disk-8c nop-8c
 ratio nop-h2 nop
 ratio nop-grpc nop
+# OTLP -> bulk next to OTLP -> HEC: the two encoders and senders on the same records.
+ratio es-gzip hec-gzip
+ratio es-nogzip hec-nogzip
