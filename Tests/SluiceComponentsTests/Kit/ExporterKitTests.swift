@@ -88,8 +88,22 @@ import SluiceCore
         let refused = await deliver(records: 10, size: 10, limit: 1 << 20) { _ in .refused("HTTP 403") }
         #expect(refused.1.retry == nil)
         #expect(refused.0.refused.count == 10)
-        let outcome = PayloadDelivery.outcome(refused.0, records: OTLPRecordIndexStub(count: 10), batches: [], signal: .logs, redact: { $0 })
+        let outcome = PayloadDelivery.outcome(refused.0, refused.1, records: OTLPRecordIndexStub(count: 10), batches: [], signal: .logs, redact: { $0 })
         #expect(outcome == .permanent(reason: "HTTP 403"))
+    }
+
+    @Test func everyRecordRefusedOneByOneIsNotAWholeRefusal() async throws {
+        // A call whose only document has a mapping error: the destination is taking
+        // data (issue 21), so the outcome is a partial delivery, not `.permanent`.
+        let batch = try OTLPBatch.decode(json: Array(logsJSON(["bad": "1"]).utf8), signal: .logs)
+        let index = OTLPRecordIndex([batch], signal: .logs)
+        let (progress, result, _, _) = await deliver(records: 1, size: 10, limit: 1 << 20) { _ in .perRecord([.refused("mapper_parsing_exception")]) }
+        let outcome = PayloadDelivery.outcome(progress, result, records: index, batches: [batch], signal: .logs, redact: { $0 })
+        guard case .partiallyDelivered(let rejected, let reason) = outcome else {
+            Issue.record("\(outcome)")
+            return
+        }
+        #expect(rejected.map(\.itemCount) == [1] && reason == "mapper_parsing_exception")
     }
 
     @Test func theProgressMemoryGivesARetryOnlyWhatIsLeft() throws {

@@ -82,7 +82,7 @@ final class ElasticsearchExporter: Exporter {
             progressMemory.keep(progress)
             return .retryable(reason: redact(retry.reason), after: retry.after)
         }
-        return PayloadDelivery.outcome(progress, records: documents, batches: batches, signal: signal, noun: "document", redact: redact)
+        return PayloadDelivery.outcome(progress, result, records: documents, batches: batches, signal: signal, noun: "document", redact: redact)
     }
 
     /// Bulk requests of at most `flush.bytes` before compression (as the Collector

@@ -55,6 +55,9 @@ struct PayloadDelivery {
         var retry: (reason: String, after: Duration?)?
         /// Payloads taken but not confirmed yet, with their records.
         var pending: [(ackID: UInt64, records: [Int])] = []
+        /// The destination refused a whole request (a credential, a path), not records
+        /// one by one: the exporter is `failed` until someone acts (docs/operations.md).
+        var refusedWhole = false
     }
 
     func run(_ progress: inout ExportProgress) async -> Result {
@@ -117,6 +120,7 @@ struct PayloadDelivery {
                 parts.removeAll { $0.isEmpty }
                 work.append(contentsOf: parts.flatMap { pack($0, &progress) }.reversed())
             case .refused(let reason):
+                result.refusedWhole = true
                 for record in payload.records { progress.refuse(record, reason) }
                 for rest in work { for record in rest.records { progress.refuse(record, reason) } }
                 work.removeAll()
@@ -133,11 +137,13 @@ struct PayloadDelivery {
 
     /// The call's outcome from its progress: refused records go to the dead-letter
     /// file (rebuilt as OTLP batches holding only them), the rest counts as delivered.
-    static func outcome(_ progress: ExportProgress, records: EncodedRecordsIndex, batches: [OTLPBatch], signal: OTLPSignal,
+    /// Only a whole request refused makes it `.permanent`; records refused one by one
+    /// (even every record of a small call) leave the destination taking data.
+    static func outcome(_ progress: ExportProgress, _ result: Result, records: EncodedRecordsIndex, batches: [OTLPBatch], signal: OTLPSignal,
                         noun: String = "record", redact: (String) -> String) -> ExportOutcome {
         guard !progress.refused.isEmpty else { return .delivered }
         let reason = redact(summarize(progress.refused, noun: noun))
-        if progress.refused.count == records.count { return .permanent(reason: reason) }
+        if result.refusedWhole, progress.refused.count == records.count { return .permanent(reason: reason) }
         let locators = progress.refused.keys.sorted().map { records.locators[$0] }
         return .partiallyDelivered(rejected: RejectedRecords.batches(batches, signal: signal, refused: locators), reason: reason)
     }

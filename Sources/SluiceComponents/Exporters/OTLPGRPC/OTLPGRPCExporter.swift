@@ -121,7 +121,7 @@ final class OTLPGRPCExporter: Exporter {
             progressMemory.keep(progress)
             return .retryable(reason: retry.reason, after: retry.after)
         }
-        return PayloadDelivery.outcome(progress, records: index, batches: batches, signal: signal, redact: secrets.callAsFunction)
+        return PayloadDelivery.outcome(progress, result, records: index, batches: batches, signal: signal, redact: secrets.callAsFunction)
     }
 
     private func call(_ payload: Payload, signal: OTLPSignal) async -> PayloadAnswer {

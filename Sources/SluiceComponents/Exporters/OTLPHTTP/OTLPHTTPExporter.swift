@@ -93,7 +93,7 @@ final class OTLPHTTPExporter: Exporter {
             progressMemory.keep(progress)
             return .retryable(reason: retry.reason, after: retry.after)
         }
-        return PayloadDelivery.outcome(progress, records: index, batches: batches, signal: signal, redact: { $0 })
+        return PayloadDelivery.outcome(progress, result, records: index, batches: batches, signal: signal, redact: { $0 })
     }
 
     /// Every record in one request, as received: concatenated protobuf encodings

@@ -194,7 +194,7 @@ final class SplunkHECExporter: Exporter {
             progressMemory.keep(progress)
             return .retryable(reason: redact(retryReason.reason), after: retryReason.after)
         }
-        return PayloadDelivery.outcome(progress, records: events, batches: batches, signal: signal, noun: "event", redact: redact)
+        return PayloadDelivery.outcome(progress, result, records: events, batches: batches, signal: signal, noun: "event", redact: redact)
     }
 
     /// Payloads for `order` at the current limit; events too large even alone are refused.
