@@ -68,22 +68,28 @@ processors:
 exporters:
   nop:
     $queue
+  # The destinations are Python and slower than Sluice: a log large enough for
+  # every request, so none is refused and each run delivers the same records.
   splunk_hec:
     endpoint: http://127.0.0.1:$hec_port
     token: bench-token
     sourcetype: ai:gateway:audit
+    sending_queue: {sizer: bytes, queue_size: 4294967296}
   splunk_hec/nogzip:
     endpoint: http://127.0.0.1:$hec_port
     token: bench-token
     disable_compression: true
+    sending_queue: {sizer: bytes, queue_size: 4294967296}
   elasticsearch:
     endpoint: http://127.0.0.1:$es_port
     mapping: {mode: raw}
     logs_index: siem-events-%{+yyyy.MM.dd}
+    sending_queue: {sizer: bytes, queue_size: 4294967296}
   elasticsearch/nogzip:
     endpoint: http://127.0.0.1:$es_port
     compression: none
     mapping: {mode: raw}
+    sending_queue: {sizer: bytes, queue_size: 4294967296}
   file:
     path: $work/out.jsonl
     rotation:

@@ -41,7 +41,7 @@ struct BulkEncoder: Sendable {
 
     func encode(_ batches: [OTLPBatch], signal: OTLPSignal) -> Output {
         var writer = BulkWriter(encoder: self)
-        writer.output.records.bytes.reserveCapacity(batches.reduce(0) { $0 + $1.memoryBytes } + 4096)
+        writer.doc.out.bytes.reserveCapacity(batches.reduce(0) { $0 + $1.memoryBytes } + 4096)
         for (b, batch) in batches.enumerated() {
             switch signal {
             case .logs: batch.withLogs { writer.appendLogs($0, batch: Int32(b)) }
@@ -49,18 +49,19 @@ struct BulkEncoder: Sendable {
             case .metrics: break
             }
         }
+        writer.output.records.bytes = writer.doc.out.bytes
         return writer.output
     }
 }
 
-/// One object being written, with its keys.
+/// One object being written at the end of `out`, with its keys.
 struct JSONObjectWriter {
     var out = JSONOutput()
     var keys = ObjectKeys()
     var first = true
 
-    mutating func reset() {
-        out.bytes.removeAll(keepingCapacity: true)
+    /// Begins a new object after what `out` holds.
+    mutating func begin() {
         keys.reset()
         first = true
         out.append(UInt8(ascii: "{"))
@@ -143,10 +144,12 @@ extension JSONOutput {
     }
 }
 
-/// Writes the documents of one call.
+/// Writes the documents of one call, action line and document of each record one
+/// after the other straight into one buffer (`doc.out`): no copy per document.
 struct BulkWriter {
     let encoder: BulkEncoder
     var output = BulkEncoder.Output()
+    /// Every record's lines so far, and the document being written at its end.
     var doc = JSONObjectWriter()
     /// The last rendered index name and the hour it was rendered for.
     var indexCache: (hour: UInt64, name: String, dynamic: Bool)?
@@ -163,14 +166,20 @@ struct BulkWriter {
             for (s, scopeLogs) in resourceLogs.scopeLogs.enumerated() {
                 for (k, record) in scopeLogs.logRecords.enumerated() {
                     let locator = RecordLocator(batch: batch, resource: Int32(r), scope: Int32(s), record: Int32(k))
-                    let time = record.effectiveTimeUnixNano
-                    if !writeLog(record, scope: scopeLogs.scope, resource: resource) {
+                    let index = indexName(record.effectiveTimeUnixNano, encoder.logsDynamicIndex, type: "logs", record.attributes,
+                                          scopeLogs.scope?.attributes, resource, encoder.logsIndex)
+                    let id = documentID(record.attributes)
+                    let start = doc.out.count
+                    if let id { appendAction(index: index, id: id) }
+                    let documentStart = doc.out.count
+                    if writeLog(record, scope: scopeLogs.scope, resource: resource) {
+                        finish(locator, index: index, idMissing: id == nil, documentStart: documentStart)
+                    } else {
+                        doc.out.bytes.removeLast(doc.out.count - start)
                         output.unencodable[output.records.count] = "mapping.mode bodymap needs a map body; this record's body is not a map"
-                        finish(locator, index: "", id: "", source: false)
-                        continue
+                        output.records.ends.append(doc.out.count)
+                        output.records.locators.append(locator)
                     }
-                    let index = indexName(time, encoder.logsDynamicIndex, type: "logs", record.attributes, scopeLogs.scope?.attributes, resource, encoder.logsIndex)
-                    finish(locator, index: index, id: documentID(record.attributes), source: true)
                 }
             }
         }
@@ -178,7 +187,7 @@ struct BulkWriter {
 
     /// The record's document into `doc`; false when this mode cannot write it.
     mutating func writeLog(_ record: LogRecordView, scope: ScopeView?, resource: AttributesView?) -> Bool {
-        doc.reset()
+        doc.begin()
         let time = record.effectiveTimeUnixNano
         switch mode {
         case .bodymap:
@@ -241,14 +250,15 @@ struct BulkWriter {
 
     mutating func writeOTelScopeAndResource(_ scope: ScopeView?, _ resource: AttributesView?) {
         if let scope, !scope.name.isEmpty || !scope.version.isEmpty || !scope.attributes.isEmpty, doc.key("scope") {
+            // The nested object's own keys, written into the same buffer (swapped, not copied).
             var inner = JSONObjectWriter()
-            inner.out = doc.out
+            swap(&inner.out, &doc.out)
             inner.out.append(UInt8(ascii: "{"))
             inner.string("name", scope.name)
             inner.string("version", scope.version)
             inner.object("attributes", scope.attributes)
             inner.end()
-            doc.out = inner.out
+            swap(&inner.out, &doc.out)
         }
         if let resource, !resource.isEmpty, doc.key("resource") {
             doc.out.append(ascii: "{\"attributes\":")
@@ -265,16 +275,20 @@ struct BulkWriter {
             for (s, scopeSpans) in resourceSpans.scopeSpans.enumerated() {
                 for (k, span) in scopeSpans.spans.enumerated() {
                     let locator = RecordLocator(batch: batch, resource: Int32(r), scope: Int32(s), record: Int32(k))
+                    let index = indexName(span.startTimeUnixNano, encoder.tracesDynamicIndex, type: "traces", span.attributes,
+                                          scopeSpans.scope?.attributes, resource, encoder.tracesIndex)
+                    let id = documentID(span.attributes)
+                    if let id { appendAction(index: index, id: id) }
+                    let documentStart = doc.out.count
                     writeSpan(span, scope: scopeSpans.scope, resource: resource)
-                    let index = indexName(span.startTimeUnixNano, encoder.tracesDynamicIndex, type: "traces", span.attributes, scopeSpans.scope?.attributes, resource, encoder.tracesIndex)
-                    finish(locator, index: index, id: documentID(span.attributes), source: true)
+                    finish(locator, index: index, idMissing: id == nil, documentStart: documentStart)
                 }
             }
         }
     }
 
     mutating func writeSpan(_ span: SpanView, scope: ScopeView?, resource: AttributesView?) {
-        doc.reset()
+        doc.begin()
         let start = span.startTimeUnixNano, end = span.endTimeUnixNano
         let duration = end > start ? end - start : 0
         let status = span.status
@@ -341,14 +355,15 @@ struct BulkWriter {
         doc.out.append(UInt8(ascii: "["))
         for (i, event) in span.events.enumerated() {
             if i > 0 { doc.out.append(UInt8(ascii: ",")) }
+            // The nested object's own keys, written into the same buffer (swapped, not copied).
             var inner = JSONObjectWriter()
-            inner.out = doc.out
+            swap(&inner.out, &doc.out)
             inner.out.append(UInt8(ascii: "{"))
             inner.string(nameKey, event.name)
             if timeKey == "@timestamp" { inner.time(timeKey, event.timeUnixNano, digits: 3) } else if inner.key(timeKey) { inner.out.appendUInt(event.timeUnixNano) }
             inner.object(attributesKey, event.attributes)
             inner.end()
-            doc.out = inner.out
+            swap(&inner.out, &doc.out)
         }
         doc.out.append(UInt8(ascii: "]"))
     }
@@ -420,26 +435,31 @@ struct BulkWriter {
         return nil
     }
 
-    /// Appends the action line and the document, and ends the record.
-    mutating func finish(_ locator: RecordLocator, index: String, id: String?, source: Bool) {
-        if source {
+    /// `{"create":{"_index":…,"_id":…}}\n` at the end of the buffer.
+    mutating func appendAction(index: String, id: String) {
+        doc.out.append(ascii: "{\"create\":{\"_index\":")
+        doc.out.appendString(index)
+        doc.out.append(ascii: ",\"_id\":")
+        doc.out.appendString(id)
+        doc.out.append(ascii: "}}\n")
+    }
+
+    /// Ends the record whose document was just written. A record without an id of
+    /// its own gets the hash of its document, so the same record always gets the same
+    /// id (128 bits of SHA-256, in hex); its action line goes in before the document.
+    mutating func finish(_ locator: RecordLocator, index: String, idMissing: Bool, documentStart: Int) {
+        if idMissing {
+            let hash = doc.out.bytes.withUnsafeBytes { Digest.sha256(UnsafeRawBufferPointer(rebasing: $0[documentStart...])) }
             var action = JSONOutput()
             action.append(ascii: "{\"create\":{\"_index\":")
             action.appendString(index)
             action.append(ascii: ",\"_id\":")
-            if let id {
-                action.appendString(id)
-            } else {
-                // No id of its own: the hash of the document, so the same record always
-                // gets the same id. 128 bits of SHA-256 in hex.
-                action.appendString(Digest.hex(Array(doc.out.bytes.withUnsafeBytes { Digest.sha256($0) }.prefix(16))))
-            }
+            action.appendString(Digest.hex(Array(hash.prefix(16))))
             action.append(ascii: "}}\n")
-            output.records.bytes += action.bytes
-            output.records.bytes += doc.out.bytes
-            output.records.bytes.append(UInt8(ascii: "\n"))
+            doc.out.bytes.insert(contentsOf: action.bytes, at: documentStart)
         }
-        output.records.ends.append(output.records.bytes.count)
+        doc.out.append(UInt8(ascii: "\n"))
+        output.records.ends.append(doc.out.count)
         output.records.locators.append(locator)
     }
 }
