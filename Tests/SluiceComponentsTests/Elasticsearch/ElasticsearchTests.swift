@@ -50,6 +50,14 @@ import SluiceCore
         let ok = #"{"took":1,"errors":false,"items":[{"create":{"_id":"x}{","status":201}},{"create":{"status":201,"_shards":{"total":2}}}]}"#
         #expect(BulkResponse.results(ByteBuffer(string: ok), retryOn: [429]) == [.delivered, .delivered])
         #expect(BulkResponse.results(ByteBuffer(string: "<html>bad gateway</html>"), retryOn: [429]) == nil)
+        // With the spaces other writers put after ':' and ','.
+        let spaced = #"{"took": 1, "errors": false, "items": [{"create": {"_index": "i", "_id": "a", "_version": 1, "result": "created", "status": 201}}, {"create": {"_index": "i", "_id": "b", "status": 201}}]}"#
+        #expect(BulkResponse.results(ByteBuffer(string: spaced), retryOn: [429]) == [.delivered, .delivered])
+        // A reason that holds "status": and braces inside its string changes nothing.
+        let tricky = #"{"took":1,"errors":true,"items":[{"create":{"status":400,"error":{"type":"x","reason":"bad {\"status\":201} ]"}}},{"create":{"status":201}}]}"#
+        let read = try #require(BulkResponse.results(ByteBuffer(string: tricky), retryOn: [429]))
+        #expect(read.count == 2 && read[1] == .delivered)
+        if case .refused(let why) = read[0] { #expect(why.contains("status 400") && why.contains("bad {\"status\":201} ]")) } else { Issue.record("\(read)") }
     }
 
     // MARK: Documents
