@@ -1,7 +1,7 @@
 // `make bench`: throughput numbers every later change is held against.
 //
 // Decode: one OTLP/HTTP logs request of 1,000 governance events (ten attributes
-// each, FORMATS.md's fields), decoded over and over on one core:
+// each, docs/events.md's fields), decoded over and over on one core:
 //   - protobuf into the batch's arena, then every field read through the views
 //     (what a receiver plus an exporter's encoder pay);
 //   - the same unpack with protobuf-c's default malloc allocator, for comparison;

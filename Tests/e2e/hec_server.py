@@ -1,7 +1,7 @@
 """A local Splunk HTTP Event Collector for the splunk_hec tests: strict about the
 protocol, and able to misbehave on demand.
 
-It answers as Splunk's HEC does (FORMATS.md, "Splunk HTTP Event Collector"):
+It answers as Splunk's HEC does (docs/splunk-hec.md):
 
 - POST /services/collector/event (also /services/collector and .../event/1.0):
   `Authorization: Splunk <token>` exactly, a body of JSON event objects one after

@@ -4,7 +4,7 @@ hec_server.py — a strict local HEC that checks every request the way Splunk
 does — behind it.
 
 1. 100,000 SDK log records arrive exactly once each, with indexer
-   acknowledgements on, and the fields the SPL detection rules in FORMATS.md
+   acknowledgements on, and the fields the SPL detection rules in docs/events.md
    query are indexed fields with string values.
 2. A 413 storm (HEC's limit far below max_content_length_logs): payloads are
    split until they fit, nothing is lost or duplicated.
@@ -55,7 +55,7 @@ SPL_FIELDS = ("event_id", "event_type", "action", "policy_name", "model", "gatew
 
 
 def gateway_attributes(prefix: str, i: int) -> dict:
-    """An AI gateway's policy decision (FORMATS.md, "What the events are"), with
+    """An AI gateway's policy decision (docs/events.md), with
     a few values of every other kind."""
     kind = i % 4
     return {

@@ -96,7 +96,7 @@ extension Service {
             let entries = queues.allSatisfy { $0.sizer == .requests } && !queues.isEmpty ? queues.map(\.queueSize).max() : nil
             let items = queues.allSatisfy { $0.sizer == .items } && !queues.isEmpty ? queues.map(\.queueSize).max() : nil
             // The pipeline's log is on disk when any of its exporters asks for the
-            // Collector's persistent queue (DESIGN.md).
+            // Collector's persistent queue (docs/architecture.md).
             let spec: LogSpec = queues.compactMap(\.storage).first.flatMap { storages[$0] }
                 .map { .disk(directory: $0.directory, settings: $0.log) } ?? .memory(limitBytes: limit, limitEntries: entries, limitItems: items)
             assembly.plans.append(PipelinePlan(config: pipeline, processors: chain, shape: chain.compactMap(\.batchShape).last ?? .unbatched, spec: spec))

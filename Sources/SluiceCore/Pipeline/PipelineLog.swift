@@ -30,7 +30,7 @@ public struct CursorLag: Sendable, Equatable {
 }
 
 /// The append-only log between a pipeline's processors and its exporters
-/// (DESIGN.md). The receiver answers the client after `append`; each exporter reads
+/// (docs/architecture.md). The receiver answers the client after `append`; each exporter reads
 /// at its own cursor; an entry goes when every cursor has committed past it.
 ///
 /// `MemoryPipelineLog` keeps the batches themselves; the disk log writes each

@@ -1,8 +1,8 @@
 import Foundation
 import SluiceCore
 
-/// Turns log records and spans into HEC event JSON (FORMATS.md, "Splunk HTTP Event
-/// Collector"; docs/splunk-hec.md shows an example).
+/// Turns log records and spans into HEC event JSON (docs/splunk-hec.md shows an
+/// example and every field).
 ///
 /// A log record becomes
 /// `{"time":1433188255.500,"host":…,"source":…,"sourcetype":…,"index":…,"event":<body>,"fields":{…}}`:

@@ -3,7 +3,7 @@ import SluiceCore
 
 /// `file_storage`: where pipeline logs live on disk. As in the Collector, an
 /// exporter opts in with `sending_queue: {storage: file_storage}`; in Sluice that puts
-/// the whole pipeline's log on disk (DESIGN.md: one log per pipeline, one cursor per
+/// the whole pipeline's log on disk (docs/architecture.md: one log per pipeline, one cursor per
 /// exporter), so a 2xx means the data survives a restart — and with `fsync: always`,
 /// a power cut.
 public struct FileStorageExtensionFactory: ExtensionFactory {

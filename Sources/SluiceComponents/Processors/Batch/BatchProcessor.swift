@@ -2,7 +2,7 @@ import SluiceCore
 
 /// `batch`: in Sluice its settings shape exporter payloads as they are read from
 /// the pipeline log; the processor itself passes batches through untouched, so
-/// acknowledged data is never held in a batcher's memory only (DESIGN.md).
+/// acknowledged data is never held in a batcher's memory only (docs/architecture.md).
 public struct BatchProcessorFactory: ProcessorFactory {
     public let type = "batch"
     public init() {}

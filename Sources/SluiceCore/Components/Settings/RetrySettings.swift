@@ -41,7 +41,7 @@ public struct RetrySettings: Sendable, Equatable {
 }
 
 /// `sending_queue`: how much an exporter may have waiting. In Sluice the queue is the
-/// pipeline log itself (DESIGN.md); these settings size it.
+/// pipeline log itself (docs/architecture.md); these settings size it.
 public struct QueueSettings: Sendable, Equatable {
     public enum Sizer: String, Sendable { case requests, items, bytes }
 
