@@ -152,7 +152,7 @@ struct BulkWriter {
     /// Every record's lines so far, and the document being written at its end.
     var doc = JSONObjectWriter()
     /// The last rendered index name and the hour it was rendered for.
-    var indexCache: (hour: UInt64, name: String, dynamic: Bool)?
+    var indexCache: (hour: UInt64, name: String)?
 
     init(encoder: BulkEncoder) { self.encoder = encoder }
 
@@ -170,7 +170,7 @@ struct BulkWriter {
                                           scopeLogs.scope?.attributes, resource, encoder.logsIndex)
                     let id = documentID(record.attributes)
                     let start = doc.out.count
-                    if let id { appendAction(index: index, id: id) }
+                    if let id { Self.writeAction(&doc.out, index: index, id: id.utf8) }
                     let documentStart = doc.out.count
                     if writeLog(record, scope: scopeLogs.scope, resource: resource) {
                         finish(locator, index: index, idMissing: id == nil, documentStart: documentStart)
@@ -278,7 +278,7 @@ struct BulkWriter {
                     let index = indexName(span.startTimeUnixNano, encoder.tracesDynamicIndex, type: "traces", span.attributes,
                                           scopeSpans.scope?.attributes, resource, encoder.tracesIndex)
                     let id = documentID(span.attributes)
-                    if let id { appendAction(index: index, id: id) }
+                    if let id { Self.writeAction(&doc.out, index: index, id: id.utf8) }
                     let documentStart = doc.out.count
                     writeSpan(span, scope: scopeSpans.scope, resource: resource)
                     finish(locator, index: index, idMissing: id == nil, documentStart: documentStart)
@@ -413,13 +413,13 @@ struct BulkWriter {
         guard template.hasDate else {
             if let cache = indexCache { return cache.name }
             let name = template.render(nanos)
-            indexCache = (0, name, false)
+            indexCache = (0, name)
             return name
         }
         let hour = nanos / 3_600_000_000_000
         if let cache = indexCache, cache.hour == hour { return cache.name }
         let name = template.render(nanos)
-        indexCache = (hour, name, false)
+        indexCache = (hour, name)
         return name
     }
 
@@ -429,19 +429,20 @@ struct BulkWriter {
         String(text.lowercased().map { "\\/*?\"<>| ,#:-".contains($0) ? "_" : $0 })
     }
 
-    func documentID(_ attributes: AttributesView) -> String? {
-        if encoder.dynamicID, let value = attributes["elasticsearch.document_id"], case .string(let s) = value.value, !s.isEmpty { return s.string }
-        if let value = attributes["event_id"], case .string(let s) = value.value, !s.isEmpty, s.utf8.count <= 512 { return s.string }
+    /// The record's own id, read in place (no copy per record).
+    func documentID(_ attributes: AttributesView) -> StringView? {
+        if encoder.dynamicID, let value = attributes["elasticsearch.document_id"], case .string(let s) = value.value, !s.isEmpty { return s }
+        if let value = attributes["event_id"], case .string(let s) = value.value, !s.isEmpty, s.utf8.count <= 512 { return s }
         return nil
     }
 
-    /// `{"create":{"_index":…,"_id":…}}\n` at the end of the buffer.
-    mutating func appendAction(index: String, id: String) {
-        doc.out.append(ascii: "{\"create\":{\"_index\":")
-        doc.out.appendString(index)
-        doc.out.append(ascii: ",\"_id\":")
-        doc.out.appendString(id)
-        doc.out.append(ascii: "}}\n")
+    /// `{"create":{"_index":…,"_id":…}}\n`.
+    static func writeAction(_ out: inout JSONOutput, index: String, id: UnsafeBufferPointer<UInt8>) {
+        out.append(ascii: "{\"create\":{\"_index\":")
+        out.appendString(index)
+        out.append(ascii: ",\"_id\":")
+        out.appendString(id)
+        out.append(ascii: "}}\n")
     }
 
     /// Ends the record whose document was just written. A record without an id of
@@ -451,11 +452,8 @@ struct BulkWriter {
         if idMissing {
             let hash = doc.out.bytes.withUnsafeBytes { Digest.sha256(UnsafeRawBufferPointer(rebasing: $0[documentStart...])) }
             var action = JSONOutput()
-            action.append(ascii: "{\"create\":{\"_index\":")
-            action.appendString(index)
-            action.append(ascii: ",\"_id\":")
-            action.appendString(Digest.hex(Array(hash.prefix(16))))
-            action.append(ascii: "}}\n")
+            var id = Digest.hex(Array(hash.prefix(16)))
+            id.withUTF8 { Self.writeAction(&action, index: index, id: $0) }
             doc.out.bytes.insert(contentsOf: action.bytes, at: documentStart)
         }
         doc.out.append(UInt8(ascii: "\n"))

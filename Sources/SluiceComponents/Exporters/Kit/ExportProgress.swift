@@ -28,7 +28,6 @@ struct ExportProgress: Sendable {
     var isStale: Bool { batches.contains { $0.batch == nil } }
     /// Whether anything was done that a retry must not redo.
     var hasWork: Bool { !refused.isEmpty || delivered.contains(true) }
-    var deliveredCount: Int { delivered.reduce(0) { $0 + ($1 ? 1 : 0) } }
 
     func isOpen(_ record: Int) -> Bool { !delivered[record] && refused[record] == nil }
     /// The records neither delivered nor refused, in order.

@@ -62,8 +62,8 @@ enum RejectedRecords {
     }
 
     /// How many records each scope of each resource has, to check the JSON lines up
-    /// with the views the locators were taken from.
-    private static func shape(_ batch: OTLPBatch, signal: OTLPSignal) -> [[Int]] {
+    /// with the views the locators were taken from (and to locate them).
+    static func shape(_ batch: OTLPBatch, signal: OTLPSignal) -> [[Int]] {
         switch signal {
         case .logs: batch.withLogs { $0.resourceLogs.map { $0.scopeLogs.map(\.logRecords.count) } } ?? []
         case .traces: batch.withTraces { $0.resourceSpans.map { $0.scopeSpans.map(\.spans.count) } } ?? []
@@ -79,6 +79,8 @@ enum RejectedRecords {
 /// record index of -1): they split down to one request as it was received.
 struct OTLPRecordIndex: EncodedRecordsIndex {
     let locators: [RecordLocator]
+    /// How many units each batch has, to tell a whole batch from part of one.
+    private let unitsPerBatch: [Int]
     var count: Int { locators.count }
 
     /// `wholeRequests`: one unit per batch, so a split never goes below a request as
@@ -86,15 +88,9 @@ struct OTLPRecordIndex: EncodedRecordsIndex {
     /// so splitting further would only multiply the calls).
     init(_ batches: [OTLPBatch], signal: OTLPSignal, wholeRequests: Bool = false) {
         var locators: [RecordLocator] = []
+        var unitsPerBatch: [Int] = []
         for (b, batch) in batches.enumerated() {
-            var shape: [[Int]] = []
-            if !wholeRequests {
-                shape = switch signal {
-                case .logs: batch.withLogs { $0.resourceLogs.map { $0.scopeLogs.map(\.logRecords.count) } } ?? []
-                case .traces: batch.withTraces { $0.resourceSpans.map { $0.scopeSpans.map(\.spans.count) } } ?? []
-                case .metrics: []
-                }
-            }
+            let shape = wholeRequests ? [] : RejectedRecords.shape(batch, signal: signal)
             let before = locators.count
             for (r, scopes) in shape.enumerated() {
                 for (s, records) in scopes.enumerated() {
@@ -103,8 +99,10 @@ struct OTLPRecordIndex: EncodedRecordsIndex {
             }
             // A batch without records (or of metrics) is still sent: one unit for it whole.
             if locators.count == before { locators.append(RecordLocator(batch: Int32(b), resource: -1, scope: -1, record: -1)) }
+            unitsPerBatch.append(locators.count - before)
         }
         self.locators = locators
+        self.unitsPerBatch = unitsPerBatch
     }
 
     /// The batches holding exactly `records` (indices into `locators`), in order:
@@ -117,11 +115,21 @@ struct OTLPRecordIndex: EncodedRecordsIndex {
         }
         return byBatch.map { b, kept in
             let batch = batches[Int(b)]
-            let whole = kept.first!.record < 0 || kept.count == locators.lazy.filter { $0.batch == b }.count
-            if whole { return batch }
+            if kept.count == unitsPerBatch[Int(b)] { return batch }
             // A copy that cannot be made (it never should) sends the batch whole:
             // a duplicate rather than a loss.
             return RejectedRecords.subset(batch, signal: signal, index: b, keeping: Set(kept)) ?? batch
         }
+    }
+
+    /// One request body for `records`: the OTLP encodings of the batches holding
+    /// them, one after another (protobuf merges concatenated messages), compressed
+    /// as the exporter is configured.
+    func payload(_ records: [Int], of batches: [OTLPBatch], signal: OTLPSignal, json: Bool = false,
+                 settings: HTTPExporterSettings) -> Payload {
+        var raw: [UInt8] = []
+        for batch in self.batches(records, of: batches, signal: signal) { raw += json ? batch.encodeJSON() : batch.encodeProtobuf() }
+        let (body, gzipped) = settings.compress(raw)
+        return Payload(records: records, body: body, gzipped: gzipped, rawBytes: raw.count)
     }
 }

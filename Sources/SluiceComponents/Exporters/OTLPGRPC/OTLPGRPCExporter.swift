@@ -108,13 +108,7 @@ final class OTLPGRPCExporter: Exporter {
         let index = OTLPRecordIndex(batches, signal: signal, wholeRequests: true)
         var progress = progressMemory.take(batches, records: index.count)
         let delivery = PayloadDelivery(
-            pack: { records, _ in
-                guard !records.isEmpty else { return [] }
-                var message: [UInt8] = []
-                for batch in index.batches(records, of: batches, signal: signal) { message += batch.encodeProtobuf() }
-                let (body, gzipped) = self.settings.compress(message)
-                return [Payload(records: records, body: body, gzipped: gzipped, rawBytes: message.count)]
-            },
+            pack: { records, _ in records.isEmpty ? [] : [index.payload(records, of: batches, signal: signal, settings: self.settings)] },
             send: { payload in await self.call(payload, signal: signal) })
         let result = await delivery.run(&progress)
         if let retry = result.retry {

@@ -93,7 +93,7 @@ final class OTLPHTTPExporter: Exporter {
             progressMemory.keep(progress)
             return .retryable(reason: retry.reason, after: retry.after)
         }
-        return PayloadDelivery.outcome(progress, result, records: index, batches: batches, signal: signal, redact: { $0 })
+        return PayloadDelivery.outcome(progress, result, records: index, batches: batches, signal: signal, redact: secrets.callAsFunction)
     }
 
     /// Every record in one request, as received: concatenated protobuf encodings
@@ -111,12 +111,7 @@ final class OTLPHTTPExporter: Exporter {
                 }
             }
         }
-        return groups.map { group in
-            var raw: [UInt8] = []
-            for batch in index.batches(group, of: batches, signal: signal) { raw += json ? batch.encodeJSON() : batch.encodeProtobuf() }
-            let (body, gzipped) = settings.compress(raw)
-            return Payload(records: group, body: body, gzipped: gzipped, rawBytes: raw.count)
-        }
+        return groups.map { index.payload($0, of: batches, signal: signal, json: json, settings: settings) }
     }
 
     private func send(_ payload: Payload, _ target: (client: any HTTPTransport, endpoint: String, path: String)) async -> PayloadAnswer {
