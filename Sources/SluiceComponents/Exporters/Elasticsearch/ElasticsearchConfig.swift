@@ -46,8 +46,6 @@ struct ElasticsearchConfig: Sendable {
     var pipeline: String?
     /// A bulk request's size before compression (`flush.bytes`; the Collector's 5 MB).
     var flushBytes = 5_000_000
-    /// Documents per bulk request at most (0: no limit).
-    var flushDocuments = 0
     /// Document statuses retried alone (`retry.retry_on_status`).
     var retryOnStatus: Set<Int> = [429, 500, 502, 503, 504]
     /// How long a node that could not be reached is skipped.

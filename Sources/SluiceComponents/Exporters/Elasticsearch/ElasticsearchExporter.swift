@@ -88,7 +88,7 @@ final class ElasticsearchExporter: Exporter {
     /// Bulk requests of at most `flush.bytes` before compression (as the Collector
     /// counts it); a document larger than that alone is sent alone.
     private func pack(_ documents: EncodedRecords, _ order: [Int], _ progress: inout ExportProgress) -> [Payload] {
-        var packer = PayloadPacker(limit: config.flushBytes, gzip: config.http.gzip, maxItems: config.flushDocuments,
+        var packer = PayloadPacker(limit: config.flushBytes, gzip: config.http.gzip,
                                    ratio: ratio.withLock { $0 }, level: config.http.gzipLevel)
         packer.limitsRawBytes = true
         // Elasticsearch's own limit (http.max_content_length) is 100 MB; a single
