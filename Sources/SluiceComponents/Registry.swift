@@ -16,6 +16,7 @@ extension ComponentRegistry {
         registry.register(OTLPHTTPExporterFactory())
         registry.register(SplunkHECExporterFactory())
         registry.register(ElasticsearchExporterFactory())
+        registry.register(CloudWatchLogsExporterFactory())
         registry.register(HealthCheckExtensionFactory())
         registry.register(FileStorageExtensionFactory())
         registry.register(BearerTokenAuthExtensionFactory())

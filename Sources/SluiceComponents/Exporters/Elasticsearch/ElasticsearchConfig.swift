@@ -164,7 +164,7 @@ struct ElasticsearchConfig: Sendable {
             config.report("auth", "set either auth.authenticator or user/password/api_key, not both")
         }
         secrets += http.secrets
-        for (key, why) in [("num_workers", "one bulk request is in flight per pipeline, in log order"),
+        http.warnings += config.keysWithoutEffect([("num_workers", "one bulk request is in flight per pipeline, in log order"),
                            ("discover", "nodes are the configured endpoints; sniffing is not done"),
                            ("include_source_on_error", "a refused document's source is in the dead-letter file"),
                            ("log_request_body", "request bodies are never logged (they hold the events)"),
@@ -172,10 +172,7 @@ struct ElasticsearchConfig: Sendable {
                            ("metrics_index", "Sluice's elasticsearch exporter sends logs and traces"),
                            ("metrics_dynamic_index", "Sluice's elasticsearch exporter sends logs and traces"),
                            ("telemetry", "the exporter's metrics are always on /metrics"),
-                           ("batcher", "bulk requests are shaped by the pipeline's batch processor")] where config.has(key) {
-            config.accept(key)
-            http.warnings.append("\(config.path).\(key) has no effect in Sluice (\(why)); remove it to silence this warning")
-        }
+                           ("batcher", "bulk requests are shaped by the pipeline's batch processor")])
         self.http = http
         config.finish()
         if config.diagnostics.all.count > before { return nil }
