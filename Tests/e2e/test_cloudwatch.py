@@ -282,3 +282,18 @@ def test_role_arn_creates_the_group_with_retention_and_tags_and_a_stream_per_pod
     assert dead_lettered_ids(lines) == ["old-0001"]
     assert "too old" in lines[0]["reason"] and "14 days" in lines[0]["reason"], lines[0]["reason"]
     assert "role_arn" in process.stderr()
+
+
+def test_without_credentials_sluice_starts_says_so_and_keeps_the_records(tmp_path, track_sluice, cloudwatch):
+    """`sluice validate` passes where the pod's identity is not; the running exporter
+    says it found no credentials and dead-letters what it cannot send."""
+    process = rt.start_sluice(tmp_path, sluice_config(cloudwatch), track_sluice, env={})
+    assert "no AWS credentials" in process.stderr()
+    count = 10
+    assert send_sdk_logs(process.ports.url("otlp", "/v1/logs"), count, "none", base_time=recent_base_time(count)) == Counter({"SUCCESS": count})
+    dead_letter = process.data_dir / "dead-letter" / "awscloudwatchlogs.ndjson"
+    ids = rt.wait_until(lambda: len(dead_lettered_ids(read_dead_letters(dead_letter))) >= count and dead_lettered_ids(read_dead_letters(dead_letter)),
+                        DELIVERY_TIMEOUT, what="the records in the dead-letter file")
+    assert sorted(ids) == [f"none-{i:06d}" for i in range(count)]
+    s = status(process)
+    assert s["status"] == "failed" and "no AWS credentials" in s["last_error"], s

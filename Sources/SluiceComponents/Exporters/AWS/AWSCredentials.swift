@@ -48,6 +48,8 @@ enum AWSCredentialSource: Sendable, Equatable {
         }
     }
 
+    static let noneFound = "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run with IRSA (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE) or EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI), or set access_key_id/secret_access_key on the exporter (docs/cloudwatch.md)"
+
     /// The first source the configuration and environment provide; nil when none.
     static func resolve(config: AWSCredentials?, environment env: [String: String]) -> AWSCredentialSource? {
         if let config { return .config(config) }
@@ -77,7 +79,8 @@ enum AWSCredentialSource: Sendable, Equatable {
 /// again each time: the kubelet rotates it). One fetch at a time: callers that
 /// arrive during a fetch wait for it.
 actor AWSCredentialsProvider {
-    let source: AWSCredentialSource
+    /// nil when none was found: every call is refused with `AWSCredentialSource.noneFound`.
+    let source: AWSCredentialSource?
     let roleARN: String?
     let sts: AWSSecurityTokenService
     private let transport: @Sendable (HTTPEndpoint) -> any HTTPTransport
@@ -88,7 +91,7 @@ actor AWSCredentialsProvider {
     /// Fetch again this long before the credentials expire.
     static let refreshMargin: UInt64 = 300
 
-    init(source: AWSCredentialSource, roleARN: String?, sts: AWSSecurityTokenService,
+    init(source: AWSCredentialSource?, roleARN: String?, sts: AWSSecurityTokenService,
          transport: @escaping @Sendable (HTTPEndpoint) -> any HTTPTransport,
          now: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970) }) {
         self.source = source
@@ -100,7 +103,8 @@ actor AWSCredentialsProvider {
 
     /// What the log says about where credentials come from.
     nonisolated var sourceDescription: String {
-        roleARN.map { "\(source.name), then role_arn \($0)" } ?? source.name
+        guard let source else { return "nowhere (none found)" }
+        return roleARN.map { "\(source.name), then role_arn \($0)" } ?? source.name
     }
 
     func credentials() async throws(AWSCredentialError) -> AWSCredentials {
@@ -121,6 +125,7 @@ actor AWSCredentialsProvider {
     /// What is fetched (all of it, never a secret in a message).
     private func fetch() async throws(AWSCredentialError) -> AWSCredentials {
         var base: AWSCredentials
+        guard let source else { throw AWSCredentialError(message: AWSCredentialSource.noneFound, permanent: true) }
         switch source {
         case .config(let c), .environment(let c):
             base = c

@@ -107,9 +107,9 @@ struct CloudWatchLogsConfig: Sendable {
             config.report("session_token", "set with neither access_key_id nor secret_access_key")
         }
         credentials = AWSCredentialSource.resolve(config: own, environment: env)
-        if credentials == nil {
-            config.report("access_key_id", "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with IRSA (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE) or EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI); docs/cloudwatch.md")
-        }
+        // None found is not a mistake in the file: `sluice validate` runs where the
+        // pod's identity (IRSA, Pod Identity) is not. The exporter says so at start and
+        // refuses what it is given until there are credentials.
         switch credentials {
         case .config(let c)?, .environment(let c)?: secrets += c.secrets
         default: break

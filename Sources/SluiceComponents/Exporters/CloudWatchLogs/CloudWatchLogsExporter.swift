@@ -22,11 +22,11 @@ public struct CloudWatchLogsExporterFactory: ExporterFactory {
     public init() {}
 
     public func make(id: ComponentID, config: ConfigMap, context: ComponentContext) -> (any Exporter)? {
-        guard let settings = CloudWatchLogsConfig(config), let source = settings.credentials else { return nil }
+        guard let settings = CloudWatchLogsConfig(config) else { return nil }
         let client = settings.http.client
         let transport: @Sendable (HTTPEndpoint) -> any HTTPTransport = { HTTPClient(endpoint: $0, settings: client) }
         let sts = AWSSecurityTokenService(endpoint: settings.stsEndpoint, region: settings.region)
-        let provider = AWSCredentialsProvider(source: source, roleARN: settings.roleARN, sts: sts, transport: transport)
+        let provider = AWSCredentialsProvider(source: settings.credentials, roleARN: settings.roleARN, sts: sts, transport: transport)
         return CloudWatchLogsExporter(id: id, config: settings, transport: transport(settings.endpoint), credentials: provider,
                                       logger: context.logger, metrics: context.metrics)
     }
@@ -82,6 +82,7 @@ final class CloudWatchLogsExporter: Exporter {
             "log_group_name": "\(config.logGroup.source)", "log_stream_name": "\(config.logStream.source)",
             "signing_identity_from": "\(credentials.sourceDescription)"])
         for warning in config.http.warnings { logger.warning("\(warning)", metadata: ["exporter": "\(id)"]) }
+        if config.credentials == nil { logger.error("\(AWSCredentialSource.noneFound)", metadata: ["exporter": "\(id)"]) }
     }
 
     func shutdown() async {
