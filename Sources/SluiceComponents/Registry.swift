@@ -21,6 +21,8 @@ extension ComponentRegistry {
         registry.register(FileStorageExtensionFactory())
         registry.register(BearerTokenAuthExtensionFactory())
         registry.register(BasicAuthExtensionFactory())
+        registry.alias("otlp", for: "otlp_grpc", kind: .exporter)
+        registry.alias("otlphttp", for: "otlp_http", kind: .exporter)
         return registry
     }()
 }

@@ -2,14 +2,13 @@ import SluiceCore
 
 extension ConfigMap {
     /// Takes the keys of `keys` this section sets, which the Collector defines but
-    /// which change nothing in Sluice, and returns one warning for each, naming the
-    /// key and why: a key is implemented or named, never silently accepted.
-    func keysWithoutEffect(_ keys: [(key: String, why: String)]) -> [String] {
-        var warnings: [String] = []
+    /// which change nothing in Sluice, with a warning for each that names the key and
+    /// why (`validate` prints it, the log has it at start): a key is implemented or
+    /// named, never silently accepted.
+    func keysWithoutEffect(_ keys: [(key: String, why: String)]) {
         for (key, why) in keys where has(key) {
             accept(key)
-            warnings.append("\(path.isEmpty ? key : "\(path).\(key)") has no effect in Sluice (\(why)); remove it to silence this warning")
+            warn(key, "has no effect in Sluice (\(why)); remove it to silence this warning")
         }
-        return warnings
     }
 }

@@ -143,7 +143,7 @@ struct CloudWatchLogsConfig: Sendable {
         if config.bool("emf_only") == true {
             config.report("emf_only", "Sluice's awscloudwatchlogs sends every log record; it has no EMF-only mode. Remove emf_only, or filter records with a filter processor")
         }
-        http.warnings += config.keysWithoutEffect([("max_retries", "calls are retried until retry_on_failure.max_elapsed_time, then the events go to the dead-letter file"),
+        config.keysWithoutEffect([("max_retries", "calls are retried until retry_on_failure.max_elapsed_time, then the events go to the dead-letter file"),
                            ("num_workers", "one PutLogEvents call is in flight per stream, in order"),
                            ("local_mode", "Sluice reads no EC2 instance metadata"),
                            ("imds_retries", "Sluice reads no EC2 instance metadata"),

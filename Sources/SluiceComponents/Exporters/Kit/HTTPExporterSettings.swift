@@ -54,7 +54,7 @@ struct HTTPExporterSettings: Sendable {
         retry = RetrySettings(config.map("retry_on_failure"))
         queue = QueueSettings(config.map("sending_queue"))
         warnings = client.warnings
-        warnings += config.keysWithoutEffect(Self.goClientKeys)
+        config.keysWithoutEffect(Self.goClientKeys)
         switch auth {
         case .refused(let instead):
             config.refuseClientAuthenticator(instead: instead)

@@ -195,7 +195,7 @@ struct SplunkHECConfig: Sendable {
         }
         // Read so Collector configurations stay valid, and named as changing nothing
         // here: metrics and profiles are not sent, batching is the pipeline's.
-        warnings += config.keysWithoutEffect([("max_content_length_metrics", "Sluice's splunk_hec sends logs and traces, not metrics"),
+        config.keysWithoutEffect([("max_content_length_metrics", "Sluice's splunk_hec sends logs and traces, not metrics"),
                            ("profiling_data_enabled", "profiles are not sent"),
                            ("max_connections", "connections are bounded by max_conns_per_host"),
                            ("telemetry", "the exporter's metrics are always on /metrics"),
