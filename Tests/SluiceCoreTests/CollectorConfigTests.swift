@@ -131,4 +131,31 @@ import Testing
         diagnostics.warn(line: 2, path: "w", "once")
         #expect(diagnostics.warnings.count == 1)
     }
+
+    /// Values read as the Collector reads them (issue 16, item 4).
+    @Test func valuesAreReadTheCollectorsWay() throws {
+        let config = load("""
+        exporters:
+          debug:
+            timeout: 5_000_000_000
+            limit: 1_000
+            ratio: 0.000_5
+            size: 64_MiB
+            tls:
+              ca_file: ""
+              cert_file: ""
+              key_file: ""
+        """)
+        let section = try #require(config.exporters.first?.config)
+        #expect(section.duration("timeout") == .seconds(5))
+        #expect(section.int("limit") == 1000)
+        #expect(section.double("ratio") == 0.0005)
+        #expect(section.byteSize("size") == 64 << 20)
+        let tls = TLSSettings(section.map("tls"))
+        #expect(tls.caFile == nil && tls.certFile == nil && tls.keyFile == nil)
+        #expect(config.diagnostics.all.filter { $0.path != "service" }.isEmpty, "\(config.diagnostics.all)")
+        #expect(config.diagnostics.warnings.map(\.description) == [
+            "collector.yaml:3 exporters.debug.timeout: 5_000_000_000 has no unit: read as 5s (nanoseconds, as the Collector reads a bare number); write 5s if that is meant, or the value with its unit",
+        ])
+    }
 }
