@@ -158,4 +158,29 @@ import Testing
             "collector.yaml:3 exporters.debug.timeout: 5_000_000_000 has no unit: read as 5s (nanoseconds, as the Collector reads a bare number); write 5s if that is meant, or the value with its unit",
         ])
     }
+
+    /// sending_queue: `batch` is read, the keys that change nothing are named.
+    @Test func sendingQueueBatchIsReadAndOtherKeysAreNamed() throws {
+        let config = load("""
+        exporters:
+          debug:
+            sending_queue:
+              enabled: false
+              num_consumers: 10
+              block_on_overflow: true
+              wait_for_result: true
+              batch:
+                flush_timeout: 1s
+                min_size: 1000
+                max_size: 2000
+        """)
+        let queue = QueueSettings(try #require(config.exporters.first?.config.map("sending_queue")))
+        #expect(queue.batch == BatchShape(sendBatchSize: 1000, timeout: .seconds(1), sendBatchMaxSize: 2000))
+        let warned = config.diagnostics.warnings.map(\.path)
+        #expect(warned == ["exporters.debug.sending_queue.enabled", "exporters.debug.sending_queue.num_consumers",
+                           "exporters.debug.sending_queue.block_on_overflow", "exporters.debug.sending_queue.wait_for_result"], "\(warned)")
+        let bytes = load("exporters:\n  debug:\n    sending_queue:\n      batch: {sizer: bytes}\n")
+        _ = QueueSettings(try #require(bytes.exporters.first?.config.map("sending_queue")))
+        #expect(bytes.diagnostics.all.contains { $0.path.hasSuffix("batch.sizer") })
+    }
 }

@@ -106,3 +106,27 @@ def test_a_reload_with_a_duplicated_key_is_refused_by_line_in_the_log_and_status
     assert "duplicated (first at line 8)" in log
     for text in (status_text, log):
         assert TOKEN not in text and OTHER not in text
+
+
+def test_sending_queue_batch_shapes_an_exporters_requests(tmp_path, track_sluice, otlp_sink):
+    """`sending_queue.batch` (the Collector's exporter-side batching) merges what the
+    pipeline has no batch processor for: five requests of 100 records leave as one
+    of 500 (min_size), however long the five take to arrive within flush_timeout."""
+    from test_splunk_hec import log_request
+
+    def make(ports: rt.Ports) -> dict:
+        return {
+            "receivers": {"otlp": {"protocols": {"http": {"endpoint": ports.address("otlp")}}}},
+            "exporters": {"otlp_http": {"endpoint": otlp_sink.endpoint, "compression": "none",
+                                        "sending_queue": {"batch": {"min_size": 500, "max_size": 500, "flush_timeout": "120s"}}}},
+            "service": {"telemetry": {"metrics": {"address": ports.address("metrics")}},
+                        "pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["otlp_http"]}}},
+        }
+
+    process = rt.start_sluice(tmp_path, make, track_sluice)
+    for start in range(0, 500, 100):
+        _, body = log_request("q", start, 100)
+        assert rt.post(process.ports.url("otlp", "/v1/logs"), body).status == 200
+    assert otlp_sink.wait_for(lambda s: len(rt.flatten_logs(s.messages("logs"))) >= 500, 180), "the 500 records did not arrive"
+    sizes = [len(rt.flatten_logs([m])) for m in otlp_sink.messages("logs")]
+    assert sizes == [500], sizes

@@ -64,6 +64,17 @@ public final class ConfigMap: @unchecked Sendable {
         diagnostics.warn(line: line, path: childPath(key), message)
     }
 
+    /// Takes the keys of `keys` this section sets, which the Collector defines but
+    /// which change nothing in Sluice, with a warning for each that names the key and
+    /// why (`validate` prints it, the log has it at start): a key is implemented or
+    /// named, never silently accepted.
+    public func keysWithoutEffect(_ keys: [(key: String, why: String)]) {
+        for (key, why) in keys where has(key) {
+            accept(key)
+            warn(key, "has no effect in Sluice (\(why)); remove it to silence this warning")
+        }
+    }
+
     // MARK: Typed values
 
     public func string(_ key: String) -> String? {
