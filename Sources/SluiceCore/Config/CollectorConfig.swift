@@ -256,7 +256,11 @@ public final class CollectorConfig: @unchecked Sendable {
         case .scalar(var scalar):
             guard scalar.string.contains("$") else { return node }
             do {
-                scalar.string = try substitution.expand(scalar.string)
+                var unset: [String] = []
+                scalar.string = try substitution.expand(scalar.string, unset: &unset)
+                for name in unset {
+                    diagnostics.warn(line: scalar.mark?.line, path: path, "${\(name)} is not set in the environment and becomes empty; set it, or give a default with ${env:\(name):-value}")
+                }
             } catch {
                 diagnostics.report(line: scalar.mark?.line, path: path, error.description)
             }
