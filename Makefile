@@ -58,6 +58,7 @@ run: deps
 	mkdir -p data
 	.build/release/sluice --config collector.yaml
 
+# Regenerates Sources/COTLP from proto/ (needs protoc-c and libprotobuf-dev's descriptor.proto).
 proto:
 	scripts/generate-proto.sh
 

@@ -484,7 +484,6 @@ struct EventWriter {
     mutating func appendFlatFields(_ attributes: AttributesView, prefix: [UInt8]?, topLevel: Bool, _ first: inout Bool) {
         for attribute in attributes {
             guard let value = attribute.value else { continue }
-            // strlen once: protobuf-c strings are NUL-terminated.
             let key = attribute.key.utf8
             // An indexed field needs a name.
             if key.isEmpty, prefix == nil { continue }
