@@ -166,6 +166,9 @@ class Pod:
         self.spec = self.workload["spec"]["template"]["spec"]
         self.container = sluice_container(self.workload)
         self.volumes = {v["name"]: v for v in self.spec.get("volumes", [])}
+        # A StatefulSet's claim per pod, as the volume it becomes.
+        for claim in self.workload["spec"].get("volumeClaimTemplates", []):
+            self.volumes[claim["metadata"]["name"]] = {"name": claim["metadata"]["name"], "persistentVolumeClaim": claim["spec"]}
         self.mounts = self.container.get("volumeMounts", [])
 
     # --- where files come from
@@ -196,7 +199,7 @@ class Pod:
 
     @staticmethod
     def keys(obj: dict) -> dict[str, str]:
-        return {**obj.get("data", {}), **obj.get("stringData", {})}
+        return {**(obj.get("data") or {}), **(obj.get("stringData") or {})}
 
     # --- the configuration
 
@@ -328,22 +331,24 @@ def check_pod(pod: Pod) -> None:
 
     # The disk log and the dead letters are on a writable volume that holds them.
     storage = pod.extension("file_storage")
-    directories = [pod.data_directory] + ([storage.get("directory", pod.data_directory + "/storage")] if storage is not None else [])
+    storage_directory = storage.get("directory", pod.data_directory + "/storage") if storage is not None else None
+    directories = [pod.data_directory] + ([storage_directory] if storage_directory else [])
+    directories += [os.path.dirname(s["path"]) for k, s in pod.exporters.items() if k.split("/")[0] == "file"]
     for directory in directories:
         assert directory.startswith("/"), f"{name}: {directory} is relative to a read-only root"
         mount = pod.mount_of(directory)
         assert mount is not None, f"{name}: {directory} is on the read-only root filesystem"
         assert not mount.get("readOnly", False), f"{name}: {directory} is on a read-only mount"
-        volume = pod.volumes.get(mount["name"])
-        templates = [t["metadata"]["name"] for t in pod.workload["spec"].get("volumeClaimTemplates", [])]
-        assert (volume is not None and ("emptyDir" in volume or "persistentVolumeClaim" in volume)) or mount["name"] in templates, \
+        volume = pod.volumes.get(mount["name"], {})
+        assert "emptyDir" in volume or "persistentVolumeClaim" in volume, \
             f"{name}: {directory} is on {mount['name']}, not an emptyDir or a PersistentVolumeClaim"
     if storage is not None and pod.disk_pipelines():
         max_size = byte_size(storage.get("max_size", "1GiB"))
         needed = pod.disk_pipelines() * (max_size + min(64 * MIB, max_size // 4))
-        volume = pod.volumes.get(pod.mount_of(directories[-1])["name"])
-        if volume is not None and "emptyDir" in volume:
-            limit = byte_size(volume["emptyDir"]["sizeLimit"])
+        volume = pod.volumes.get(pod.mount_of(storage_directory)["name"])
+        claim = volume.get("persistentVolumeClaim", {}).get("resources", {}).get("requests", {}).get("storage")
+        if "emptyDir" in volume or claim:
+            limit = byte_size(claim or volume["emptyDir"]["sizeLimit"])
             assert limit > needed, f"{name}: emptyDir sizeLimit {limit} cannot hold {pod.disk_pipelines()} disk logs of {max_size} (+ a segment each): {needed}"
 
     # Stopping: Sluice drains for shutdown_timeout (after its preStop wait) inside the grace period.
@@ -389,8 +394,12 @@ def check_egress(pod: Pod) -> None:
         assert rule.get("ports"), f"{pod.name}: an egress rule without ports allows everything"
     wanted = {53}
     for exporter_id, settings in pod.exporters.items():
-        wanted.add(destination_port(exporter_id, settings))
+        if exporter_id.split("/")[0] not in LOCAL_EXPORTERS:
+            wanted.add(destination_port(exporter_id, settings))
     assert allowed == wanted, f"{pod.name}: egress allows ports {sorted(allowed)}; the exporters need {sorted(wanted)} (and DNS)"
+
+
+LOCAL_EXPORTERS = {"file", "debug", "nop"}
 
 
 def destination_port(exporter_id: str, settings: dict) -> int:
