@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import functools
 
+import helm_python as helm
 import pytest
 import yaml
 
 import deploy_checks as dc
 from conftest import REPO_ROOT
-
-helm = pytest.importorskip("helm_python", reason="helm-python-sdk is in Tests/e2e/requirements.txt: `make deps`")
 
 CHART = REPO_ROOT / "deploy" / "helm" / "sluice"
 VALUES = sorted(p.name for p in CHART.glob("values-*.yaml"))
