@@ -44,39 +44,7 @@ def exposed(tmp_path_factory, track_sluice_module):
     for name, labels, _ in samples:
         names.setdefault(name, set()).update(labels)
     yield process, samples, names
-
-
-def test_dashboard_uses_metrics_and_labels_sluice_exposes(exposed):
-    _, _, exposed = exposed
-    dashboard = json.loads(DASHBOARD.read_text())
-    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
-    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"]), "panel ids must be unique"
-    # The panels the issue names are there, by what they show.
-    shown = " ".join(t["expr"] for p in panels for t in p["targets"])
-    for metric in ("sluice_receiver_accepted_items_total", "sluice_exporter_sent_items_total", "sluice_receiver_refused_items_total",
-                   "sluice_exporter_dead_lettered_items_total", "sluice_exporter_lag_items", "sluice_exporter_lag_oldest_age_seconds",
-                   "sluice_exporter_up", "sluice_process_resident_memory_bytes", "sluice_process_cpu_seconds_total"):
-        assert metric in shown, f"no panel shows {metric}"
-    for panel in panels:
-        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
-        for target in panel["targets"]:
-            expr = target["expr"]
-            assert expr.count("(") == expr.count(")"), expr
-            for name in re.findall(r"\bsluice_[a-z_]+", expr):
-                assert name in exposed, f"{name} (panel {panel['title']!r}) is not in /metrics"
-            # Labels grouped by, matched on or printed exist on the metrics used.
-            used = set(re.findall(r"by \(([^)]*)\)", expr))
-            labels = {label.strip() for group in used for label in group.split(",")} | set(re.findall(r"\{\{(\w+)\}\}", target.get("legendFormat", "")))
-            available = TARGET_LABELS | set().union(*(exposed[n] for n in re.findall(r"\bsluice_[a-z_]+", expr)))
-            assert labels <= available, f"panel {panel['title']!r} uses labels {sorted(labels - available)} that {expr} does not have"
-    # Panels do not overlap on the 24-column grid.
-    cells = set()
-    for panel in dashboard["panels"]:
-        g = panel["gridPos"]
-        assert g["x"] + g["w"] <= 24
-        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
-        assert not cells & mine, f"panel {panel['title']!r} overlaps another"
-        cells |= mine
+    assert process.stop(timeout=30) == 0
 
 
 def test_alert_rules_use_metrics_and_labels_sluice_exposes(exposed):
