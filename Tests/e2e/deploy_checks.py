@@ -51,13 +51,13 @@ MIB = 1 << 20
 # Schemas
 
 
-def validate_schemas(objects: list[dict]) -> None:
+def validate_schemas(objects: list[dict], versions: tuple[str, ...] = KUBERNETES_VERSIONS) -> None:
     for obj in objects:
         where = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
         if obj.get("apiVersion") == "monitoring.coreos.com/v1":
             check_service_monitor(obj, objects)
             continue
-        for version in KUBERNETES_VERSIONS:
+        for version in versions:
             try:
                 kubernetes_validate.validate(obj, version, strict=True)
             except kubernetes_validate.ValidationError as error:
