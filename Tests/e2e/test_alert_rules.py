@@ -96,3 +96,39 @@ def test_dashboard_uses_metrics_and_labels_sluice_exposes(exposed):
         mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
         assert not cells & mine, f"panel {panel['title']!r} overlaps another"
         cells |= mine
+
+
+def test_oldest_undelivered_age_grows_while_a_destination_is_down(tmp_path, track_sluice):
+    """sluice_exporter_lag_oldest_age_seconds (the dashboard's "oldest undelivered
+    record", alert SluiceDeliveryBehind): 0 for an exporter that keeps up, growing
+    for one whose destination refuses connections, as long as the record waits."""
+    closed = rt.free_port()
+
+    def config(ports):
+        return {
+            "receivers": {"otlp": {"protocols": {"http": {"endpoint": ports.address("otlp")}}}},
+            "exporters": {"file": {"path": str(tmp_path / "out.jsonl")},
+                          "otlphttp": {"endpoint": f"http://127.0.0.1:{closed}", "retry_on_failure": {"initial_interval": "100ms"}}},
+            "service": {
+                "shutdown_timeout": "1s",
+                "telemetry": {"metrics": {"address": ports.address("metrics")}},
+                "pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["file", "otlphttp"]}},
+            },
+        }
+
+    process = rt.start_sluice(tmp_path, config, track_sluice)
+    body = b'{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"waits"}}]}]}]}'
+    assert rt.post(process.ports.url("otlp", "/v1/logs"), body, "application/json").status == 200
+    metrics_url = process.ports.url("metrics", "/metrics")
+
+    def age(exporter):
+        return rt.metric(rt.scrape(metrics_url), "sluice_exporter_lag_oldest_age_seconds", exporter=exporter, pipeline="logs")
+
+    first = rt.wait_until(lambda: age("otlphttp") or None, timeout=30, what="an age for the undelivered record")
+    rt.wait_until(lambda: age("otlphttp") > first + 0.5, timeout=30, what="the age to grow while the record waits")
+    samples = rt.scrape(metrics_url)
+    assert rt.metric(samples, "sluice_exporter_lag_items", exporter="otlphttp", pipeline="logs") == 1
+    rt.wait_until(lambda: rt.metric(rt.scrape(metrics_url), "sluice_exporter_sent_items_total", exporter="file", signal="logs") == 1,
+                  timeout=30, what="the file exporter to deliver")
+    assert age("file") == 0
+    assert process.stop(timeout=30) == 0
