@@ -113,3 +113,25 @@ def test_config_override_reaches_collector_yaml():
     config_map = yaml.safe_load(out["sluice/templates/configmap.yaml"])
     config = yaml.safe_load(config_map["data"]["collector.yaml"])
     assert config["processors"]["batch"] == {"send_batch_size": 42, "timeout": "1s"}
+
+
+def test_forwarding_values_reach_the_gateway_values():
+    """values-forward.yaml sends to the Service values-gateway.yaml renders (release
+    sluice in namespace sluice, as their comments say), with the token key the tier
+    checks, through egress the tier's pods match and ingress that admits the sidecars."""
+    sidecar_objects, tier_objects = objects_of("values-forward.yaml"), objects_of("values-gateway.yaml")
+    sidecar, tier = dc.all_pods(sidecar_objects)[0], dc.all_pods(tier_objects)[0]
+    service = next(o for o in tier_objects if o["kind"] == "Service")
+    host, port = dc.host_port(sidecar.config["exporters"]["otlp"]["endpoint"])
+    assert host == f"{service['metadata']['name']}.sluice.svc.cluster.local"
+    assert port in {p["port"] for p in service["spec"]["ports"]}
+    header = sidecar.config["exporters"]["otlp"]["headers"]["authorization"]
+    assert dc.FILE_REFERENCE.search(header).group(1).rsplit("/", 1)[1] == tier.config["extensions"]["bearertokenauth"]["filename"].rsplit("/", 1)[1]
+    egress = next(o for o in sidecar_objects if o["kind"] == "NetworkPolicy")["spec"]["egress"]
+    tier_labels = tier.workload["spec"]["template"]["metadata"]["labels"]
+    assert any(t.get("podSelector", {}).get("matchLabels", {}).items() <= tier_labels.items() and t.get("podSelector")
+               and t["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "sluice"
+               for rule in egress for t in rule["to"])
+    ingress = next(o for o in tier_objects if o["kind"] == "NetworkPolicy")["spec"]["ingress"]
+    sidecar_labels = sidecar.workload["spec"]["template"]["metadata"]["labels"]
+    assert any(f.get("podSelector") and f["podSelector"]["matchLabels"].items() <= sidecar_labels.items() for rule in ingress for f in rule["from"])
