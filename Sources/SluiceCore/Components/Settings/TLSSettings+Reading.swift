@@ -6,7 +6,8 @@ import Foundation
 extension TLSSettings {
     /// A path that must name a readable file; a problem is reported under `key`.
     static func readableFile(_ config: ConfigMap, _ key: String) -> String? {
-        guard let path = config.string(key) else { return nil }
+        // An empty path means unset, as in the Collector (a Helm value left blank).
+        guard let path = config.string(key), !path.isEmpty else { return nil }
         var isDirectory: ObjCBool = false
         if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
             config.report(key, "'\(path)' does not exist; check the path (and that the secret is mounted)")
