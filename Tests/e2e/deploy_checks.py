@@ -38,10 +38,10 @@ from conftest import SLUICE_BIN, _retry_while_rebuilt
 # and the newest kubernetes-validate has.
 KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
 
-# Exporter types whose engineers are still building them (issues 13 and 14): a
+# Exporter types whose engineers are still building them (issue 14): a
 # config naming them is checked by `sluice validate` for everything else, and must
 # fail only on the type. Once a type is in `sluice components` it is checked whole.
-PENDING_EXPORTERS = {"awscloudwatchlogs", "datadog", "azuremonitor"}
+PENDING_EXPORTERS = {"datadog", "azuremonitor"}
 
 DEFAULT_SHUTDOWN_SECONDS = 25
 MIB = 1 << 20
@@ -405,12 +405,12 @@ LOCAL_EXPORTERS = {"file", "debug", "nop"}
 def destination_port(exporter_id: str, settings: dict) -> int:
     kind = exporter_id.split("/")[0]
     endpoint = settings.get("endpoint") or (settings.get("endpoints") or [None])[0]
-    if kind == "otlp":
+    if kind in ("otlp_grpc", "otlp"):   # host:port, no scheme
         return host_port(endpoint)[1]
     if endpoint:
         url = urlsplit(endpoint)
         return url.port or (443 if url.scheme == "https" else 80)
-    assert kind in PENDING_EXPORTERS, f"exporter {exporter_id} has no endpoint"
+    assert kind in PENDING_EXPORTERS | {"awscloudwatchlogs"}, f"exporter {exporter_id} has no endpoint"
     return 443   # SaaS APIs (CloudWatch, Datadog, Azure) on their default HTTPS endpoints
 
 
@@ -467,7 +467,8 @@ def validate_config(pod: Pod, root: Path) -> None:
             assert any(f"unknown exporter type '{t}'" in line for t in pending - built), f"{pod.name}: {line}"
     else:
         assert result.returncode == 0, f"{pod.name}: sluice validate refused the config:\n{result.stderr}"
-        assert "no effect" not in result.stderr, f"{pod.name}: a key the config sets does nothing:\n{result.stderr}"
+        for warning in ("no effect", "deprecated"):
+            assert warning not in result.stderr, f"{pod.name}: the config sets a key that does nothing or an old name:\n{result.stderr}"
 
 
 def run_pod(pod: Pod, root: Path, track) -> None:

@@ -122,10 +122,10 @@ def test_forwarding_values_reach_the_gateway_values():
     sidecar_objects, tier_objects = objects_of("values-forward.yaml"), objects_of("values-gateway.yaml")
     sidecar, tier = dc.all_pods(sidecar_objects)[0], dc.all_pods(tier_objects)[0]
     service = next(o for o in tier_objects if o["kind"] == "Service")
-    host, port = dc.host_port(sidecar.config["exporters"]["otlp"]["endpoint"])
+    host, port = dc.host_port(sidecar.config["exporters"]["otlp_grpc"]["endpoint"])
     assert host == f"{service['metadata']['name']}.sluice.svc.cluster.local"
     assert port in {p["port"] for p in service["spec"]["ports"]}
-    header = sidecar.config["exporters"]["otlp"]["headers"]["authorization"]
+    header = sidecar.config["exporters"]["otlp_grpc"]["headers"]["authorization"]
     assert dc.FILE_REFERENCE.search(header).group(1).rsplit("/", 1)[1] == tier.config["extensions"]["bearertokenauth"]["filename"].rsplit("/", 1)[1]
     egress = next(o for o in sidecar_objects if o["kind"] == "NetworkPolicy")["spec"]["egress"]
     tier_labels = tier.workload["spec"]["template"]["metadata"]["labels"]

@@ -97,13 +97,13 @@ def test_forwarding_sidecars_reach_the_gateway_tier():
     tier = dc.all_pods(tier_objects)[0]
     service = next(o for o in tier_objects if o["kind"] == "Service")
     namespace = service["metadata"]["namespace"]
-    endpoint = sidecar.config["exporters"]["otlp"]["endpoint"]
+    endpoint = sidecar.config["exporters"]["otlp_grpc"]["endpoint"]
     host, port = dc.host_port(endpoint)
     assert host == f"{service['metadata']['name']}.{namespace}.svc.cluster.local"
     service_port = next(p for p in service["spec"]["ports"] if p["port"] == port)
     assert dc.resolve_port(tier.container, service_port["targetPort"]) == dc.host_port(tier.config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"])[1]
     # The token: sidecar header from its Secret, the tier's bearertokenauth from its own; same key.
-    header = sidecar.config["exporters"]["otlp"]["headers"]["authorization"]
+    header = sidecar.config["exporters"]["otlp_grpc"]["headers"]["authorization"]
     sidecar_file = dc.FILE_REFERENCE.search(header).group(1)
     tier_file = tier.config["extensions"]["bearertokenauth"]["filename"]
     assert Path(sidecar_file).name == Path(tier_file).name
