@@ -130,3 +130,24 @@ def test_sending_queue_batch_shapes_an_exporters_requests(tmp_path, track_sluice
     assert otlp_sink.wait_for(lambda s: len(rt.flatten_logs(s.messages("logs"))) >= 500, 180), "the 500 records did not arrive"
     sizes = [len(rt.flatten_logs([m])) for m in otlp_sink.messages("logs")]
     assert sizes == [500], sizes
+
+
+def test_debug_output_paths_writes_where_it_is_told(tmp_path, track_sluice):
+    """The debug exporter's `output_paths`: a file, instead of stderr."""
+    from test_splunk_hec import log_request
+
+    out = tmp_path / "debug.txt"
+
+    def make(ports: rt.Ports) -> dict:
+        return {
+            "receivers": {"otlp": {"protocols": {"http": {"endpoint": ports.address("otlp")}}}},
+            "exporters": {"debug": {"verbosity": "detailed", "output_paths": [str(out)]}},
+            "service": {"telemetry": {"metrics": {"address": ports.address("metrics")}},
+                        "pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["debug"]}}},
+        }
+
+    process = rt.start_sluice(tmp_path, make, track_sluice)
+    ids, body = log_request("dbg", 0, 3)
+    assert rt.post(process.ports.url("otlp", "/v1/logs"), body).status == 200
+    rt.wait_until(lambda: out.exists() and all(i in out.read_text() for i in ids), 60, what="the records in the debug file")
+    assert not any(i in process.stderr() for i in ids), "the records went to stderr too"

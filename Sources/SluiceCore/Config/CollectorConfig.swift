@@ -215,26 +215,46 @@ public final class CollectorConfig: @unchecked Sendable {
         return result
     }
 
+    /// `service.telemetry`. What Sluice does with it: Prometheus metrics and /status
+    /// on `metrics.address` (or a `readers[].pull` Prometheus reader), `logs.level`
+    /// and `logs.encoding` to stderr. Every other key the Collector defines is named
+    /// in a warning with why it changes nothing.
     private func readTelemetry(_ telemetry: ConfigMap) {
         if let metrics = telemetry.map("metrics") {
-            if let level = metrics.enumeration("level", ["none", "basic", "normal", "detailed"]), level == "none" {
-                self.telemetry.metricsAddress = nil
+            if let level = metrics.enumeration("level", ["none", "basic", "normal", "detailed"]) {
+                if level == "none" { self.telemetry.metricsAddress = nil }
+                if level == "basic" || level == "detailed" {
+                    metrics.warn("level", "\(level) has no effect in Sluice: its metrics are the same at every level (none turns them off)")
+                }
             }
             if let address = metrics.string("address") { self.telemetry.metricsAddress = address }
             // The Collector's newer form: readers[].pull.exporter.prometheus.{host,port}.
             if let readers = metrics.sections("readers") {
                 for reader in readers {
-                    guard let pull = reader.map("pull"), let exporter = pull.map("exporter"), let prometheus = exporter.map("prometheus") else {
-                        reader.finish()
-                        continue
+                    if reader.has("periodic") {
+                        reader.keysWithoutEffect([("periodic", "Sluice does not push its own metrics; they are on /metrics for Prometheus to scrape, with /status")])
                     }
-                    let host = prometheus.string("host") ?? "0.0.0.0"
-                    let port = prometheus.int("port", min: 0, max: 65535) ?? 8888
-                    prometheus.accept("without_scope_info", "without_type_suffix", "without_units", "with_resource_constant_labels")
-                    self.telemetry.metricsAddress = "\(host):\(port)"
-                    prometheus.finish(); exporter.finish(); pull.finish(); reader.finish()
+                    if let pull = reader.map("pull"), let exporter = pull.map("exporter") {
+                        if let prometheus = exporter.map("prometheus") {
+                            let host = prometheus.string("host") ?? "0.0.0.0"
+                            let port = prometheus.int("port", min: 0, max: 65535) ?? 8888
+                            prometheus.keysWithoutEffect([
+                                ("without_scope_info", "Sluice's metrics carry no scope labels"),
+                                ("without_type_suffix", "Sluice's metric names are fixed (docs/operations.md lists them)"),
+                                ("without_units", "Sluice's metric names are fixed (docs/operations.md lists them)"),
+                                ("with_resource_constant_labels", "Sluice adds no resource labels"),
+                            ])
+                            self.telemetry.metricsAddress = "\(host):\(port)"
+                            prometheus.finish()
+                        }
+                        exporter.finish()
+                        pull.finish()
+                    }
+                    reader.finish()
                 }
             }
+            metrics.keysWithoutEffect([("views", "Sluice's metrics are exported as they are"),
+                                       ("cardinality_limits", "Sluice's metrics have bounded labels")])
             metrics.finish()
         }
         if let logs = telemetry.map("logs") {
@@ -242,10 +262,24 @@ public final class CollectorConfig: @unchecked Sendable {
                 self.telemetry.logLevel = level.lowercased()
             }
             if let encoding = logs.enumeration("encoding", ["json", "console"]) { self.telemetry.logEncoding = encoding }
-            logs.accept("development", "disable_caller", "disable_stacktrace", "sampling", "output_paths", "error_output_paths", "initial_fields", "processors")
+            if let paths = logs.stringList("output_paths"), paths != ["stderr"] {
+                logs.warn("output_paths", "Sluice logs to stderr only (collected by the container runtime); \(paths.joined(separator: ", ")) has no effect")
+            }
+            if let paths = logs.stringList("error_output_paths"), paths != ["stderr"] {
+                logs.warn("error_output_paths", "Sluice logs to stderr only (collected by the container runtime); \(paths.joined(separator: ", ")) has no effect")
+            }
+            logs.keysWithoutEffect([
+                ("development", "there is no development mode"),
+                ("disable_caller", "log lines carry no caller"),
+                ("disable_stacktrace", "log lines carry no stack traces"),
+                ("sampling", "every log line is written; Sluice logs state changes, not per-request lines"),
+                ("initial_fields", "log lines carry their component's own fields"),
+                ("processors", "log lines are written to stderr only"),
+            ])
             logs.finish()
         }
-        telemetry.accept("resource", "traces")
+        telemetry.keysWithoutEffect([("resource", "Sluice's metrics and logs carry no resource attributes"),
+                                     ("traces", "Sluice emits no traces of its own")])
         telemetry.finish()
     }
 
@@ -256,7 +290,11 @@ public final class CollectorConfig: @unchecked Sendable {
         case .scalar(var scalar):
             guard scalar.string.contains("$") else { return node }
             do {
-                scalar.string = try substitution.expand(scalar.string)
+                var unset: [String] = []
+                scalar.string = try substitution.expand(scalar.string, unset: &unset)
+                for name in unset {
+                    diagnostics.warn(line: scalar.mark?.line, path: path, "${\(name)} is not set in the environment and becomes empty; set it, or give a default with ${env:\(name):-value}")
+                }
             } catch {
                 diagnostics.report(line: scalar.mark?.line, path: path, error.description)
             }

@@ -24,7 +24,12 @@ public struct MemoryLimiterProcessorFactory: ProcessorFactory {
                 spike = MemoryLimiterProcessor.availableMemory() / 100 * spikePercentage
             }
         }
-        config.accept("spike_limit_percentage", "min_gc_interval_when_soft_limited", "min_gc_interval_when_hard_limited")
+        if config.has("spike_limit_percentage"), !config.has("limit_percentage") {
+            _ = config.int("spike_limit_percentage", min: 0, max: 100)
+            config.report("spike_limit_percentage", "goes with limit_percentage; with limit_mib set spike_limit_mib")
+        }
+        config.keysWithoutEffect([("min_gc_interval_when_soft_limited", "Swift has no garbage collector to run"),
+                                  ("min_gc_interval_when_hard_limited", "Swift has no garbage collector to run")])
         config.finish()
         guard let limit else {
             if config.diagnostics.all.count == before { config.report("limit_mib", "missing: set limit_mib (or limit_percentage)") }
