@@ -190,6 +190,12 @@ public final class Service: Sendable {
                           labels: [("exporter", exporter.description), ("pipeline", name)]) { [weak self] in
                 Double(self?.log(of: id)?.lag(exporter).items ?? 0)
             }
+            // How long the oldest record this exporter has not delivered has waited:
+            // what a dashboard or an alert needs to tell "behind" from "stuck".
+            metrics.gauge("sluice_exporter_lag_oldest_age_seconds", "Age of the oldest item in the log not yet delivered by the exporter (0 when none).",
+                          labels: [("exporter", exporter.description), ("pipeline", name)]) { [weak self] in
+                self?.log(of: id)?.lag(exporter).oldestAgeSeconds ?? 0
+            }
             let status = status(exporter)
             metrics.gauge("sluice_exporter_up", "1 active, 0.5 degraded, 0 failed.", labels: [("exporter", exporter.description)]) {
                 switch status.snapshot.state { case .active: 1; case .degraded: 0.5; case .failed: 0 }

@@ -113,11 +113,23 @@ final class MemoryLimiterProcessor: Processor {
     /// Memory this process may use: the cgroup limit when there is one (a pod's
     /// memory limit), else the machine's memory.
     static func availableMemory() -> Int {
-        if let text = try? String(contentsOfFile: "/sys/fs/cgroup/memory.max", encoding: .utf8),
-           let value = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
-            return value
+        availableMemory(physical: Int(ProcessInfo.processInfo.physicalMemory)) { path in
+            try? String(contentsOfFile: path, encoding: .utf8)
         }
-        return Int(ProcessInfo.processInfo.physicalMemory)
+    }
+
+    /// cgroup v2 names the limit `memory.max` ("max" when there is none); cgroup v1,
+    /// still the default on older nodes (the clusters that run the classic sidecar
+    /// form), `memory/memory.limit_in_bytes`, with a huge number for none. Without
+    /// the v1 file, limit_percentage of a pod on such a node was a share of the
+    /// node's memory, and the kernel killed the container before the limiter acted.
+    static func availableMemory(physical: Int, read: (String) -> String?) -> Int {
+        for path in ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"] {
+            if let text = read(path), let value = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), value < physical {
+                return value
+            }
+        }
+        return physical
     }
 }
 
