@@ -151,3 +151,51 @@ def test_debug_output_paths_writes_where_it_is_told(tmp_path, track_sluice):
     assert rt.post(process.ports.url("otlp", "/v1/logs"), body).status == 200
     rt.wait_until(lambda: out.exists() and all(i in out.read_text() for i in ids), 60, what="the records in the debug file")
     assert not any(i in process.stderr() for i in ids), "the records went to stderr too"
+
+
+# ----------------------------------------------------------------------------
+# health_check: tls, response_body, path (keys that were accepted and ignored)
+
+from certs import pki  # noqa: E402,F401 - the session fixture
+
+
+def test_health_check_serves_tls_and_custom_bodies(tmp_path, track_sluice, pki):  # noqa: F811
+    """A health check configured for TLS answers over TLS only (it was served in
+    plain text), with the configured response bodies."""
+    import ssl
+    import urllib.request
+
+    server = pki.install_server(tmp_path / "tls")
+
+    def make(ports: rt.Ports) -> dict:
+        return {
+            "receivers": {"otlp": {"protocols": {"http": {"endpoint": ports.address("otlp")}}}},
+            "exporters": {"nop": {}},
+            "extensions": {"health_check": {"endpoint": ports.address("health"), "path": "/health/status",
+                                            "tls": {"cert_file": str(server.cert), "key_file": str(server.key)},
+                                            "response_body": {"healthy": "all good", "unhealthy": "not yet"}}},
+            "service": {"extensions": ["health_check"], "telemetry": {"metrics": {"address": ports.address("metrics")}},
+                        "pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["nop"]}}},
+        }
+
+    process = rt.start_sluice(tmp_path, make, track_sluice)
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    context.check_hostname = False
+    url = f"https://{process.ports.address('health')}/health/status"
+    with urllib.request.urlopen(url, context=context, timeout=30) as response:
+        assert response.status == 200 and response.read() == b"all good"
+    # Plain HTTP on the TLS port gets no health answer.
+    try:
+        plain = rt.get(f"http://{process.ports.address('health')}/health/status", timeout=10)
+        assert plain.status != 200, plain
+    except Exception:
+        pass
+
+
+def test_health_check_path_must_start_with_a_slash(tmp_path):
+    path = tmp_path / "collector.yaml"
+    path.write_text("receivers:\n  otlp:\n    protocols:\n      http:\nexporters:\n  nop:\nextensions:\n  health_check:\n    path: health\n"
+                    "service:\n  extensions: [health_check]\n  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [nop]\n")
+    result = validate(path)
+    assert result.returncode == 1
+    assert 'collector.yaml:9 extensions.health_check.path: must start with "/", like /health/status' in result.stderr, result.stderr
