@@ -281,18 +281,7 @@ class HECServer:
             with self._lock:
                 self.request_sizes.append((413, len(body)))
             return self._reply(handler, 413, {"text": "Content-Length of %d too large (maximum is %d)" % (len(body), self.max_body), "code": 27})
-        encoding = (handler.headers.get("Content-Encoding") or "").lower()
-        if encoding == "gzip":
-            try:
-                text = gzip.decompress(body)
-            except (OSError, EOFError, zlib.error) as error:
-                raise ProtocolError(f"body is not gzip: {error}") from None
-        elif encoding:
-            raise ProtocolError(f"unsupported Content-Encoding {encoding}")
-        else:
-            if body[:2] == b"\x1f\x8b":
-                raise ProtocolError("a gzip body without Content-Encoding: gzip")
-            text = body
+        encoding, text = self._decoded(handler, body)
         if handler.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             raise ProtocolError(f"Content-Type {handler.headers.get('Content-Type')!r}, expected application/json")
         events = parse_events(text)
@@ -319,21 +308,27 @@ class HECServer:
             reply["ackId"] = ack_id
         self._reply(handler, 200, reply)
 
+    @staticmethod
+    def _decoded(handler, body: bytes) -> tuple[str, bytes]:
+        """(Content-Encoding, the body decompressed), as HEC reads it."""
+        encoding = (handler.headers.get("Content-Encoding") or "").lower()
+        if encoding == "gzip":
+            try:
+                return encoding, gzip.decompress(body)
+            except (OSError, EOFError, zlib.error) as error:
+                raise ProtocolError(f"body is not gzip: {error}") from None
+        if encoding:
+            raise ProtocolError(f"unsupported Content-Encoding {encoding}")
+        if body[:2] == b"\x1f\x8b":
+            raise ProtocolError("a gzip body without Content-Encoding: gzip")
+        return encoding, body
+
     def _handle_raw(self, handler, body: bytes, channel: str | None) -> None:
         if channel is None or not GUID.match(channel):
             with self._lock:
                 self.errors.append(f"a raw request without a valid X-Splunk-Request-Channel ({channel!r})")
             raise ProtocolError("Data channel is missing", code=10)
-        encoding = (handler.headers.get("Content-Encoding") or "").lower()
-        if encoding == "gzip":
-            try:
-                text = gzip.decompress(body)
-            except (OSError, EOFError, zlib.error) as error:
-                raise ProtocolError(f"body is not gzip: {error}") from None
-        elif encoding:
-            raise ProtocolError(f"unsupported Content-Encoding {encoding}")
-        else:
-            text = body
+        encoding, text = self._decoded(handler, body)
         events = [{"event": line.decode("utf-8", errors="replace"), "raw": True} for line in text.split(b"\n") if line.strip()]
         if not events:
             raise ProtocolError("No data", code=5)
