@@ -199,3 +199,29 @@ def test_health_check_path_must_start_with_a_slash(tmp_path):
     result = validate(path)
     assert result.returncode == 1
     assert 'collector.yaml:9 extensions.health_check.path: must start with "/", like /health/status' in result.stderr, result.stderr
+
+
+def test_telemetry_resource_and_drop_views_shape_metrics(tmp_path, track_sluice):
+    """service.telemetry.resource becomes target_info's labels on /metrics; a view
+    with aggregation drop leaves its metrics out."""
+
+    def make(ports: rt.Ports) -> dict:
+        return {
+            "receivers": {"otlp": {"protocols": {"http": {"endpoint": ports.address("otlp")}}}},
+            "exporters": {"nop": {}},
+            "service": {
+                "telemetry": {
+                    "resource": {"service.name": "sluice-sidecar", "k8s.pod.name": "gateway-7f9c"},
+                    "metrics": {"address": ports.address("metrics"),
+                                "views": [{"selector": {"instrument_name": "sluice_exporter_sent_*"}, "stream": {"aggregation": {"drop": {}}}}]},
+                },
+                "pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["nop"]}},
+            },
+        }
+
+    process = rt.start_sluice(tmp_path, make, track_sluice)
+    text = rt.get(process.ports.url("metrics", "/metrics")).body.decode()
+    assert 'target_info{service_name="sluice-sidecar",k8s_pod_name="gateway-7f9c"} 1' in text, text[:500]
+    names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    assert not any(n.startswith("sluice_exporter_sent_") for n in names), sorted(names)
+    assert "sluice_exporter_dead_lettered_items_total" in names, sorted(names)

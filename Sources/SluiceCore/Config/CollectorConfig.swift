@@ -48,6 +48,30 @@ public struct TelemetryConfig: Sendable {
     public var logLevel: String = "info"
     /// `json` (default) or `console` (text).
     public var logEncoding: String? = nil
+    /// `resource`: attributes describing this Sluice, on `/metrics` as `target_info`'s
+    /// labels (the OpenTelemetry → Prometheus convention).
+    public var resource: [(String, String)] = []
+    /// `views` with `aggregation: drop`: metric names (`*` a wildcard) left out of `/metrics`.
+    public var droppedMetrics: [String] = []
+
+    public init() {}
+
+    /// Whether `views` drop this metric.
+    public func drops(_ name: String) -> Bool {
+        droppedMetrics.contains { pattern in
+            guard pattern.contains("*") else { return pattern == name }
+            let parts = pattern.split(separator: "*", omittingEmptySubsequences: false).map(String.init)
+            var rest = Substring(name)
+            guard rest.hasPrefix(parts[0]) else { return false }
+            rest = rest.dropFirst(parts[0].count)
+            for (i, part) in parts.enumerated().dropFirst() {
+                if i == parts.count - 1 { return part.isEmpty || rest.hasSuffix(part) }
+                guard let range = rest.range(of: part) else { return false }
+                rest = rest[range.upperBound...]
+            }
+            return true
+        }
+    }
 }
 
 /// The whole `collector.yaml`, structured but with each component's own section
@@ -253,8 +277,43 @@ public final class CollectorConfig: @unchecked Sendable {
                     reader.finish()
                 }
             }
-            metrics.keysWithoutEffect([("views", "Sluice's metrics are exported as they are"),
-                                       ("cardinality_limits", "Sluice's metrics have bounded labels")])
+            if let views = metrics.sections("views") {
+                for view in views {
+                    var name: String?
+                    if let selector = view.map("selector") {
+                        name = selector.string("instrument_name")
+                        selector.keysWithoutEffect([("instrument_type", "views select by instrument_name"), ("unit", "views select by instrument_name"),
+                                                    ("meter_name", "views select by instrument_name"), ("meter_version", "views select by instrument_name"),
+                                                    ("meter_schema_url", "views select by instrument_name")])
+                        selector.finish()
+                    }
+                    var drop = false
+                    if let stream = view.map("stream") {
+                        if let aggregation = stream.map("aggregation") {
+                            drop = aggregation.has("drop")
+                            aggregation.accept("drop")
+                            if !drop {
+                                aggregation.keysWithoutEffect([("default", "Sluice's metrics keep their own form"), ("sum", "Sluice's metrics keep their own form"),
+                                                               ("last_value", "Sluice's metrics keep their own form"),
+                                                               ("explicit_bucket_histogram", "Sluice's metrics keep their own form"),
+                                                               ("base2_exponential_bucket_histogram", "Sluice's metrics keep their own form")])
+                            }
+                            aggregation.finish()
+                        }
+                        stream.keysWithoutEffect([("name", "Sluice's metric names are fixed"), ("description", "Sluice's metric names are fixed"),
+                                                  ("attribute_keys", "Sluice's metrics keep their labels"),
+                                                  ("aggregation_cardinality_limit", "Sluice's metrics have bounded labels")])
+                        stream.finish()
+                    }
+                    if drop {
+                        if let name, !name.isEmpty { self.telemetry.droppedMetrics.append(name) } else {
+                            view.report("selector", "a drop view needs selector.instrument_name (a metric name, * for a wildcard)")
+                        }
+                    }
+                    view.finish()
+                }
+            }
+            metrics.keysWithoutEffect([("cardinality_limits", "Sluice's metrics have bounded labels")])
             metrics.finish()
         }
         if let logs = telemetry.map("logs") {
@@ -278,8 +337,14 @@ public final class CollectorConfig: @unchecked Sendable {
             ])
             logs.finish()
         }
-        telemetry.keysWithoutEffect([("resource", "Sluice's metrics and logs carry no resource attributes"),
-                                     ("traces", "Sluice emits no traces of its own")])
+        if let resource = telemetry.map("resource") {
+            for key in resource.keys {
+                // A null value removes an attribute in the Collector; there are no defaults here to remove.
+                if let value = resource.string(key) { self.telemetry.resource.append((key, value)) } else { resource.accept(key) }
+            }
+            resource.finish()
+        }
+        telemetry.keysWithoutEffect([("traces", "Sluice emits no traces of its own")])
         telemetry.finish()
     }
 

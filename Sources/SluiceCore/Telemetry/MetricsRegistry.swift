@@ -50,11 +50,12 @@ public final class MetricsRegistry: Sendable {
         }
     }
 
-    public func exposition() -> String {
+    /// The text format; families `dropping` says yes to are left out (telemetry `views`).
+    public func exposition(dropping: (String) -> Bool = { _ in false }) -> String {
         let names = order.withLock { $0 }
         let snapshot = families.withLock { $0 }
         var out = ""
-        for name in names {
+        for name in names where !dropping(name) {
             guard let family = snapshot[name] else { continue }
             out += "# HELP \(name) \(family.help)\n# TYPE \(name) \(family.type)\n"
             for (labels, value) in family.series {
@@ -67,6 +68,21 @@ public final class MetricsRegistry: Sendable {
     static func format(_ value: Double) -> String {
         if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
         return String(value)
+    }
+
+    /// `target_info` with the resource's attributes as labels, as the OpenTelemetry →
+    /// Prometheus convention writes a resource (https://opentelemetry.io/docs/specs/otel/compatibility/prometheus_and_openmetrics/).
+    public static func targetInfo(_ resource: [(String, String)]) -> String {
+        guard !resource.isEmpty else { return "" }
+        let labels = resource.map { "\(labelName($0.0))=\"\(escape($0.1))\"" }.joined(separator: ",")
+        return "# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{\(labels)} 1\n"
+    }
+
+    /// A Prometheus label name: characters outside [a-zA-Z0-9_] become `_` (`service.name` → `service_name`).
+    static func labelName(_ key: String) -> String {
+        var name = String(key.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") ? $0 : "_" })
+        if let first = name.first, first.isNumber { name = "_" + name }
+        return name
     }
 
     static func escape(_ text: String) -> String {
