@@ -225,3 +225,78 @@ def test_telemetry_resource_and_drop_views_shape_metrics(tmp_path, track_sluice)
     names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
     assert not any(n.startswith("sluice_exporter_sent_") for n in names), sorted(names)
     assert "sluice_exporter_dead_lettered_items_total" in names, sorted(names)
+
+
+def test_a_periodic_reader_pushes_sluices_own_metrics_over_otlp(tmp_path, track_sluice, otlp_sink):
+    """service.telemetry.metrics.readers[].periodic with an OTLP/HTTP exporter (the
+    Collector's internal-telemetry form): Sluice's metrics arrive as OTLP metrics —
+    counters as cumulative monotonic sums, with their labels and the resource."""
+    from test_splunk_hec import log_request
+
+    def make(ports: rt.Ports) -> dict:
+        return {
+            "receivers": {"otlp": {"protocols": {"http": {"endpoint": ports.address("otlp")}}}},
+            "exporters": {"nop": {}},
+            "service": {
+                "telemetry": {
+                    "resource": {"service.name": "sluice-sidecar"},
+                    "metrics": {"address": ports.address("metrics"), "readers": [{"periodic": {
+                        "interval": 200, "exporter": {"otlp": {"protocol": "http/protobuf", "endpoint": otlp_sink.endpoint + "/v1/metrics"}}}}]},
+                },
+                "pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["nop"]}},
+            },
+        }
+
+    process = rt.start_sluice(tmp_path, make, track_sluice)
+    _, body = log_request("push", 0, 7)
+    assert rt.post(process.ports.url("otlp", "/v1/logs"), body).status == 200
+
+    def sent_seven():
+        for message in reversed(otlp_sink.messages("metrics")):
+            for rm in message.resource_metrics:
+                resource = {kv.key: kv.value.string_value for kv in rm.resource.attributes}
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        if metric.name == "sluice_exporter_sent_items_total":
+                            for point in metric.sum.data_points:
+                                labels = {kv.key: kv.value.string_value for kv in point.attributes}
+                                if labels.get("exporter") == "nop" and point.as_double == 7:
+                                    return resource, metric
+        return None
+
+    resource, metric = rt.wait_until(sent_seven, 60, what="a push with the 7 records sent")
+    assert resource == {"service.name": "sluice-sidecar"}
+    assert metric.sum.is_monotonic and metric.sum.aggregation_temporality == 2
+    assert metric.description
+
+
+def test_a_periodic_reader_pushes_over_grpc_too(tmp_path, track_sluice):
+    """`protocol: grpc/protobuf`, as opentelemetry.io's internal-telemetry page
+    configures it: the metrics arrive as a MetricsService/Export call."""
+    from test_otlp_grpc_exporter import GRPCDestination
+
+    with GRPCDestination() as destination:
+        def make(ports: rt.Ports) -> dict:
+            return {
+                "receivers": {"otlp": {"protocols": {"http": {"endpoint": ports.address("otlp")}}}},
+                "exporters": {"nop": {}},
+                "service": {
+                    "telemetry": {"metrics": {"address": ports.address("metrics"), "readers": [{"periodic": {
+                        "interval": 200, "exporter": {"otlp": {"protocol": "grpc/protobuf", "endpoint": f"http://{destination.address}",
+                                                               "headers": [{"name": "x-tenant", "value": "security"}]}}}}]}},
+                    "pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["nop"]}},
+                },
+            }
+
+        process = rt.start_sluice(tmp_path, make, track_sluice)
+
+        def pushed():
+            process.check_alive("metrics pushed over gRPC")
+            with destination._lock:
+                delivered = list(destination.delivered["metrics"])
+                calls = list(destination.calls)
+            names = {m.name for r in delivered for rm in r.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+            return "sluice_exporter_sent_items_total" in names and calls
+
+        calls = rt.wait_until(pushed, 60, what="a MetricsService/Export call")
+        assert calls[0].metadata.get("x-tenant") == "security", calls[0].metadata

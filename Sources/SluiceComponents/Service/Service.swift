@@ -62,6 +62,8 @@ public final class Service: Sendable {
     let retiringDisk = Mutex<[String: Task<Void, Never>]>([:])
     let reloads: ReloadRecorder
     private let telemetryServer = Mutex<HTTPServer?>(nil)
+    /// `readers[].periodic`: the loop pushing Sluice's own metrics, when configured.
+    private let metricsPush = Mutex<Task<Void, Never>?>(nil)
     let undeliveredAtShutdown: Counter
 
     /// The current generation's exporters and their lag, for `/status`.
@@ -139,6 +141,10 @@ public final class Service: Sendable {
                                                     responder: ServiceTelemetryResponder(metrics: metrics, service: self))
             telemetryServer.withLock { $0 = server }
             baseContext.logger.info("metrics and status listening", metadata: ["address": "\(address)", "paths": "/metrics /status"])
+        }
+        if let pusher = MetricsPusher(telemetry, metrics: metrics, logger: baseContext.logger) {
+            baseContext.logger.info("pushing Sluice's metrics", metadata: ["endpoint": "\(pusher.push.endpoint)", "interval": "\(pusher.push.interval)"])
+            metricsPush.withLock { $0 = Task { await pusher.run() } }
         }
         for (id, receiver) in g.receivers.sorted(by: { $0.key < $1.key }) {
             try await receiver.start(sink: g.slots[id]!)
@@ -263,6 +269,7 @@ public final class Service: Sendable {
     @discardableResult
     public func shutdown() async -> Int {
         health.set(.stopping)
+        metricsPush.withLock { $0?.cancel() }
         let g = generation
         let logger = baseContext.logger
         logger.info("shutting down", metadata: ["timeout": "\(g.shutdownTimeout)"])

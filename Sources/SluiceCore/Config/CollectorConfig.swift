@@ -53,6 +53,21 @@ public struct TelemetryConfig: Sendable {
     public var resource: [(String, String)] = []
     /// `views` with `aggregation: drop`: metric names (`*` a wildcard) left out of `/metrics`.
     public var droppedMetrics: [String] = []
+    /// `readers[].periodic` with an OTLP/HTTP exporter: Sluice pushes its own metrics.
+    public var push: MetricsPush?
+
+    /// Where and how often Sluice sends its own metrics over OTLP (protobuf, over
+    /// HTTP or gRPC).
+    public struct MetricsPush: Sendable {
+        /// HTTP: the full URL, `…/v1/metrics` (as OpenTelemetry's declarative config
+        /// writes it); gRPC: the server's URL.
+        public var endpoint: String
+        /// `protocol: grpc` (or `grpc/protobuf`): OTLP/gRPC `MetricsService/Export`.
+        public var grpc = false
+        public var headers: [(String, String)] = []
+        public var interval: Duration = .seconds(60)
+        public var timeout: Duration = .seconds(30)
+    }
 
     public init() {}
 
@@ -255,8 +270,9 @@ public final class CollectorConfig: @unchecked Sendable {
             // The Collector's newer form: readers[].pull.exporter.prometheus.{host,port}.
             if let readers = metrics.sections("readers") {
                 for reader in readers {
-                    if reader.has("periodic") {
-                        reader.keysWithoutEffect([("periodic", "Sluice does not push its own metrics; they are on /metrics for Prometheus to scrape, with /status")])
+                    if let periodic = reader.map("periodic") {
+                        readPeriodicReader(periodic)
+                        periodic.finish()
                     }
                     if let pull = reader.map("pull"), let exporter = pull.map("exporter") {
                         if let prometheus = exporter.map("prometheus") {
@@ -346,6 +362,52 @@ public final class CollectorConfig: @unchecked Sendable {
         }
         telemetry.keysWithoutEffect([("traces", "Sluice emits no traces of its own")])
         telemetry.finish()
+    }
+
+    /// `readers[].periodic`: `interval` and `timeout` in milliseconds (OpenTelemetry's
+    /// declarative configuration), `exporter.otlp` with `protocol: http/protobuf`
+    /// (or the `otlp_http` spelling), `endpoint`, `headers` as a list of
+    /// `{name, value}` or a map.
+    private func readPeriodicReader(_ periodic: ConfigMap) {
+        var push = TelemetryConfig.MetricsPush(endpoint: "")
+        if let ms = periodic.int("interval", min: 1) { push.interval = .milliseconds(ms) }
+        if let ms = periodic.int("timeout", min: 1) { push.timeout = .milliseconds(ms) }
+        guard let exporter = periodic.map("exporter") else {
+            periodic.report("exporter", "missing: name the exporter, like exporter: {otlp: {protocol: http/protobuf, endpoint: https://gateway:4318/v1/metrics}}")
+            return
+        }
+        defer { exporter.finish() }
+        if exporter.has("console") {
+            exporter.keysWithoutEffect([("console", "Sluice's metrics are on /metrics; nothing is printed")])
+        }
+        guard let otlp = exporter.map("otlp") ?? exporter.map("otlp_http") else { return }
+        defer { otlp.finish() }
+        if let proto = otlp.enumeration("protocol", ["http/protobuf", "grpc", "grpc/protobuf", "http/json"]) {
+            if proto == "http/json" { otlp.report("protocol", "Sluice pushes its metrics as protobuf; use http/protobuf or grpc") }
+            push.grpc = proto.hasPrefix("grpc")
+        }
+        guard let endpoint = otlp.string("endpoint"), endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://") else {
+            otlp.report("endpoint", "missing or not an http(s) URL: set the OTLP metrics URL, like https://gateway:4318/v1/metrics (or https://gateway:4317 with protocol: grpc)")
+            return
+        }
+        push.endpoint = endpoint
+        if case .sequence? = otlp.node("headers"), let list = otlp.sections("headers") {
+            for entry in list {
+                if let name = entry.string("name"), let value = entry.string("value") { push.headers.append((name, value)) }
+                entry.finish()
+            }
+        } else if let map = otlp.stringMap("headers") {
+            push.headers = map.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        }
+        if let ms = otlp.int("timeout", min: 1) { push.timeout = .milliseconds(ms) }
+        otlp.keysWithoutEffect([("compression", "the push is small and sent uncompressed"),
+                                ("temporality_preference", "Sluice's counters are cumulative"),
+                                ("default_histogram_aggregation", "Sluice has no histograms"),
+                                ("insecure", "the endpoint's scheme decides (http:// or https://)"),
+                                ("certificate", "the system's CA certificates are used"),
+                                ("client_key", "client certificates are not sent"),
+                                ("client_certificate", "client certificates are not sent")])
+        self.telemetry.push = push
     }
 
     // MARK: Substitution and overrides

@@ -15,7 +15,16 @@ public final class MetricsRegistry: Sendable {
         let name: String
         let help: String
         let type: String
-        var series: [(labels: String, value: MetricValue)]
+        var series: [(labels: String, pairs: [(String, String)], value: MetricValue)]
+    }
+
+    /// One family's values as they are now, for pushing them elsewhere (OTLP).
+    public struct FamilySnapshot: Sendable {
+        public let name: String
+        public let help: String
+        /// `counter` or `gauge`.
+        public let type: String
+        public let series: [(labels: [(String, String)], value: Double)]
     }
 
     private let families = Mutex<[String: Family]>([:])
@@ -43,10 +52,20 @@ public final class MetricsRegistry: Sendable {
             var family = families[name] ?? Family(name: name, help: help, type: type, series: [])
             if let existing = family.series.first(where: { $0.labels == labelText })?.value as? T { return existing }
             let created = make()
-            family.series.append((labelText, created))
+            family.series.append((labelText, labels, created))
             if families[name] == nil { order.withLock { $0.append(name) } }
             families[name] = family
             return created
+        }
+    }
+
+    /// Every family, in creation order, with its current values.
+    public func snapshot(dropping: (String) -> Bool = { _ in false }) -> [FamilySnapshot] {
+        let names = order.withLock { $0 }
+        let families = families.withLock { $0 }
+        return names.compactMap { name in
+            guard !dropping(name), let family = families[name] else { return nil }
+            return FamilySnapshot(name: name, help: family.help, type: family.type, series: family.series.map { ($0.pairs, $0.value.currentValue) })
         }
     }
 
@@ -58,7 +77,7 @@ public final class MetricsRegistry: Sendable {
         for name in names where !dropping(name) {
             guard let family = snapshot[name] else { continue }
             out += "# HELP \(name) \(family.help)\n# TYPE \(name) \(family.type)\n"
-            for (labels, value) in family.series {
+            for (labels, _, value) in family.series {
                 out += "\(name)\(labels) \(Self.format(value.currentValue))\n"
             }
         }
