@@ -9,7 +9,8 @@ It answers as Splunk's HEC does (docs/splunk-hec.md):
   event is checked: only HEC's keys; `event` present and not blank; `time` a
   number with at most three decimals; host/source/sourcetype/index non-empty
   strings when present (empty metadata must be left out); `fields` a flat object
-  of strings or arrays of strings. A request that breaks any of it is answered
+  of strings or arrays of strings (a metric event, `"event":"metric"`, also carries
+  numeric `metric_name:<name>` measures). A request that breaks any of it is answered
   400 code 6 and kept in `errors`: a test asserts there are none.
 - With `acks=True`: every request must carry `X-Splunk-Request-Channel` (a GUID;
   else 400 code 10/11); a 200 carries `ackId`; POST /services/collector/ack
@@ -426,9 +427,20 @@ def check_event(event, number: int) -> None:
         fields = event["fields"]
         if not isinstance(fields, dict):
             fail("fields is not an object", code=15)
+        metric = event.get("event") == "metric"
+        measures = 0
         for key, value in fields.items():
+            # A metric event's measures: "metric_name:<name>" with a number (Splunk's
+            # metrics JSON format); its other fields are dimensions (strings).
+            if metric and key.startswith("metric_name:"):
+                if isinstance(value, (int, Decimal)) and not isinstance(value, bool) or value in ("NaN", "+Inf", "-Inf"):
+                    measures += 1
+                    continue
+                fail(f"fields[{key!r}] = {value!r}: a metric's value must be a number", code=15)
             if isinstance(value, str):
                 continue
             if isinstance(value, list) and all(isinstance(item, str) for item in value):
                 continue
             fail(f"fields[{key!r}] = {value!r}: indexed fields must be strings or arrays of strings", code=15)
+        if metric and measures == 0:
+            fail("a metric event without a metric_name:<name> measure", code=15)

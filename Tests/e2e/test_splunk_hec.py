@@ -637,3 +637,56 @@ def test_export_raw_sends_bodies_to_the_raw_endpoint(tmp_path, track_sluice, hec
     raw_requests = [r for r in hec.payloads() if r.channel]
     assert raw_requests and all(r.channel for r in hec.payloads()), "every raw request carries a channel"
     assert hec.errors == []
+
+
+def test_metrics_become_hec_metric_events(tmp_path, track_sluice, hec):
+    """splunk_hec in a metrics pipeline: every data point becomes HEC metric events
+    (`"event":"metric"`, `metric_name:<name>` with the value, `metric_type`, the
+    attributes as dimensions) — sums and gauges one each, a histogram its _sum,
+    _count and a cumulative _bucket per bound (le), an exponential one its _sum and
+    _count — as the Collector writes them."""
+    message = samples.proto_metrics(samples.sdk_metrics_data())
+
+    def make(ports: rt.Ports) -> dict:
+        config = sluice_config(hec)(ports)
+        config["service"]["pipelines"] = {"metrics": {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["splunk_hec"]}}
+        return config
+
+    process = rt.start_sluice(tmp_path, make, track_sluice)
+    assert rt.post(process.ports.url("otlp", "/v1/metrics"), message.SerializeToString()).status == 200
+    expected = []
+    for rm in message.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                kind = metric.WhichOneof("data")
+                if kind in ("sum", "gauge"):
+                    for point in getattr(metric, kind).data_points:
+                        value = point.as_double if point.HasField("as_double") else point.as_int
+                        expected.append((metric.name, float(value), None))
+                elif kind == "histogram":
+                    for point in metric.histogram.data_points:
+                        if point.HasField("sum"):
+                            expected.append((metric.name + "_sum", point.sum, None))
+                        expected.append((metric.name + "_count", float(point.count), None))
+                        total = 0
+                        for i, count in enumerate(point.bucket_counts):
+                            total += count
+                            bound = point.explicit_bounds[i] if i < len(point.explicit_bounds) else None
+                            le = "+Inf" if bound is None else (str(int(bound)) if bound == int(bound) else repr(bound))
+                            expected.append((metric.name + "_bucket", float(total), le))
+                elif kind == "exponential_histogram":
+                    for point in metric.exponential_histogram.data_points:
+                        if point.HasField("sum"):
+                            expected.append((metric.name + "_sum", point.sum, None))
+                        expected.append((metric.name + "_count", float(point.count), None))
+    rt.wait_until(lambda: len(hec.events()) >= len(expected) and status(process)["lag"]["items"] == 0, 120, what=f"{len(expected)} metric events")
+    got = []
+    for event in hec.events():
+        assert event["event"] == "metric", event
+        fields = event["fields"]
+        [measure] = [k for k in fields if k.startswith("metric_name:")]
+        got.append((measure[len("metric_name:"):], float(fields[measure]), fields.get("le")))
+        assert fields["metric_type"] in ("Sum", "Gauge", "Histogram", "ExponentialHistogram"), fields
+        assert fields.get("model") and event["index"] == INDEX, event
+    assert sorted(got, key=repr) == sorted(expected, key=repr)
+    assert hec.errors == []

@@ -67,7 +67,7 @@ struct HECEncoder: Sendable {
             switch signal {
             case .logs: batch.withLogs { writer.appendLogs($0, batch: Int32(b)) }
             case .traces: batch.withTraces { writer.appendTraces($0, batch: Int32(b)) }
-            case .metrics: break
+            case .metrics: writer.appendMetrics(batch, batch: Int32(b))
             }
         }
         writer.events.bytes = writer.out.bytes
@@ -250,6 +250,87 @@ struct EventWriter {
             }
         }
         out.append(UInt8(ascii: "}"))
+    }
+
+    // MARK: Metrics
+
+    /// HEC metric events, as the Collector writes them (translator MetricToSplunkEvent):
+    /// `"event":"metric"` and in `fields` the value as `metric_name:<name>`, the
+    /// `metric_type`, then the point's and the resource's attributes as dimensions.
+    /// A histogram becomes `<name>_sum`, `<name>_count` and a cumulative
+    /// `<name>_bucket` per bound (`le`, the last `+Inf`); a summary `<name>_sum`,
+    /// `<name>_count` and `<name>` per quantile (`qt`). Every event of one data point
+    /// is one record: they are sent, refused and retried together.
+    /// (https://docs.splunk.com/Documentation/Splunk/latest/Metrics/GetMetricsInOther#The_multiple-metric_JSON_format)
+    mutating func appendMetrics(_ batch: OTLPBatch, batch index: Int32) {
+        var contexts: [Int: ResourceContext] = [:]
+        var point = 0
+        batch.forEachMetricPoint { p in
+            let resource = contexts[p.resourceIndex] ?? context(p.resource)
+            contexts[p.resourceIndex] = resource
+            let name = p.name.string
+            let kind = p.kind.rawValue
+            switch p.value {
+            case .number(let value):
+                appendMetricEvent(p, resource, name: name, value: value, kind: kind)
+            case .histogram(let count, let sum, let bounds, let counts):
+                if let sum { appendMetricEvent(p, resource, name: name + "_sum", value: sum, kind: kind) }
+                appendMetricEvent(p, resource, name: name + "_count", value: Double(count), kind: kind)
+                var cumulative: UInt64 = 0
+                for (i, bucket) in counts.enumerated() {
+                    cumulative += bucket
+                    let bound = i < bounds.count ? Self.number(bounds[i]) : "+Inf"
+                    appendMetricEvent(p, resource, name: name + "_bucket", value: Double(cumulative), kind: kind, extra: ("le", bound))
+                }
+            case .summary(let count, let sum, let quantiles):
+                appendMetricEvent(p, resource, name: name + "_sum", value: sum, kind: kind)
+                appendMetricEvent(p, resource, name: name + "_count", value: Double(count), kind: kind)
+                for (quantile, value) in quantiles {
+                    appendMetricEvent(p, resource, name: name, value: value, kind: kind, extra: ("qt", Self.number(quantile)))
+                }
+            case .exponential(let count, let sum):
+                if let sum { appendMetricEvent(p, resource, name: name + "_sum", value: sum, kind: kind) }
+                appendMetricEvent(p, resource, name: name + "_count", value: Double(count), kind: kind)
+            }
+            // One record per data point (all its events), located by request only:
+            // metrics are dead-lettered a request at a time (RejectedRecords).
+            finishEvent(RecordLocator(batch: index, resource: Int32(p.resourceIndex), scope: Int32(p.scopeIndex), record: Int32(point)))
+            point += 1
+        }
+    }
+
+    static func number(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+    }
+
+    private mutating func appendMetricEvent(_ p: MetricPointView, _ resource: ResourceContext, name: String, value: Double, kind: String,
+                                            extra: (String, String)? = nil) {
+        let metadata = metadataKeys.values(p.attributes)
+        out.append(UInt8(ascii: "{"))
+        var first = true
+        if p.timeUnixNano != 0 {
+            first = false
+            out.append(ascii: "\"time\":")
+            appendEpochSeconds(p.timeUnixNano)
+        }
+        appendMetadata("host", metadata.host ?? resource.metadata.host, fallback: "", &first)
+        appendMetadata("source", metadata.source ?? resource.metadata.source, fallback: settings.source, &first)
+        appendMetadata("sourcetype", metadata.sourcetype ?? resource.metadata.sourcetype, fallback: settings.sourcetype, &first)
+        appendMetadata("index", metadata.index ?? resource.metadata.index, fallback: settings.index, &first)
+        if !first { out.append(UInt8(ascii: ",")) }
+        out.append(ascii: "\"event\":\"metric\",\"fields\":{")
+        keys.reset()
+        var firstField = true
+        // A value JSON has no number for (NaN, ±Inf) goes as its name: valid JSON,
+        // and visible in Splunk rather than lost.
+        if beginMember(prefix: nil, key: "metric_name:" + name, &firstField) {
+            if value.isFinite { out.appendDouble(value) } else { out.appendString(value.isNaN ? "NaN" : value < 0 ? "-Inf" : "+Inf") }
+        }
+        if beginMember(prefix: nil, key: "metric_type", &firstField) { out.appendString(kind) }
+        if let (key, text) = extra, beginMember(prefix: nil, key: key, &firstField) { out.appendString(text) }
+        appendFlatFields(p.attributes, prefix: nil, topLevel: true, &firstField)
+        appendPrecomputed(resource.flat, &firstField)
+        out.append(ascii: "}}")
     }
 
     /// `trace_id`, `span_id`, severity and event name: the record's own fields, so they

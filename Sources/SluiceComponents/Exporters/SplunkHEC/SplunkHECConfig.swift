@@ -79,6 +79,7 @@ struct SplunkHECConfig: Sendable {
     var index = ""
     var maxContentLengthLogs = defaultContentLength
     var maxContentLengthTraces = defaultContentLength
+    var maxContentLengthMetrics = defaultContentLength
     var maxEventSize = defaultMaxEventSize
     var compress = true
     /// `compression_params.level`. zlib level 1 by default: on gateway events it
@@ -145,6 +146,7 @@ struct SplunkHECConfig: Sendable {
         if let v = config.string("index") { index = v }
         if let v = Self.size(config, "max_content_length_logs", minimum: 1024) { maxContentLengthLogs = v }
         if let v = Self.size(config, "max_content_length_traces", minimum: 1024) { maxContentLengthTraces = v }
+        if let v = Self.size(config, "max_content_length_metrics", minimum: 1024) { maxContentLengthMetrics = v }
         if let v = Self.size(config, "max_event_size", minimum: 64) { maxEventSize = v }
         // The section's shared HTTP keys, read by the exporter kit like every HTTP
         // exporter's; `compression` is overridden by the Collector's
@@ -194,12 +196,11 @@ struct SplunkHECConfig: Sendable {
         }
         if let raw = config.bool("export_raw") { exportRaw = raw }
         if config.bool("use_multi_metric_format") == true {
-            config.report("use_multi_metric_format", "Sluice's splunk_hec exporter sends logs and traces, not metrics; remove it")
+            config.report("use_multi_metric_format", "not supported by Sluice: each metric data point is its own HEC metric event; remove it")
         }
         // Read so Collector configurations stay valid, and named as changing nothing
         // here: metrics and profiles are not sent, batching is the pipeline's.
-        config.keysWithoutEffect([("max_content_length_metrics", "Sluice's splunk_hec sends logs and traces, not metrics"),
-                           ("profiling_data_enabled", "profiles are not sent"),
+        config.keysWithoutEffect([                           ("profiling_data_enabled", "profiles are not sent"),
                            ("max_connections", "connections are bounded by max_conns_per_host"),
                            ("telemetry", "the exporter's metrics are always on /metrics"),
                            ("batcher", "payloads are shaped by the pipeline's batch processor")])
@@ -208,7 +209,11 @@ struct SplunkHECConfig: Sendable {
     }
 
     func maxContentLength(_ signal: OTLPSignal) -> Int {
-        signal == .traces ? maxContentLengthTraces : maxContentLengthLogs
+        switch signal {
+        case .logs: maxContentLengthLogs
+        case .traces: maxContentLengthTraces
+        case .metrics: maxContentLengthMetrics
+        }
     }
 
     /// The HEC root and the event path for an endpoint's path: no path gets

@@ -25,7 +25,7 @@ import Synchronization
 
 public struct SplunkHECExporterFactory: ExporterFactory {
     public let type = "splunk_hec"
-    public let signals: Set<OTLPSignal> = [.logs, .traces]
+    public let signals: Set<OTLPSignal> = [.logs, .traces, .metrics]
     public init() {}
 
     public func make(id: ComponentID, config: ConfigMap, context: ComponentContext) -> (any Exporter)? {
@@ -38,7 +38,7 @@ public struct SplunkHECExporterFactory: ExporterFactory {
 
 final class SplunkHECExporter: Exporter {
     let id: ComponentID
-    let signals: Set<OTLPSignal> = [.logs, .traces]
+    let signals: Set<OTLPSignal> = [.logs, .traces, .metrics]
     let config: SplunkHECConfig
     var retry: RetrySettings { config.retry }
     var queue: QueueSettings { config.queue }
@@ -153,7 +153,7 @@ final class SplunkHECExporter: Exporter {
     // MARK: Export
 
     func export(_ batches: [OTLPBatch], signal: OTLPSignal) async -> ExportOutcome {
-        guard signals.contains(signal) else { return .permanent(reason: "splunk_hec exports logs and traces, not \(signal)") }
+        guard signals.contains(signal) else { return .permanent(reason: "splunk_hec exports logs, traces and metrics, not \(signal)") }
         if signal == .logs, !config.logDataEnabled { return .delivered }
         let events = encoder.encode(batches, signal: signal)
         guard events.count > 0 else { return .delivered }
@@ -164,7 +164,7 @@ final class SplunkHECExporter: Exporter {
         for i in 0..<events.count where progress.isOpen(i) && events.size(i) > config.maxEventSize {
             progress.refuse(i, "an event of \(events.size(i)) bytes is over max_event_size (\(config.maxEventSize) bytes)")
         }
-        let limitName = signal == .traces ? "max_content_length_traces" : "max_content_length_logs"
+        let limitName = signal == .traces ? "max_content_length_traces" : signal == .metrics ? "max_content_length_metrics" : "max_content_length_logs"
         let delivery = PayloadDelivery(
             pack: { order, progress in self.pack(events, order, signal: signal, limitName: limitName, &progress) },
             send: { payload in await self.post(payload, to: signal == .logs && self.config.exportRaw ? self.config.rawPath : self.config.eventPath) },
