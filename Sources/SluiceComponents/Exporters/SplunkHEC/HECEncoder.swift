@@ -202,19 +202,7 @@ struct EventWriter {
     mutating func appendLogEvent(_ record: LogRecordView, _ resource: ResourceContext) {
         let attributes = record.attributes
         let metadata = metadataKeys.values(attributes)
-        out.append(UInt8(ascii: "{"))
-        var first = true
-        if record.effectiveTimeUnixNano != 0 {
-            first = false
-            out.append(ascii: "\"time\":")
-            appendEpochSeconds(record.effectiveTimeUnixNano)
-        }
-        appendMetadata("host", metadata.host ?? resource.metadata.host, fallback: "", &first)
-        appendMetadata("source", metadata.source ?? resource.metadata.source, fallback: settings.source, &first)
-        appendMetadata("sourcetype", metadata.sourcetype ?? resource.metadata.sourcetype, fallback: settings.sourcetype, &first)
-        appendMetadata("index", metadata.index ?? resource.metadata.index, fallback: settings.index, &first)
-        if !first { out.append(UInt8(ascii: ",")) }
-        out.append(ascii: "\"event\":")
+        appendEventHead(time: record.effectiveTimeUnixNano, metadata, resource)
         switch settings.fieldsMode {
         case .indexed:
             appendBody(record.body, eventName: record.eventName)
@@ -306,19 +294,8 @@ struct EventWriter {
     private mutating func appendMetricEvent(_ p: MetricPointView, _ resource: ResourceContext, name: String, value: Double, kind: String,
                                             extra: (String, String)? = nil) {
         let metadata = metadataKeys.values(p.attributes)
-        out.append(UInt8(ascii: "{"))
-        var first = true
-        if p.timeUnixNano != 0 {
-            first = false
-            out.append(ascii: "\"time\":")
-            appendEpochSeconds(p.timeUnixNano)
-        }
-        appendMetadata("host", metadata.host ?? resource.metadata.host, fallback: "", &first)
-        appendMetadata("source", metadata.source ?? resource.metadata.source, fallback: settings.source, &first)
-        appendMetadata("sourcetype", metadata.sourcetype ?? resource.metadata.sourcetype, fallback: settings.sourcetype, &first)
-        appendMetadata("index", metadata.index ?? resource.metadata.index, fallback: settings.index, &first)
-        if !first { out.append(UInt8(ascii: ",")) }
-        out.append(ascii: "\"event\":\"metric\",\"fields\":{")
+        appendEventHead(time: p.timeUnixNano, metadata, resource)
+        out.append(ascii: "\"metric\",\"fields\":{")
         keys.reset()
         var firstField = true
         // A value JSON has no number for (NaN, ±Inf) goes as its name: valid JSON,
@@ -408,22 +385,30 @@ struct EventWriter {
                             "SPAN_KIND_PRODUCER", "SPAN_KIND_CONSUMER"]
     static let statusNames = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"]
 
+    /// `{"time":…,"host":…,"source":…,"sourcetype":…,"index":…,"event":` — the
+    /// record's own metadata attributes win over its resource's, which win over the
+    /// configured defaults; empty metadata is left out (HEC refuses it).
+    mutating func appendEventHead(time: UInt64, _ metadata: MetadataValues, _ resource: ResourceContext) {
+        out.append(UInt8(ascii: "{"))
+        var first = true
+        if time != 0 {
+            first = false
+            out.append(ascii: "\"time\":")
+            appendEpochSeconds(time)
+        }
+        appendMetadata("host", metadata.host ?? resource.metadata.host, fallback: "", &first)
+        appendMetadata("source", metadata.source ?? resource.metadata.source, fallback: settings.source, &first)
+        appendMetadata("sourcetype", metadata.sourcetype ?? resource.metadata.sourcetype, fallback: settings.sourcetype, &first)
+        appendMetadata("index", metadata.index ?? resource.metadata.index, fallback: settings.index, &first)
+        if !first { out.append(UInt8(ascii: ",")) }
+        out.append(ascii: "\"event\":")
+    }
+
     /// A span as the Collector's exporter writes it (tracedata_to_splunk.go), with
     /// `time` = the start; the resource's attributes are its `fields`.
     mutating func appendSpanEvent(_ span: SpanView, _ resource: ResourceContext) {
-        out.append(UInt8(ascii: "{"))
-        var first = true
-        if span.startTimeUnixNano != 0 {
-            first = false
-            out.append(ascii: "\"time\":")
-            appendEpochSeconds(span.startTimeUnixNano)
-        }
-        appendMetadata("host", resource.metadata.host, fallback: "", &first)
-        appendMetadata("source", resource.metadata.source, fallback: settings.source, &first)
-        appendMetadata("sourcetype", resource.metadata.sourcetype, fallback: settings.sourcetype, &first)
-        appendMetadata("index", resource.metadata.index, fallback: settings.index, &first)
-        if !first { out.append(UInt8(ascii: ",")) }
-        out.append(ascii: "\"event\":{\"trace_id\":")
+        appendEventHead(time: span.startTimeUnixNano, MetadataValues(), resource)
+        out.append(ascii: "{\"trace_id\":")
         out.appendHexString(span.traceID.bytes)
         out.append(ascii: ",\"span_id\":")
         out.appendHexString(span.spanID.bytes)
