@@ -165,6 +165,51 @@ YAML
     }' >> "$work/$name.runs"
 }
 
+# Rotel (PyPI `rotel`, the Rust OpenTelemetry collector) as the peer, in the same run:
+# installed once into .build/rotel-venv; ROTEL_VERSION picks another release.
+rotel_bin=""
+setup_rotel() {
+    local venv="$root/.build/rotel-venv" version=${ROTEL_VERSION:-0.0.1a15}
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/pip" show rotel 2>/dev/null | grep -q "Version: $version"; then
+        python3 -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check "rotel==$version" || { echo "rotel could not be installed: the Rotel cases are skipped"; return 0; }
+    fi
+    rotel_bin=$(find "$venv" -name rotel-agent -type f -perm -u+x | head -1)
+}
+
+# run_rotel_case NAME: Rotel receiving the same requests over OTLP/HTTP into its
+# blackhole exporter; the same figures as run_case (every request Rotel answered 2xx
+# counts: the blackhole takes all it is given).
+run_rotel_case() {
+    local name=$1
+    if [ -n "$cases" ] && [[ " $cases " != *" $name "* ]]; then return 0; fi
+    [ -n "$rotel_bin" ] || return 0
+    "$rotel_bin" start --exporter blackhole --otlp-http-endpoint "127.0.0.1:$port" --otlp-grpc-endpoint "127.0.0.1:$grpc_port" \
+        > "$work/$name.log" 2>&1 &
+    local pid=$!
+    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/v1/logs" && break; sleep 0.1; done
+    if ! kill -0 $pid 2>/dev/null; then echo "rotel did not start:"; cat "$work/$name.log"; return 0; fi
+    local before; before=$(cpu_seconds $pid)
+    h2load --h1 -n "$requests" -c "$connections" -d "$work/payload.pb" -H "Content-Type: application/x-protobuf" \
+        "http://127.0.0.1:$port/v1/logs" > "$work/$name.h2load"
+    local after; after=$(cpu_seconds $pid)
+    for _ in $(seq 600); do
+        sleep 0.5
+        local now; now=$(cpu_seconds $pid)
+        awk -v a="$after" -v b="$now" 'BEGIN { exit !(b - a < 0.01) }' && break
+        after=$now
+    done
+    local hwm; hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+    kill -TERM $pid; wait $pid || true
+    local ok; ok=$(awk '/^status codes:/ {print $3}' "$work/$name.h2load")
+    local rps; rps=$(awk '/^finished in/ {print $4}' "$work/$name.h2load")
+    local total; total=$(awk '/^requests:/ {print $2}' "$work/$name.h2load")
+    awk -v ok="${ok:-0}" -v r=1000 -v c0="$before" -v c1="$after" -v hwm="$hwm" -v rps="$rps" -v total="$total" 'BEGIN {
+        rps = total > 0 ? rps * ok / total : 0
+        cpu = c1 - c0; if (cpu <= 0) cpu = 0.001
+        printf "%f %f %d %d\n", ok * r / cpu, rps * r, ok, hwm
+    }' >> "$work/$name.runs"
+}
+
 # median NAME COLUMN: the median of a column of NAME's runs.
 median() { sort -g -k "$2" "$work/$1.runs" | awk -v c="$2" '{ v[NR] = $c } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -205,7 +250,9 @@ coproc ES { python3 Benchmarks/es_sink.py; }
 read -r es_port <&"${ES[0]}"
 dest_requests=${BENCH_DEST_REQUESTS:-200}
 
+setup_rotel
 for round in $(seq "$rounds"); do
+    run_rotel_case rotel-blackhole
     run_case nop nop
     # The same over HTTP/2 (h2c, one stream at a time per connection) and as OTLP/gRPC.
     run_case nop-h2 nop "" "$requests" h2
@@ -230,7 +277,12 @@ for round in $(seq "$rounds"); do
     run_case nop-8c nop "" "$requests" h1 8
     run_case disk-8c nop interval "$requests" h1 8
 done
-for name in nop nop-h2 nop-grpc file hec-gzip es-gzip hec-nogzip es-nogzip tier-hec tier-es disk-interval disk-always nop-1c disk-1c nop-8c disk-8c; do report "$name"; done
+for name in rotel-blackhole nop nop-h2 nop-grpc file hec-gzip es-gzip hec-nogzip es-nogzip tier-hec tier-es disk-interval disk-always nop-1c disk-1c nop-8c disk-8c; do report "$name"; done
+# Sluice next to Rotel (issue 20's targets are these ratios, in one run).
+ratio nop rotel-blackhole
+ratio file rotel-blackhole
+ratio hec-nogzip rotel-blackhole
+ratio hec-gzip rotel-blackhole
 # Issue #5: the disk log (fsync interval) keeps at least 80 % of the memory log's rate.
 ratio disk-interval nop
 ratio disk-always nop
