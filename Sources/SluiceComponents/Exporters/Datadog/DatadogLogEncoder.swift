@@ -48,7 +48,7 @@ struct DatadogLogEncoder: Sendable {
             if let host = resource?["host.name"] { host.writeText(to: &doc.out) } else { doc.out.appendString(hostname) }
         }
         if let service = resource?["service.name"], doc.key("service") { service.writeText(to: &doc.out) }
-        if doc.key("status") { doc.out.appendString(Self.status(record.severityNumber, text: record.severityText)) }
+        if doc.key("status") { doc.out.appendString(Self.status(record.severityNumber, text: record.severityText.string)) }
         if let body = record.body, doc.key("message") { body.writeText(to: &doc.out) }
         let time = record.effectiveTimeUnixNano
         if time != 0, doc.key("timestamp") { doc.out.appendUInt(time / 1_000_000) }
@@ -60,7 +60,7 @@ struct DatadogLogEncoder: Sendable {
 
     /// Datadog's status names for the OpenTelemetry severity ranges
     /// (https://opentelemetry.io/docs/specs/otel/logs/data-model/#field-severitynumber).
-    static func status(_ number: Int32, text: StringView) -> String {
+    static func status(_ number: Int32, text: @autoclosure () -> String) -> String {
         switch number {
         case 1...4: return "trace"
         case 5...8: return "debug"
@@ -68,7 +68,9 @@ struct DatadogLogEncoder: Sendable {
         case 13...16: return "warn"
         case 17...20: return "error"
         case 21...24: return "critical"
-        default: return text.isEmpty ? "info" : text.string.lowercased()
+        default:
+            let text = text()
+            return text.isEmpty ? "info" : text.lowercased()
         }
     }
 
