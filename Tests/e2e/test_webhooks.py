@@ -10,6 +10,7 @@ refuses stale timestamps — behind it (issue 14).
    asked for, the others counted as filtered.
 3. A clock skew: the receiver's clock is 10 minutes ahead, so it refuses every
    timestamp as stale; /status and the log say the clocks disagree, by how much.
+4. docs/webhooks.md's Python receiver and curl + openssl recipe, run as written.
 
 No assertion is about time: timeouts only keep a broken build from hanging.
 """
@@ -17,10 +18,16 @@ No assertion is about time: timeouts only keep a broken build from hanging.
 from __future__ import annotations
 
 import json
+import os
+import re
+import socket
+import subprocess
+import sys
 from collections import Counter
 
 import destination_helpers as dh
 import runtime_helpers as rt
+from conftest import REPO_ROOT
 from test_splunk_hec import dead_lettered_ids, gateway_attributes, log_request, send_sdk_logs
 from webhook_receiver import WebhookReceiver
 
@@ -98,3 +105,53 @@ def test_a_clock_skew_shows_in_status_as_the_clocks_disagreeing(tmp_path, track_
         assert any(line.get("msg", "").startswith("exporter failed") and "ahead of this host" in json.dumps(line) for line in process.log_lines())
         print(f"\nclock skew: /status last_error {error!r}")
         assert process.stop(timeout=60) == 0
+
+
+def _doc_blocks(language: str) -> list[str]:
+    text = (REPO_ROOT / "docs" / "webhooks.md").read_text()
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def test_the_receiver_and_the_openssl_recipe_in_docs_webhooks_md_work(tmp_path, track_sluice):
+    """docs/webhooks.md's Python receiver takes what Sluice sends, and its curl +
+    openssl recipe signs a request that receiver takes."""
+    script = tmp_path / "receiver.py"
+    script.write_text(_doc_blocks("python")[0])
+    port = rt.free_port()
+    out = open(tmp_path / "receiver.out", "w+")
+    receiver = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "WEBHOOK_SECRET": SECRET, "PORT": str(port)},
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        rt.wait_until(lambda: _listening(port), 60, what="the documented receiver to listen")
+        process = rt.start_sluice(tmp_path, dh.logs_pipeline("webhook", {"endpoint": f"http://127.0.0.1:{port}/sluice", "secret": SECRET}), track_sluice)
+        ids, body = log_request("doc", 0, 50)
+        dh.post_logs(process, body)
+
+        def printed() -> set[str]:
+            return {json.loads(line)["event_id"] for line in (tmp_path / "receiver.out").read_text().splitlines() if line.startswith("{")}
+
+        rt.wait_until(lambda: set(ids) <= printed() and dh.status(process, "webhook")["lag"]["items"] == 0, dh.DELIVERY_TIMEOUT,
+                      what="the documented receiver to print every event")
+        assert dh.status(process, "webhook")["status"] == "active"
+        assert process.stop(timeout=60) == 0
+
+        # The recipe: its key line, then the "send a signed test event" block, to this receiver.
+        key_line = _doc_blocks("sh")[0].splitlines()[0]
+        send = _doc_blocks("sh")[1].replace("https://hooks.example.com/sluice", f"http://127.0.0.1:{port}/sluice")
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", key_line + "\n" + send], env={**os.environ, "WEBHOOK_SECRET": SECRET},
+                                capture_output=True, text=True, timeout=60)
+        assert result.stdout.strip() == "204", (result.stdout, result.stderr)
+        rt.wait_until(lambda: "test-1" in printed(), 30, what="the test event to be printed")
+        # The same request with another body is refused.
+        forged = subprocess.run(["bash", "-euo", "pipefail", "-c", key_line + "\n" + send.replace('--data-binary "$body"', "--data-binary \"${body/block/allow}\"")],
+                                env={**os.environ, "WEBHOOK_SECRET": SECRET}, capture_output=True, text=True, timeout=60)
+        assert forged.stdout.strip() == "401", (forged.stdout, forged.stderr)
+    finally:
+        receiver.kill()
+        receiver.wait(timeout=30)
+        out.close()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
