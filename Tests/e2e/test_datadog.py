@@ -7,7 +7,8 @@ strict about the key header and limits as Datadog documents — behind it (issue
    queries use; one entry over 1 MB goes to the dead-letter file whole instead of
    being truncated by Datadog.
 2. A refused API key makes the exporter `failed`, with an error that says so in
-   /status and the log, and the key nowhere.
+   /status and the log, and the key nowhere; a reload with the right key makes
+   it active, and `sluice replay` sends the dead-lettered entries once.
 
 No assertion is about time: timeouts only keep a broken build from hanging.
 """
@@ -21,6 +22,7 @@ import destination_helpers as dh
 import otlp_samples as samples
 import runtime_helpers as rt
 from datadog_server import MAX_CONTENT, MAX_ENTRIES, DatadogServer
+from test_reload import _reload
 from test_splunk_hec import dead_lettered_ids, gateway_attributes, log_request, send_sdk_logs
 
 rt.env_without_proxies()
@@ -90,22 +92,39 @@ def test_an_entry_over_1mb_is_dead_lettered_whole_and_its_neighbours_delivered(t
         assert process.stop(timeout=60) == 0
 
 
-def test_a_refused_api_key_fails_the_exporter_with_an_error_that_says_so(tmp_path, track_sluice):
-    with DatadogServer("the-right-key-0123456789abcdef") as dd:
+def test_a_refused_api_key_fails_the_exporter_until_a_reload_fixes_it_and_replay_sends_each_entry_once(tmp_path, track_sluice):
+    right = "the-right-key-0123456789abcdef"
+    with DatadogServer(right) as dd:
         process = rt.start_sluice(tmp_path, dh.logs_pipeline("datadog", datadog_settings(dd)), track_sluice)
         ids, body = log_request("badkey", 0, 100)
-        assert rt.post(process.ports.url("otlp", "/v1/logs"), body).status == 200
+        dh.post_logs(process, body)
         entry = rt.wait_until(lambda: (e := dh.status(process, "datadog"))["dead_lettered_items"] == 100 and e, dh.DELIVERY_TIMEOUT,
                               what="the records dead-lettered")
         assert entry["status"] == "failed", entry
         error = entry["last_error"]
         assert "Datadog refused the API key" in error and "HTTP 403" in error and "api.site" in error, error
+        assert "sluice replay --exporter datadog" in error, error
         assert API_KEY not in json.dumps(entry)
         assert sorted(dead_lettered_ids(dh.dead_letters(process, "datadog"))) == sorted(ids)
         failed = [line for line in process.log_lines() if line.get("msg", "").startswith("exporter failed")]
         assert len(failed) == 1 and failed[0]["level"] == "error", failed
         assert "Datadog refused the API key" in json.dumps(failed[0])
         assert rt.metric(rt.scrape(process.ports.url("metrics", "/metrics")), "sluice_exporter_up", exporter="datadog") == 0
+
+        # The key is fixed by a reload: active again with the next delivery.
+        _reload(process, dh.logs_pipeline("datadog", {**datadog_settings(dd), "api": {"key": right}})(process.ports))
+        after, body = log_request("after", 0, 100)
+        dh.post_logs(process, body)
+        dh.wait_delivered(process, "datadog", dd, set(after), "the records sent after the reload")
+        assert dh.status(process, "datadog")["status"] == "active"
         assert process.stop(timeout=60) == 0
-        assert API_KEY not in process.stderr()
+
+        # Replay sends what was refused, each entry once.
+        result = process.replay("datadog")
+        assert result.returncode == 0, result.stderr
+        assert "done: 100 delivered, 0 failed again" in result.stdout, result.stdout
+        assert set(dd.ids) == set(ids + after) and all(n == 1 for n in dd.ids.values())
+        assert dd.errors == []
+        for text in (process.stderr(), result.stdout, result.stderr):
+            assert API_KEY not in text and right not in text
         print(f"\nbad key: /status last_error {error!r}")

@@ -47,7 +47,7 @@ final class DatadogExporter: Exporter {
         self.transport = transport
         self.logger = logger
         self.metrics = metrics
-        encoder = DatadogLogEncoder(hostname: config.hostname ?? SplunkHECExporter.hostname)
+        encoder = DatadogLogEncoder(hostname: config.hostname ?? LocalHost.name)
         secrets = SecretMask(config.secrets)
         let labels = [("exporter", id.description)]
         payloadBytes = metrics.counter("sluice_datadog_payload_bytes_total", "Bytes of log payloads sent to Datadog (as sent, compressed or not).", labels: labels)

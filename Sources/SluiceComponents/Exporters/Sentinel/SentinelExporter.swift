@@ -46,6 +46,9 @@ final class SentinelExporter: Exporter {
     private let metrics: MetricsRegistry
     private let splits: Counter
     private let ratio = Mutex<Double>(4)
+    /// The access tokens sent lately: masked like the configured secrets, in case
+    /// an answer echoes one.
+    private let recentTokens = Mutex<[String]>([])
 
     init(id: ComponentID, config: SentinelConfig, transport: any HTTPTransport, token: EntraToken?, logger: Logger,
          metrics: MetricsRegistry = .shared, now: @escaping @Sendable () -> Date = { Date() }) {
@@ -129,7 +132,12 @@ final class SentinelExporter: Exporter {
         guard let token else { return .refused("no Entra ID token source") }
         let bearer: String
         switch await token.token() {
-        case .success(let value): bearer = value
+        case .success(let value):
+            bearer = value
+            recentTokens.withLock { tokens in
+                if !tokens.contains(value) { tokens.append(value) }
+                if tokens.count > 4 { tokens.removeFirst() }
+            }
         case .failure(.refused(let reason)): return .refused(reason)
         case .failure(.retry(let reason)): return .retry(reason, after: nil)
         }
@@ -218,5 +226,5 @@ final class SentinelExporter: Exporter {
                         labels: [("exporter", id.description), ("status", status)]).increment()
     }
 
-    func redact(_ text: String) -> String { secrets(text) }
+    func redact(_ text: String) -> String { SecretMask(recentTokens.withLock { $0 })(secrets(text)) }
 }
