@@ -29,13 +29,31 @@ struct DatadogLogEncoder: Sendable {
     let hostname: String
 
     func encode(_ batches: [OTLPBatch]) -> EncodedRecords {
-        EncodedRecords.logs(batches) { doc, context in
-            write(&doc, context)
+        var tags = ResourceTags()
+        return EncodedRecords.logs(batches) { doc, context in
+            write(&doc, context, &tags)
             return true
         }.records
     }
 
-    func write(_ doc: inout JSONObjectWriter, _ context: LogRecordContext) {
+    /// `ddtags` as JSON, written once per resource: every record of a resource has the same.
+    struct ResourceTags {
+        var batch: Int32 = -1
+        var resource: Int32 = -1
+        var json = JSONOutput()
+
+        mutating func of(_ context: LogRecordContext, _ attributes: AttributesView) -> [UInt8] {
+            if context.locator.batch != batch || context.locator.resource != resource {
+                batch = context.locator.batch
+                resource = context.locator.resource
+                json = JSONOutput()
+                DatadogLogEncoder.writeTags(attributes, to: &json)
+            }
+            return json.bytes
+        }
+    }
+
+    func write(_ doc: inout JSONObjectWriter, _ context: LogRecordContext, _ tags: inout ResourceTags) {
         let record = context.record, resource = context.resource
         doc.begin()
         if doc.key("ddsource") {
@@ -43,7 +61,7 @@ struct DatadogLogEncoder: Sendable {
                 doc.out.append(ascii: "\"opentelemetry\"")
             }
         }
-        if let resource, doc.key("ddtags") { Self.writeTags(resource, to: &doc.out) }
+        if let resource, doc.key("ddtags") { doc.out.appendRaw(tags.of(context, resource)) }
         if doc.key("hostname") {
             if let host = resource?["host.name"] { host.writeText(to: &doc.out) } else { doc.out.appendString(hostname) }
         }

@@ -5,6 +5,9 @@ struct LogRecordContext {
     var record: LogRecordView
     var scope: ScopeView?
     var resource: AttributesView?
+    /// Where the record is: records of one resource share `batch` and `resource`,
+    /// so an encoder can write what it derives from the resource once.
+    var locator: RecordLocator
 }
 
 extension EncodedRecords {
@@ -26,13 +29,14 @@ extension EncodedRecords {
                         let scope = scopeLogs.scope
                         for (k, record) in scopeLogs.logRecords.enumerated() {
                             let start = doc.out.count
-                            guard write(&doc, LogRecordContext(record: record, scope: scope, resource: resource)) else {
+                            let locator = RecordLocator(batch: Int32(b), resource: Int32(r), scope: Int32(s), record: Int32(k))
+                            guard write(&doc, LogRecordContext(record: record, scope: scope, resource: resource, locator: locator)) else {
                                 doc.out.bytes.removeLast(doc.out.count - start)
                                 skipped += 1
                                 continue
                             }
                             records.ends.append(doc.out.count)
-                            records.locators.append(RecordLocator(batch: Int32(b), resource: Int32(r), scope: Int32(s), record: Int32(k)))
+                            records.locators.append(locator)
                         }
                     }
                 }

@@ -186,18 +186,21 @@ final class SentinelExporter: Exporter {
         case .failure(let error): return .retry("cannot send to \(place): \(error)", after: nil)
         }
         let reason = "HTTP \(response.status.code) from \(place): \(ResponseClass.excerpt(response))"
-        let skew = ResponseClass.clockSkewNote(response, now: now(), window: "the Data Collector API refuses an x-ms-date more than 15 minutes off")
+        // Read only for a refusal: parsing the Date header costs more than the rest.
+        func skew() -> String {
+            ResponseClass.clockSkewNote(response, now: now(), window: "the Data Collector API refuses an x-ms-date more than 15 minutes off")
+        }
         switch ResponseClass.of(response) {
         case .success:
             return .accepted
         case .unauthorized:
-            return .refused("\(reason)\(skew); check workspace_id and shared_key (not shown here): the workspace's primary or secondary key")
+            return .refused("\(reason)\(skew()); check workspace_id and shared_key (not shown here): the workspace's primary or secondary key")
         case .tooLarge:
             return .tooLarge(reason)
         case .retry(let after):
             return .retry(reason, after: after)
         case .refused:
-            return .refused("\(reason)\(skew)")
+            return .refused("\(reason)\(skew())")
         }
     }
 

@@ -107,7 +107,7 @@ final class WebhookExporter: Exporter {
         let filter = config.eventTypes
         return EncodedRecords.logs(batches) { doc, context in
             let type = Self.eventType(context.record)
-            guard filter.matches(type) else { return false }
+            guard filter.isEmpty || filter.matches(type) else { return false }
             Self.writeEvent(&doc, context, type: type)
             return true
         }
@@ -169,18 +169,21 @@ final class WebhookExporter: Exporter {
         }
         count(String(response.status.code))
         let reason = "HTTP \(response.status.code) from \(place): \(ResponseClass.excerpt(response))"
-        let skew = ResponseClass.clockSkewNote(response, now: now(), window: "Standard Webhooks receivers refuse a webhook-timestamp more than 5 minutes off")
+        // Read only for a refusal: parsing the Date header costs more than the rest.
+        func skew() -> String {
+            ResponseClass.clockSkewNote(response, now: now(), window: "Standard Webhooks receivers refuse a webhook-timestamp more than 5 minutes off")
+        }
         switch ResponseClass.of(response) {
         case .success:
             return .accepted
         case .tooLarge:
             return .tooLarge(reason)
         case .unauthorized:
-            return .refused("\(reason)\(skew); check that the receiver verifies with the same secret (not shown here)")
+            return .refused("\(reason)\(skew()); check that the receiver verifies with the same secret (not shown here)")
         case .refused where response.status.code == 410:
             return .refused("\(reason); 410 Gone: the receiver says this endpoint is disabled (Standard Webhooks); remove or update the exporter")
         case .refused:
-            return .refused("\(reason)\(skew)")
+            return .refused("\(reason)\(skew())")
         case .retry(let after):
             return .retry(reason, after: after)
         }
