@@ -9,7 +9,9 @@ Checked on every request:
 - at most 5,000,000 bytes of content before compression (413 otherwise);
 - a JSON array of at most 1,000 objects (400 otherwise);
 - each entry at most 1,000,000 bytes as JSON: Datadog would truncate a larger one
-  and still answer 202, so the fixture records it as a finding (data lost).
+  and still answer 202, so the fixture records it as a finding (data lost);
+- each entry's `timestamp` at most 18 hours old: Datadog drops older logs after a
+  202, so that is a finding too.
 Accepted: 202 `{}`.
 
 On demand: 503/429 for a while (`outage`), and `revoke()` the key.
@@ -26,6 +28,7 @@ from fixture_http import FixtureServer, Reply, Request
 MAX_CONTENT = 5_000_000
 MAX_ENTRIES = 1000
 MAX_ENTRY = 1_000_000
+MAX_AGE = 18 * 3600
 
 
 class DatadogServer(FixtureServer):
@@ -90,6 +93,8 @@ class DatadogServer(FixtureServer):
             size = len(json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode())
             if size > MAX_ENTRY:
                 self.finding(f"an entry of {size} bytes (Datadog truncates it at 1 MB): {entry.get('event_id')}")
+            if isinstance(entry.get("timestamp"), int) and entry["timestamp"] < (self.now() - MAX_AGE) * 1000:
+                self.finding(f"an entry {self.now() - entry['timestamp'] / 1000:.0f} s old (Datadog drops logs over 18 h old): {entry.get('event_id')}")
         with self.lock:
             self.entries += entries
             for entry in entries:

@@ -5,7 +5,8 @@ strict about the key header and limits as Datadog documents — behind it (issue
 1. 20,000 SDK records reach the intake exactly once per event_id through a 503
    period, in requests within Datadog's limits, with the fields Datadog's log
    queries use; one entry over 1 MB goes to the dead-letter file whole instead of
-   being truncated by Datadog.
+   being truncated by Datadog; entries over 18 hours old, which Datadog drops
+   after a 202, go there too.
 2. A refused API key makes the exporter `failed`, with an error that says so in
    /status and the log, and the key nowhere; a reload with the right key makes
    it active, and `sluice replay` sends the dead-lettered entries once.
@@ -16,7 +17,10 @@ No assertion is about time: timeouts only keep a broken build from hanging.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
+
+import pytest
 
 import destination_helpers as dh
 import otlp_samples as samples
@@ -33,6 +37,12 @@ RECORDS = 20_000
 
 def datadog_settings(dd: DatadogServer) -> dict:
     return {"api": {"key": API_KEY}, "logs": {"endpoint": dd.url}}
+
+
+@pytest.fixture(autouse=True)
+def recent_records(monkeypatch):
+    """The records are from a minute ago: Datadog takes logs up to 18 hours old."""
+    monkeypatch.setattr(samples, "BASE_TIME", (int(time.time()) - 60) * 1_000_000_000)
 
 
 def test_sdk_records_reach_datadog_once_each_within_its_limits(tmp_path, track_sluice):
@@ -89,6 +99,24 @@ def test_an_entry_over_1mb_is_dead_lettered_whole_and_its_neighbours_delivered(t
         assert "over Datadog's 1 MB per entry" in line["reason"], line["reason"]
         assert dd.errors == [] and "big-000007" not in dd.ids
         assert dh.status(process, "datadog")["status"] == "active"  # one record refused is not the destination refusing
+        assert process.stop(timeout=60) == 0
+
+
+def test_entries_older_than_18_hours_are_dead_lettered_not_sent_to_be_dropped(tmp_path, track_sluice, monkeypatch):
+    with DatadogServer(API_KEY) as dd:
+        process = rt.start_sluice(tmp_path, dh.logs_pipeline("datadog", datadog_settings(dd)), track_sluice)
+        monkeypatch.setattr(samples, "BASE_TIME", (int(time.time()) - 20 * 3600) * 1_000_000_000)
+        old, body = log_request("old", 0, 10)
+        dh.post_logs(process, body)
+        monkeypatch.setattr(samples, "BASE_TIME", (int(time.time()) - 60) * 1_000_000_000)
+        recent, body = log_request("recent", 0, 10)
+        dh.post_logs(process, body)
+        dh.wait_delivered(process, "datadog", dd, set(recent), "the recent records")
+        rt.wait_until(lambda: sorted(dead_lettered_ids(dh.dead_letters(process, "datadog"))) == sorted(old), dh.DELIVERY_TIMEOUT,
+                      what="the old records dead-lettered")
+        reason = dh.dead_letters(process, "datadog")[0]["reason"]
+        assert "(20 h old)" in reason and "Datadog takes logs up to 18 hours old" in reason, reason
+        assert dd.errors == [] and set(dd.ids) == set(recent)
         assert process.stop(timeout=60) == 0
 
 

@@ -188,7 +188,7 @@ def test_data_collector_api_takes_every_record_once_with_shared_key_signatures(t
         row = next(r for r in table if r["event_id_s"] == "dc-000001")
         assert row["policy_name_s"] == gateway_attributes("dc", 1)["policy_name"] and row["blocked_b"] is True
         assert row["timestamp_t"].startswith(rt.utc_day(samples.BASE_TIME).replace(".", "-"))
-        assert any(line.get("msg", "").startswith("the HTTP Data Collector API is retired") for line in process.log_lines())
+        assert any(line.get("msg", "").startswith("the HTTP Data Collector API was retired") for line in process.log_lines())
         assert process.stop(timeout=60) == 0
         assert SHARED_KEY not in process.stderr()
 

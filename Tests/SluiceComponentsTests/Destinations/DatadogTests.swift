@@ -10,7 +10,7 @@ import SluiceCore
     @Test func entriesCarryDatadogsReservedAttributesAndTheGatewaysFields() throws {
         let batch = try logsBatch(resource: #"{"key":"service.name","value":{"stringValue":"ai-gateway"}},{"key":"host.name","value":{"stringValue":"gw-7"}},{"key":"deployment.environment.name","value":{"stringValue":"prod"}},{"key":"k8s.namespace.name","value":{"stringValue":"edge"}}"#,
                                   [gatewayRecord("evt-1", extra: #",{"key":"status","value":{"stringValue":"from the attribute"}}"#)])
-        let records = DatadogLogEncoder(hostname: "fallback").encode([batch])
+        let records = DatadogLogEncoder(hostname: "fallback").encode([batch]).records
         let entry = try #require(try JSONSerialization.jsonObject(with: Data(records.bytes)) as? [String: Any])
         #expect(entry["ddsource"] as? String == "opentelemetry")
         #expect(entry["ddtags"] as? String == "env:prod,k8s.namespace.name:edge")
@@ -65,6 +65,25 @@ import SluiceCore
         #expect(destination.sent.count == 1 && (destination.sent[0].json as? [Any])?.count == 1)
     }
 
+    @Test func entriesOlderThanEighteenHoursAreDeadLetteredInsteadOfDroppedByDatadog() async throws {
+        let destination = ScriptedDestination { _ in (202, "{}", []) }
+        let recent = #"{"timeUnixNano":"1700060000000000000","body":{"stringValue":"recent"},"attributes":[{"key":"event_id","value":{"stringValue":"recent"}}]}"#
+        let batch = try logsBatch([gatewayRecord("old"), recent])
+        // 19 hours after the gateway record, 2 hours after the recent one.
+        let later = Date(timeIntervalSince1970: 1_700_000_000 + 19 * 3600)
+        guard case .partiallyDelivered(let rejected, let reason) = await (try makeExporter(destination, now: later)).export([batch], signal: .logs) else {
+            Issue.record("expected the old entry refused")
+            return
+        }
+        #expect(reason.contains("2023-11-14T22:13:20.123Z (19 h old)") && reason.contains("18 hours"), "\(reason)")
+        #expect(rejected.count == 1 && rejected[0].itemCount == 1)
+        #expect(((destination.sent.first?.json as? [[String: Any]]) ?? []).map { $0["event_id"] as? String } == ["recent"])
+        // logs.max_age: 0 sends whatever the age.
+        let all = ScriptedDestination { _ in (202, "{}", []) }
+        #expect(await (try makeExporter(all, "logs: {max_age: 0s}", now: later)).export([batch], signal: .logs) == .delivered)
+        #expect((all.sent.first?.json as? [Any])?.count == 2)
+    }
+
     @Test func a403SaysTheKeyWasRefusedAndNeverShowsIt() async throws {
         let destination = ScriptedDestination { _ in (403, #"{"errors":["Forbidden"]}"#, []) }
         let exporter = try makeExporter(destination)
@@ -109,10 +128,12 @@ import SluiceCore
         }
     }
 
-    func makeExporter(_ destination: ScriptedDestination) throws -> DatadogExporter {
-        let (map, _) = exporterSection("datadog", "api: {key: 0123456789abcdef0123456789abcdef, site: datadoghq.eu}")
+    func makeExporter(_ destination: ScriptedDestination, _ more: String = "", now: Date = Date(timeIntervalSince1970: 1_700_000_060)) throws -> DatadogExporter {
+        let (map, _) = exporterSection("datadog", "api: {key: 0123456789abcdef0123456789abcdef, site: datadoghq.eu}\n\(more)")
         let section = try #require(map)
         let config = try #require(DatadogConfig(section))
-        return DatadogExporter(id: ComponentID("datadog")!, config: config, transport: destination, logger: Logger(label: "test"))
+        // A minute after the records' time (2023-11-14T22:13:20Z): none is too old for Datadog.
+        return DatadogExporter(id: ComponentID("datadog")!, config: config, transport: destination, logger: Logger(label: "test"),
+                               now: { now })
     }
 }

@@ -15,6 +15,9 @@ struct DatadogConfig: Sendable {
     var site = "datadoghq.com"
     /// `hostname`: the host for records whose resource has no `host.name`.
     var hostname: String?
+    /// `logs.max_age` (Sluice): entries older than this go to the dead-letter file
+    /// instead of Datadog, which takes logs up to 18 hours old; nil sends them all.
+    var maxAge: Duration? = .seconds(18 * 3600)
     var http: HTTPExporterSettings
     var secrets: [String] = []
 
@@ -49,6 +52,7 @@ struct DatadogConfig: Sendable {
             if let v = logs.string("endpoint"), !v.isEmpty { endpointText = v }
             if let v = logs.bool("use_compression"), !v { http.shared.compression = "none" }
             if let v = logs.int("compression_level", min: 1, max: 9) { http.gzipLevel = Int32(v) }
+            if let v = logs.duration("max_age") { maxAge = v == .zero ? nil : v }
             for (name, why) in [("batch_wait", "payloads are shaped by the pipeline's batch processor"),
                                 ("dump_payloads", "payloads are never logged (they hold the events)")] where logs.has(name) {
                 logs.accept(name)

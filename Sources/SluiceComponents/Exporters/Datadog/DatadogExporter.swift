@@ -6,6 +6,7 @@
 // Packing under Datadog's limits (5 MB before compression, 1,000 entries),
 // splitting on 413, retries and the dead-letter path are the exporter kit's
 // (Exporters/Kit/).
+import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -41,8 +42,13 @@ final class DatadogExporter: Exporter {
     private let splits: Counter
     private let ratio = Mutex<Double>(4)
 
-    init(id: ComponentID, config: DatadogConfig, transport: any HTTPTransport, logger: Logger, metrics: MetricsRegistry = .shared) {
+    /// The wall clock, for the age of entries (a test moves it).
+    let now: @Sendable () -> Date
+
+    init(id: ComponentID, config: DatadogConfig, transport: any HTTPTransport, logger: Logger, metrics: MetricsRegistry = .shared,
+         now: @escaping @Sendable () -> Date = { Date() }) {
         self.id = id
+        self.now = now
         self.config = config
         self.transport = transport
         self.logger = logger
@@ -67,7 +73,8 @@ final class DatadogExporter: Exporter {
 
     func export(_ batches: [OTLPBatch], signal: OTLPSignal) async -> ExportOutcome {
         guard signal == .logs else { return .permanent(reason: "datadog exports logs, not \(signal)") }
-        let entries = encoder.encode(batches)
+        let oldest = config.maxAge.map { UInt64(max(0, (now().timeIntervalSince1970 - Double($0.components.seconds)) * 1000)) } ?? 0
+        let (entries, tooOld) = encoder.encode(batches, oldest: oldest)
         let delivery = PayloadDelivery(
             pack: { order, _ in self.pack(entries, order) },
             send: { payload in await self.post(payload) },
@@ -79,6 +86,11 @@ final class DatadogExporter: Exporter {
             // dead-letter file whole instead.
             for i in 0..<entries.count where progress.isOpen(i) && entries.size(i) > DatadogConfig.maxEntryBytes {
                 progress.refuse(i, "a log entry of \(entries.size(i)) bytes is over Datadog's 1 MB per entry (Datadog would truncate it)")
+            }
+            // Datadog takes logs up to 18 hours old and drops older ones after a 202.
+            for (i, millis) in tooOld where progress.isOpen(i) {
+                let age = Int(self.now().timeIntervalSince1970) - Int(millis / 1000)
+                progress.refuse(i, "a log entry from \(Self.iso(millis)) (\(age / 3600) h old) is older than logs.max_age (\(self.config.maxAge ?? .zero)): Datadog takes logs up to 18 hours old and would drop it after accepting it")
             }
         }
     }
@@ -125,6 +137,12 @@ final class DatadogExporter: Exporter {
         case .refused:
             return .refused(reason)
         }
+    }
+
+    static func iso(_ millis: UInt64) -> String {
+        var out = JSONOutput()
+        out.appendISOTime(millis * 1_000_000, digits: 3)
+        return String(decoding: out.bytes.dropFirst().dropLast(), as: UTF8.self)
     }
 
     private func count(_ status: String) {

@@ -28,12 +28,20 @@ struct DatadogLogEncoder: Sendable {
     /// For records whose resource has no `host.name`.
     let hostname: String
 
-    func encode(_ batches: [OTLPBatch]) -> EncodedRecords {
+    /// The entries of a call, and those whose time is before `oldest` (Unix
+    /// milliseconds) with that time.
+    func encode(_ batches: [OTLPBatch], oldest: UInt64 = 0) -> (records: EncodedRecords, tooOld: [Int: UInt64]) {
         var tags = ResourceTags()
-        return EncodedRecords.logs(batches) { doc, context in
+        var tooOld: [Int: UInt64] = [:]
+        var index = 0
+        let records = EncodedRecords.logs(batches) { doc, context in
             write(&doc, context, &tags)
+            let millis = context.record.effectiveTimeUnixNano / 1_000_000
+            if millis != 0, millis < oldest { tooOld[index] = millis }
+            index += 1
             return true
         }.records
+        return (records, tooOld)
     }
 
     /// `ddtags` as JSON, written once per resource: every record of a resource has the same.

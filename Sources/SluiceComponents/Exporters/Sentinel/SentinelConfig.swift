@@ -12,7 +12,7 @@ import SluiceNet
 ///   `client_id`, `client_secret`) or workload identity (`federated_token_file`,
 ///   as AKS mounts it; `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
 ///   `AZURE_FEDERATED_TOKEN_FILE` and `AZURE_AUTHORITY_HOST` fill what is not set);
-/// - the HTTP Data Collector API (legacy, retired by Microsoft in September
+/// - the HTTP Data Collector API (legacy, retired by Microsoft on 14 September
 ///   2026): `workspace_id`, `shared_key`, `log_type`, signed with SharedKey.
 ///
 /// The Collector's `azuremonitor` exporter writes to Application Insights, a

@@ -81,7 +81,7 @@ final class SentinelExporter: Exporter {
             if case .federatedTokenFile(let path) = ingestion.credential { metadata["federated_token_file"] = "\(path)" }
         case .dataCollector(let collector):
             metadata["log_type"] = "\(collector.logType)"
-            logger.warning("the HTTP Data Collector API is retired by Microsoft in September 2026; move to the Logs Ingestion API (docs/sentinel.md)",
+            logger.warning("the HTTP Data Collector API was retired by Microsoft on 14 September 2026; move to the Logs Ingestion API (docs/sentinel.md)",
                            metadata: ["exporter": "\(id)"])
         }
         logger.info("sentinel exporter sending", metadata: metadata)
