@@ -16,6 +16,7 @@ extension ComponentRegistry {
         registry.register(OTLPHTTPExporterFactory())
         registry.register(SplunkHECExporterFactory())
         registry.register(ElasticsearchExporterFactory())
+        registry.register(CloudWatchLogsExporterFactory())
         registry.register(DatadogExporterFactory())
         registry.register(SentinelExporterFactory())
         registry.register(WebhookExporterFactory())
@@ -23,6 +24,8 @@ extension ComponentRegistry {
         registry.register(FileStorageExtensionFactory())
         registry.register(BearerTokenAuthExtensionFactory())
         registry.register(BasicAuthExtensionFactory())
+        registry.alias("otlp", for: "otlp_grpc", kind: .exporter)
+        registry.alias("otlphttp", for: "otlp_http", kind: .exporter)
         return registry
     }()
 }

@@ -132,8 +132,11 @@ class SluiceProcess:
     directory and stderr log; `stop()` sends SIGTERM and waits, `kill()` makes
     sure nothing outlives the test."""
 
-    def __init__(self, workdir: Path, config: dict, ports: Ports, name: str = "sluice"):
+    def __init__(self, workdir: Path, config: dict, ports: Ports, name: str = "sluice", env: dict | None = None):
         self.workdir = workdir
+        # Variables for this process on top of the test's environment, without
+        # the test's own AWS_* (credentials must come only from what a test gives).
+        self.env = None if env is None else {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **env}
         self.config = config
         self.ports = ports
         self.name = name
@@ -150,7 +153,7 @@ class SluiceProcess:
         command = [str(SLUICE_BIN), "--config", str(self.config_path), "--data-directory", str(self.data_dir), "--log-format", "json"]
         self._stderr = open(self.stderr_path, "wb")
         self.process = _retry_while_rebuilt(
-            lambda: subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr)
+            lambda: subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr, env=self.env)
         )
         return self
 
@@ -234,14 +237,15 @@ class SluiceExited(Exception):
         self.stderr = stderr
 
 
-def start_sluice(workdir: Path, make_config: Callable[[Ports], dict], track: Callable[[SluiceProcess], None], name: str = "sluice") -> SluiceProcess:
+def start_sluice(workdir: Path, make_config: Callable[[Ports], dict], track: Callable[[SluiceProcess], None], name: str = "sluice",
+                 env: dict | None = None) -> SluiceProcess:
     """Starts sluice with `make_config(ports)` and waits until it runs. A port
     taken between picking and binding (another process on the machine) gets
     fresh ports and another try."""
     last: SluiceExited | None = None
     for attempt in range(3):
         ports = Ports()
-        process = SluiceProcess(workdir / f"{name}-{attempt}" if attempt else workdir, make_config(ports), ports, name)
+        process = SluiceProcess(workdir / f"{name}-{attempt}" if attempt else workdir, make_config(ports), ports, name, env)
         track(process)
         process.start()
         try:

@@ -50,7 +50,7 @@ def test_sdk_records_reach_datadog_once_each_within_its_limits(tmp_path, track_s
         process = rt.start_sluice(tmp_path, dh.logs_pipeline("datadog", datadog_settings(dd)), track_sluice)
         # An outage at the start: the first requests meet 503s and are retried.
         dd.outage(2.0)
-        results = send_sdk_logs(process.ports.url("otlp", "/v1/logs"), RECORDS, "dd")
+        results = send_sdk_logs(process.ports.url("otlp", "/v1/logs"), RECORDS, "dd", base_time=samples.BASE_TIME)
         assert results == Counter({"SUCCESS": RECORDS}), results
         ids = {f"dd-{i:06d}" for i in range(RECORDS)}
         arrived = dh.wait_delivered(process, "datadog", dd, ids, "the 20,000 records at the intake")
@@ -115,7 +115,8 @@ def test_entries_older_than_18_hours_are_dead_lettered_not_sent_to_be_dropped(tm
         rt.wait_until(lambda: sorted(dead_lettered_ids(dh.dead_letters(process, "datadog"))) == sorted(old), dh.DELIVERY_TIMEOUT,
                       what="the old records dead-lettered")
         reason = dh.dead_letters(process, "datadog")[0]["reason"]
-        assert "(20 h old)" in reason and "Datadog takes logs up to 18 hours old" in reason, reason
+        assert "older than logs.max_age (18 h)" in reason and "Datadog takes logs up to 18 hours old" in reason, reason
+        assert "20 h old" in reason, reason
         assert dd.errors == [] and set(dd.ids) == set(recent)
         assert process.stop(timeout=60) == 0
 

@@ -72,6 +72,7 @@ def test_sdk_records_reach_the_rule_once_each_with_tokens_fetched_before_they_la
         for name in ("event_type", "action", "policy_name", "model", "gateway_id", "user_id", "org_id"):
             assert row[name] == expected[name], (name, row)
         assert row["TimeGenerated"].startswith(rt.utc_day(samples.BASE_TIME).replace(".", "-")), row
+        assert row["timestamp"] == row["TimeGenerated"], row
         assert row["tokens_prompt"] == 3 and row["ServiceName"] == "ai-gateway" and row["SeverityText"] == "WARN", row
         assert sum(1 for r in dcr.rows if r["action"] == "block") == sum(
             1 for i in range(RECORDS) if gateway_attributes("az", i)["action"] == "block")

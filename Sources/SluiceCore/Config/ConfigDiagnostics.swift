@@ -15,14 +15,42 @@ public struct ConfigDiagnostic: Sendable, Equatable, CustomStringConvertible {
 /// Collects every problem found while a configuration is read, so `sluice validate`
 /// can print them all at once instead of stopping at the first.
 public final class ConfigDiagnostics: @unchecked Sendable {
-    // @unchecked: a configuration is read on one task; the list is only read after.
+    // @unchecked: a configuration is read on one task; the lists are only read after.
+    /// The problems, in the order of their lines in the file (those without a line first).
     public private(set) var all: [ConfigDiagnostic] = []
+    /// What works but deserves a word: a deprecated name, a key without effect, a
+    /// value read the Collector's way. Printed by `validate`, logged at start and on
+    /// a reload; never a reason to refuse the file.
+    public private(set) var warnings: [ConfigDiagnostic] = []
     public let file: String
+    /// Set by `sluice validate`: it runs where the pod's mounted secrets (TLS
+    /// certificates, token files) may not be, as the Collector's validate does not
+    /// open them either. A missing file is then a warning; at start it is an error.
+    public var filesMayBeAbsent = false
 
     public init(file: String) { self.file = file }
 
+    /// Whether a problem was reported for `path` or anything under it (a component
+    /// refused for its own mistakes needs no second message where it is used).
+    public func reported(under path: String) -> Bool { all.contains { $0.path == path || $0.path.hasPrefix(path + ".") } }
+
+    /// Whether a warning was given for `path` or anything under it.
+    public func warned(under path: String) -> Bool { warnings.contains { $0.path == path || $0.path.hasPrefix(path + ".") } }
+
     public func report(line: Int?, path: String, _ message: String) {
-        all.append(ConfigDiagnostic(file: file, line: line, path: path, message: message))
+        Self.insert(ConfigDiagnostic(file: file, line: line, path: path, message: message), into: &all)
+    }
+
+    public func warn(line: Int?, path: String, _ message: String) {
+        let warning = ConfigDiagnostic(file: file, line: line, path: path, message: message)
+        if !warnings.contains(warning) { Self.insert(warning, into: &warnings) }
+    }
+
+    /// After the last one on the same line or before: sorted by line, in the order found within a line.
+    private static func insert(_ diagnostic: ConfigDiagnostic, into list: inout [ConfigDiagnostic]) {
+        let line = diagnostic.line ?? 0
+        let at = list.lastIndex { ($0.line ?? 0) <= line }.map { $0 + 1 } ?? 0
+        list.insert(diagnostic, at: at)
     }
 
     public var isEmpty: Bool { all.isEmpty }

@@ -22,10 +22,11 @@ import SluiceNet
 
     @Test func rowsHaveTheTimeColumnAndColumnNamesLogAnalyticsTakes() throws {
         let batch = try logsBatch([gatewayRecord("r-1", extra: #",{"key":"9lives","value":{"boolValue":true}},{"key":"user-ID.ü","value":{"stringValue":"u"}}"#)])
-        for (column, api) in [("TimeGenerated", "ingestion"), ("timestamp", "collector")] {
-            let rows = SentinelRowEncoder(timeColumn: column).encode([batch])
-            let row = try #require(try JSONSerialization.jsonObject(with: Data(rows.bytes)) as? [String: Any], "\(api)")
-            #expect(row[column] as? String == "2023-11-14T22:13:20.123Z")
+        for columns in [["TimeGenerated", "timestamp"], ["timestamp"]] {
+            let rows = SentinelRowEncoder(timeColumns: columns).encode([batch])
+            let row = try #require(try JSONSerialization.jsonObject(with: Data(rows.bytes)) as? [String: Any], "\(columns)")
+            for column in columns { #expect(row[column] as? String == "2023-11-14T22:13:20.123Z") }
+            #expect(row["TimeGenerated"] == nil || columns.contains("TimeGenerated"))
             #expect(row["event_id"] as? String == "r-1" && row["action"] as? String == "block" && row["tokens_prompt"] as? Int == 42)
             #expect(row["_9lives"] as? Bool == true && row["user_ID___"] as? String == "u")
             #expect(row["Message"] as? String == "request blocked" && row["SeverityNumber"] as? Int == 13 && row["ServiceName"] as? String == "ai-gateway")
@@ -34,20 +35,20 @@ import SluiceNet
     }
 
     @Test func dataCollectorRequestsAreSignedAndUncompressed() async throws {
-        let destination = ScriptedDestination { _ in (200, "", []) }
+        let destination = ScriptedHTTPTransport.answering { _ in (200, "", []) }
         let (map, diagnostics) = exporterSection("sentinel", "workspace_id: ws-1\nshared_key: \(Self.sharedKey)\nlog_type: AIGatewayEvents")
         let section = try #require(map)
-        let config = try #require(SentinelConfig(section, environment: [:]), "\(diagnostics().map(\.description))")
+        let config = try #require(SentinelConfig(section, environment: [:]), "\(diagnostics.all.map(\.description))")
         #expect(config.endpoint.description == "https://ws-1.ods.opinsights.azure.com" && config.target == "/api/logs?api-version=2016-04-01")
         let clock = WallClock(1_459_756_800)
         let exporter = SentinelExporter(id: ComponentID("sentinel")!, config: config, transport: destination, token: nil,
                                         logger: Logger(label: "test"), now: { clock.now })
         #expect(await exporter.export([try logsBatch([gatewayRecord("a"), gatewayRecord("b")])], signal: .logs) == .delivered)
-        let request = try #require(destination.sent.first)
+        let request = try #require(destination.requests.first)
         #expect(request.headers.first(name: "Content-Encoding") == nil && request.headers.first(name: "Log-Type") == "AIGatewayEvents")
         #expect(request.headers.first(name: "x-ms-date") == "Mon, 04 Apr 2016 08:00:00 GMT")
         #expect(request.headers.first(name: "time-generated-field") == "timestamp")
-        let signature = SentinelExporter.sharedKeySignature(key: (0..<64).map { UInt8($0) }, contentLength: request.body.count, date: "Mon, 04 Apr 2016 08:00:00 GMT")
+        let signature = SentinelExporter.sharedKeySignature(key: (0..<64).map { UInt8($0) }, contentLength: request.bytes.count, date: "Mon, 04 Apr 2016 08:00:00 GMT")
         #expect(request.headers.first(name: "Authorization") == "SharedKey ws-1:\(signature)")
         #expect((request.json as? [[String: Any]])?.map { $0["event_id"] as? String } == ["a", "b"])
         #expect(exporter.redact("key \(Self.sharedKey)") == "key [REDACTED]")
@@ -55,8 +56,8 @@ import SluiceNet
 
     @Test func tokensAreCachedAndFetchedAgainBeforeTheyLapse() async throws {
         let issued = CallCount()
-        let entra = ScriptedDestination { request in
-            let form = String(decoding: request.body, as: UTF8.self)
+        let entra = ScriptedHTTPTransport.answering { request in
+            let form = String(decoding: request.bytes, as: UTF8.self)
             guard form.contains("client_secret=s3cr%2Bt%26x"), form.contains("scope=https%3A%2F%2Fmonitor.azure.com%2F%2F.default"),
                   form.contains("grant_type=client_credentials") else { return (400, #"{"error":"invalid_request"}"#, []) }
             return (200, #"{"token_type":"Bearer","expires_in":3600,"access_token":"token-\#(issued.next())"}"#, [])
@@ -68,20 +69,20 @@ import SluiceNet
         #expect(await source.token() == .success("token-1"), "55 minutes in: still the cached token")
         clock.advance(400)
         #expect(await source.token() == .success("token-2"), "under five minutes left: a new one")
-        #expect(entra.sent.count == 2 && entra.sent[0].target == "/tenant-1/oauth2/v2.0/token")
+        #expect(entra.requests.count == 2 && entra.requests[0].target == "/tenant-1/oauth2/v2.0/token")
         await source.invalidate("token-2")
         #expect(await source.token() == .success("token-3"))
     }
 
     @Test func entrasRefusalIsForGoodAndAnOutageIsForLater() async throws {
-        let refusing = ScriptedDestination { _ in (401, #"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.\r\nTrace ID: 1"}"#, []) }
+        let refusing = ScriptedHTTPTransport.answering { _ in (401, #"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.\r\nTrace ID: 1"}"#, []) }
         let result = await EntraToken(settings: ingestion(.clientSecret("wrong")), transport: refusing).token()
         guard case .failure(.refused(let reason)) = result else {
             Issue.record("\(result)")
             return
         }
         #expect(reason.contains("AADSTS7000215: Invalid client secret provided.") && !reason.contains("Trace ID") && reason.contains("client_secret"))
-        let down = ScriptedDestination { _ in (503, "", []) }
+        let down = ScriptedHTTPTransport.answering { _ in (503, "", []) }
         guard case .failure(.retry) = await EntraToken(settings: ingestion(.clientSecret("s")), transport: down).token() else {
             Issue.record("a 503 is worth a retry")
             return
@@ -95,7 +96,7 @@ import SluiceNet
             .replacingOccurrences(of: "=", with: "").replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
         try "eyJhbGciOiJSUzI1NiJ9.\(payload).c2ln\n".write(to: file, atomically: true, encoding: .utf8)
         #expect(EntraToken.jwtExpiry("eyJhbGciOiJSUzI1NiJ9.\(payload).c2ln") == Date(timeIntervalSince1970: 1_799_999_000))
-        let entra = ScriptedDestination { _ in (200, #"{"access_token":"t","expires_in":"3599"}"#, []) }
+        let entra = ScriptedHTTPTransport.answering { _ in (200, #"{"access_token":"t","expires_in":"3599"}"#, []) }
         let clock = WallClock(1_800_000_000)
         let result = await EntraToken(settings: ingestion(.federatedTokenFile(file.path)), transport: entra, now: { clock.now }).token()
         guard case .failure(.retry(let reason)) = result else {
@@ -103,18 +104,18 @@ import SluiceNet
             return
         }
         #expect(reason.contains("expired at 2027-01-15T07:43:20Z (1000 s ago)") && reason.contains(file.path), "\(reason)")
-        #expect(entra.sent.isEmpty)
+        #expect(entra.requests.isEmpty)
         clock.advance(-2000)
         #expect(await EntraToken(settings: ingestion(.federatedTokenFile(file.path)), transport: entra, now: { clock.now }).token() == .success("t"))
-        let form = String(decoding: try #require(entra.sent.first).body, as: UTF8.self)
+        let form = String(decoding: try #require(entra.requests.first).bytes, as: UTF8.self)
         #expect(form.contains("client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"))
         #expect(form.contains("client_assertion=eyJhbGciOiJSUzI1NiJ9.") && !form.contains("%0A"), "the file's newline is not part of the assertion")
     }
 
     @Test func aRefused401TokenIsFetchedAnewOnceThenTheRowsAreRefused() async throws {
         let tokens = CallCount()
-        let entra = ScriptedDestination { _ in (200, #"{"access_token":"t\#(tokens.next())","expires_in":3600}"#, []) }
-        let dcr = ScriptedDestination { request in
+        let entra = ScriptedHTTPTransport.answering { _ in (200, #"{"access_token":"t\#(tokens.next())","expires_in":3600}"#, []) }
+        let dcr = ScriptedHTTPTransport.answering { request in
             request.headers.first(name: "Authorization") == "Bearer t2" ? (204, "", []) : (401, #"{"error":{"code":"ExpiredAuthenticationToken"}}"#, [])
         }
         let (map, diagnostics) = exporterSection("sentinel", """
@@ -126,7 +127,7 @@ import SluiceNet
             client_secret: s3cret-value
             """)
         let section = try #require(map)
-        let config = try #require(SentinelConfig(section, environment: [:]), "\(diagnostics().map(\.description))")
+        let config = try #require(SentinelConfig(section, environment: [:]), "\(diagnostics.all.map(\.description))")
         #expect(config.target == "/dataCollectionRules/dcr-00112233445566778899aabbccddeeff/streams/Custom-AIGatewayEvents_CL?api-version=2023-01-01")
         guard case .logsIngestion(let settings) = config.api else {
             Issue.record("the Logs Ingestion API is the default")
@@ -135,16 +136,16 @@ import SluiceNet
         let exporter = SentinelExporter(id: ComponentID("sentinel")!, config: config, transport: dcr, token: EntraToken(settings: settings, transport: entra),
                                         logger: Logger(label: "test"))
         #expect(await exporter.export([try logsBatch([gatewayRecord("a")])], signal: .logs) == .delivered)
-        #expect(dcr.sent.count == 2 && dcr.sent[1].headers.first(name: "Content-Encoding") == "gzip")
+        #expect(dcr.requests.count == 2 && dcr.requests[1].headers.first(name: "Content-Encoding") == "gzip")
         // Now every token is refused: once fetched anew, then the call is refused.
-        let never = ScriptedDestination { _ in (401, "{}", []) }
+        let never = ScriptedHTTPTransport.answering { _ in (401, "{}", []) }
         let refused = SentinelExporter(id: ComponentID("sentinel")!, config: config, transport: never, token: EntraToken(settings: settings, transport: entra),
                                        logger: Logger(label: "test"))
         guard case .permanent(let reason) = await refused.export([try logsBatch([gatewayRecord("b")])], signal: .logs) else {
             Issue.record("a second 401 is a refusal")
             return
         }
-        #expect(never.sent.count == 2 && reason.contains("refused a fresh Entra ID token"))
+        #expect(never.requests.count == 2 && reason.contains("refused a fresh Entra ID token"))
     }
 
     @Test func theSectionsMistakesAreNamedByKey() {
@@ -162,7 +163,7 @@ import SluiceNet
         ] {
             let (map, diagnostics) = exporterSection("sentinel", section)
             #expect(map.map { SentinelConfig($0, environment: [:]) == nil } ?? true, "\(section)")
-            #expect(diagnostics().contains { $0.path.hasSuffix(key) }, "\(section): \(diagnostics().map(\.description))")
+            #expect(diagnostics.all.contains { $0.path.hasSuffix(key) }, "\(section): \(diagnostics.all.map(\.description))")
         }
     }
 
@@ -174,7 +175,7 @@ import SluiceNet
         let section = try #require(map)
         let config = try #require(SentinelConfig(section, environment: [
             "AZURE_TENANT_ID": "t-9", "AZURE_CLIENT_ID": "c-9", "AZURE_FEDERATED_TOKEN_FILE": file.path,
-            "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.us/"]), "\(diagnostics().map(\.description))")
+            "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.us/"]), "\(diagnostics.all.map(\.description))")
         guard case .logsIngestion(let settings) = config.api else {
             Issue.record("Logs Ingestion")
             return

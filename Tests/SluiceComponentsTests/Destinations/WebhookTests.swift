@@ -38,7 +38,7 @@ import SluiceCore
 
     @Test func batchesAreSignedArraysOfEventsAndARetryReusesTheID() async throws {
         let calls = CallCount()
-        let destination = ScriptedDestination { _ in calls.next() == 1 ? (503, "", []) : (204, "", []) }
+        let destination = ScriptedHTTPTransport.answering { _ in calls.next() == 1 ? (503, "", []) : (204, "", []) }
         let clock = WallClock(1_800_000_000)
         let exporter = try makeExporter(destination, "max_batch_size: 2", now: clock)
         let batch = try logsBatch((0..<3).map { gatewayRecord("w-\($0)", type: $0 == 1 ? "escalated" : "blocked") })
@@ -48,17 +48,17 @@ import SluiceCore
         }
         clock.advance(30)
         #expect(await exporter.export([batch], signal: .logs) == .delivered)
-        let sent = destination.sent
+        let sent = destination.requests
         #expect(sent.count == 3, "a first attempt, then both payloads")
         // The retried payload: the same id and body, a new timestamp, a valid signature.
         #expect(sent[0].headers.first(name: "webhook-id") == sent[1].headers.first(name: "webhook-id"))
-        #expect(sent[0].body == sent[1].body)
+        #expect(sent[0].bytes == sent[1].bytes)
         #expect(sent[0].headers.first(name: "webhook-timestamp") == "1800000000" && sent[1].headers.first(name: "webhook-timestamp") == "1800000030")
         #expect(sent[1].headers.first(name: "webhook-id") != sent[2].headers.first(name: "webhook-id"))
         let signature = try WebhookSignature(secret: Self.secret)
         for request in sent {
             let id = try #require(request.headers.first(name: "webhook-id")), timestamp = try #require(request.headers.first(name: "webhook-timestamp"))
-            #expect(request.headers.first(name: "webhook-signature") == signature.sign(id: id, timestamp: Int64(timestamp)!, body: request.body))
+            #expect(request.headers.first(name: "webhook-signature") == signature.sign(id: id, timestamp: Int64(timestamp)!, body: request.bytes))
             #expect(id.hasPrefix("msg_") && request.target == "/hooks")
         }
         let events = try #require(sent[1].json as? [[String: Any]])
@@ -70,11 +70,11 @@ import SluiceCore
     }
 
     @Test func singleModeSendsOneEventObjectPerRequestAndFiltersByType() async throws {
-        let destination = ScriptedDestination { _ in (200, "", []) }
+        let destination = ScriptedHTTPTransport.answering { _ in (200, "", []) }
         let exporter = try makeExporter(destination, "mode: single\nevent_types: [block*]")
         let batch = try logsBatch((0..<4).map { gatewayRecord("s-\($0)", type: $0 % 2 == 0 ? "blocked" : "request") })
         #expect(await exporter.export([batch], signal: .logs) == .delivered)
-        let ids = destination.sent.map { (($0.json as? [String: Any])?["data"] as? [String: Any])?["event_id"] as? String }
+        let ids = destination.requests.map { (($0.json as? [String: Any])?["data"] as? [String: Any])?["event_id"] as? String }
         #expect(ids == ["s-0", "s-2"])
         #expect(exporter.encode([batch]).skipped == 2)
     }
@@ -82,7 +82,7 @@ import SluiceCore
     @Test func aRefusalSaysWhenTheReceiversClockIsOff() async throws {
         let clock = WallClock(1_800_000_000)
         let receiverTime = HTTPDate.format(Date(timeIntervalSince1970: 1_800_000_000 + 600))
-        let destination = ScriptedDestination { _ in (401, #"{"error":"message timestamp too old"}"#, [("Date", receiverTime)]) }
+        let destination = ScriptedHTTPTransport.answering { _ in (401, #"{"error":"message timestamp too old"}"#, [("Date", receiverTime)]) }
         let exporter = try makeExporter(destination, now: clock)
         guard case .permanent(let reason) = await exporter.export([try logsBatch([gatewayRecord("k")])], signal: .logs) else {
             Issue.record("a 401 is a refusal")
@@ -90,7 +90,7 @@ import SluiceCore
         }
         #expect(reason.contains("HTTP 401") && reason.contains("600 s ahead of this host's") && reason.contains("5 minutes"), "\(reason)")
         // In step: no word about clocks.
-        let inStep = ScriptedDestination { _ in (401, "bad signature", [("Date", HTTPDate.format(Date(timeIntervalSince1970: 1_800_000_010)))]) }
+        let inStep = ScriptedHTTPTransport.answering { _ in (401, "bad signature", [("Date", HTTPDate.format(Date(timeIntervalSince1970: 1_800_000_010)))]) }
         guard case .permanent(let plain) = await (try makeExporter(inStep, now: clock)).export([try logsBatch([gatewayRecord("k")])], signal: .logs) else {
             Issue.record("a 401 is a refusal")
             return
@@ -103,14 +103,14 @@ import SluiceCore
                                ("endpoint: http://x\nevent_types: ['']", "event_types"), ("endpoint: http://x\nmax_payload_bytes: 10", "max_payload_bytes")] {
             let (map, diagnostics) = exporterSection("webhook", section)
             #expect(map.map { WebhookConfig($0, extensions: [:]) == nil } ?? true, "\(section)")
-            #expect(diagnostics().contains { $0.path.hasSuffix(key) }, "\(section): \(diagnostics().map(\.description))")
+            #expect(diagnostics.all.contains { $0.path.hasSuffix(key) }, "\(section): \(diagnostics.all.map(\.description))")
         }
     }
 
-    func makeExporter(_ destination: ScriptedDestination, _ more: String = "", now: WallClock = WallClock(1_800_000_000)) throws -> WebhookExporter {
+    func makeExporter(_ destination: ScriptedHTTPTransport, _ more: String = "", now: WallClock = WallClock(1_800_000_000)) throws -> WebhookExporter {
         let (map, diagnostics) = exporterSection("webhook", "endpoint: http://receiver:8080/hooks\nsecret: \(Self.secret)\n\(more)")
         let section = try #require(map)
-        let config = try #require(WebhookConfig(section, extensions: [:]), "\(diagnostics().map(\.description))")
+        let config = try #require(WebhookConfig(section, extensions: [:]), "\(diagnostics.all.map(\.description))")
         return WebhookExporter(id: ComponentID("webhook")!, config: config, transport: destination, logger: Logger(label: "test"),
                                now: { now.now })
     }

@@ -37,10 +37,7 @@ struct DatadogConfig: Sendable {
         if let api = config.map("api") {
             key = api.string("key") ?? ""
             if let v = api.string("site"), !v.isEmpty { site = v }
-            if api.has("fail_on_invalid_key") {
-                _ = api.bool("fail_on_invalid_key")
-                http.warnings.append("\(config.path).api.fail_on_invalid_key has no effect in Sluice: the first delivery checks the key, and a refused key makes the exporter failed in /status; remove it to silence this warning")
-            }
+            api.keysWithoutEffect([("fail_on_invalid_key", "the first delivery checks the key, and a refused key makes the exporter failed in /status")])
             api.finish()
         }
         if key.isEmpty {
@@ -53,21 +50,14 @@ struct DatadogConfig: Sendable {
             if let v = logs.bool("use_compression"), !v { http.shared.compression = "none" }
             if let v = logs.int("compression_level", min: 1, max: 9) { http.gzipLevel = Int32(v) }
             if let v = logs.duration("max_age") { maxAge = v == .zero ? nil : v }
-            for (name, why) in [("batch_wait", "payloads are shaped by the pipeline's batch processor"),
-                                ("dump_payloads", "payloads are never logged (they hold the events)")] where logs.has(name) {
-                logs.accept(name)
-                http.warnings.append("\(config.path).logs.\(name) has no effect in Sluice (\(why)); remove it to silence this warning")
-            }
+            logs.keysWithoutEffect([("batch_wait", "payloads are shaped by the pipeline's batch processor"),
+                                    ("dump_payloads", "payloads are never logged (they hold the events)")])
             logs.finish()
         }
         if let v = config.string("hostname"), !v.isEmpty { hostname = v }
-        for (name, why) in [("metrics", "Sluice's datadog exporter sends logs"), ("traces", "Sluice's datadog exporter sends logs"),
-                            ("host_metadata", "Sluice sends no host metadata"), ("only_metadata", "Sluice sends no host metadata"),
-                            ("hostname_detection_timeout", "the hostname is the record's host.name, hostname, or this host's name")]
-        where config.has(name) {
-            config.accept(name)
-            http.warnings.append("\(config.path).\(name) has no effect in Sluice (\(why)); remove it to silence this warning")
-        }
+        config.keysWithoutEffect([("metrics", "Sluice's datadog exporter sends logs"), ("traces", "Sluice's datadog exporter sends logs"),
+                                  ("host_metadata", "Sluice sends no host metadata"), ("only_metadata", "Sluice sends no host metadata"),
+                                  ("hostname_detection_timeout", "the hostname is the record's host.name, hostname, or this host's name")])
         if let parsed = HTTPEndpoint(endpointText) {
             endpoint = parsed
         } else {

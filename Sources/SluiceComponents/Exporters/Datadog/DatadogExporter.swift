@@ -79,19 +79,21 @@ final class DatadogExporter: Exporter {
             pack: { order, _ in self.pack(entries, order) },
             send: { payload in await self.post(payload) },
             onSplit: { self.splits.increment() },
-            noun: "log entry")
+            noun: "log")
         return await delivery.export(entries, batches: batches, signal: signal, memory: progressMemory, redact: redact) { progress in
             // Datadog truncates an entry over 1 MB and still answers 202: the end of
             // the event would be lost without a trace. Such an entry goes to the
             // dead-letter file whole instead.
             for i in 0..<entries.count where progress.isOpen(i) && entries.size(i) > DatadogConfig.maxEntryBytes {
-                progress.refuse(i, "a log entry of \(entries.size(i)) bytes is over Datadog's 1 MB per entry (Datadog would truncate it)")
+                progress.refuse(i, "a log of \(entries.size(i)) bytes is over Datadog's 1 MB per entry (Datadog would truncate it)")
             }
             // Datadog takes logs up to 18 hours old and drops older ones after a 202.
-            for (i, millis) in tooOld where progress.isOpen(i) {
-                let age = Int(self.now().timeIntervalSince1970) - Int(millis / 1000)
-                progress.refuse(i, "a log entry from \(Self.iso(millis)) (\(age / 3600) h old) is older than logs.max_age (\(self.config.maxAge ?? .zero)): Datadog takes logs up to 18 hours old and would drop it after accepting it")
-            }
+            // One reason for all of them (the dead-letter file has each record's
+            // time), naming the oldest.
+            guard let oldest = tooOld.filter({ progress.isOpen($0.key) }).values.min() else { return }
+            let age = (Int(self.now().timeIntervalSince1970) - Int(oldest / 1000)) / 3600
+            let reason = "older than logs.max_age (\(Self.hours(self.config.maxAge))), the oldest from \(Self.iso(oldest)) (\(age) h old): Datadog takes logs up to 18 hours old and would drop these after accepting them"
+            for (i, _) in tooOld where progress.isOpen(i) { progress.refuse(i, reason) }
         }
     }
 
@@ -137,6 +139,11 @@ final class DatadogExporter: Exporter {
         case .refused:
             return .refused(reason)
         }
+    }
+
+    static func hours(_ duration: Duration?) -> String {
+        let seconds = duration?.components.seconds ?? 0
+        return seconds % 3600 == 0 ? "\(seconds / 3600) h" : seconds % 60 == 0 ? "\(seconds / 60) min" : "\(seconds) s"
     }
 
     static func iso(_ millis: UInt64) -> String {

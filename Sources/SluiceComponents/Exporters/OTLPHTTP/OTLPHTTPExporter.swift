@@ -10,7 +10,7 @@ import SluiceNet
 /// A request refused as too large (413) is split in halves down to one record
 /// (the exporter kit), so one oversized request never sinks the rest.
 public struct OTLPHTTPExporterFactory: ExporterFactory {
-    public let type = "otlphttp"
+    public let type = "otlp_http"
     public let signals: Set<OTLPSignal> = [.logs, .traces, .metrics]
     public init() {}
 
@@ -31,6 +31,7 @@ public struct OTLPHTTPExporterFactory: ExporterFactory {
                 config.report(key, "expected an http:// or https:// URL")
             }
         }
+        config.keysWithoutEffect([("profiles_endpoint", "Sluice carries logs, traces and metrics, not profiles")])
         if base == nil, endpoints.isEmpty { config.report("endpoint", "missing: set endpoint (or logs_endpoint / traces_endpoint / metrics_endpoint)") }
         let encoding = config.enumeration("encoding", ["proto", "json"]) ?? "proto"
         let settings = HTTPExporterSettings(config, auth: .extensions(context.extensions))

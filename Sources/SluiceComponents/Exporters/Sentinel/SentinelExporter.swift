@@ -59,7 +59,11 @@ final class SentinelExporter: Exporter {
         self.logger = logger
         self.metrics = metrics
         self.now = now
-        if case .dataCollector = config.api { encoder = SentinelRowEncoder(timeColumn: "timestamp") } else { encoder = SentinelRowEncoder(timeColumn: "TimeGenerated") }
+        if case .dataCollector = config.api {
+            encoder = SentinelRowEncoder(timeColumns: ["timestamp"])
+        } else {
+            encoder = SentinelRowEncoder(timeColumns: ["TimeGenerated", "timestamp"])
+        }
         secrets = SecretMask(config.secrets)
         splits = metrics.counter("sluice_sentinel_split_payloads_total", "Requests split in halves after a 413.", labels: [("exporter", id.description)])
     }

@@ -10,15 +10,18 @@ import SluiceCore
 /// - Column names may hold only letters, digits and underscores: an attribute
 ///   `tokens.prompt` is the column `tokens_prompt`. The gateway's fields
 ///   (docs/events.md) keep their names, so KQL queries them as they are.
-/// - The time column is `TimeGenerated` for the Logs Ingestion API (every table
-///   has it). The Data Collector API names its time field in the
-///   `time-generated-field` header; the row carries it as `timestamp`
-///   (docs/events.md's name), stored as `timestamp_t`, and the API suffixes every
-///   column with its type (`action_s`, `tokens_prompt_d`, `blocked_b`).
+/// - The record's time is `TimeGenerated` for the Logs Ingestion API (every table
+///   has it) and `timestamp` too (docs/events.md's name): Azure replaces a
+///   TimeGenerated more than two days old with the time of ingestion, and
+///   `timestamp` keeps the event's own. The Data Collector API names its time field
+///   in the `time-generated-field` header; the row carries it as `timestamp`,
+///   stored as `timestamp_t`, and the API suffixes every column with its type
+///   (`action_s`, `tokens_prompt_d`, `blocked_b`).
 /// - A key is written once: the time first, then the record's attributes, then
 ///   the record's own fields.
 struct SentinelRowEncoder: Sendable {
-    let timeColumn: String
+    /// The columns that carry the record's time.
+    let timeColumns: [String]
 
     func encode(_ batches: [OTLPBatch]) -> EncodedRecords {
         EncodedRecords.logs(batches) { doc, context in
@@ -30,7 +33,7 @@ struct SentinelRowEncoder: Sendable {
     func write(_ doc: inout JSONObjectWriter, _ context: LogRecordContext) {
         let record = context.record
         doc.begin()
-        doc.time(timeColumn, record.effectiveTimeUnixNano, digits: 3)
+        for column in timeColumns { doc.time(column, record.effectiveTimeUnixNano, digits: 3) }
         var name: [UInt8] = []
         for attribute in record.attributes {
             guard let value = attribute.value else { continue }

@@ -27,7 +27,7 @@ struct WebhookConfig: Sendable {
     init?(_ config: ConfigMap, extensions: [ComponentID: any Extension]) {
         let before = config.diagnostics.all.count
         // Receivers are web applications: most do not take gzip bodies.
-        var http = HTTPExporterSettings(config, defaultCompression: "none", auth: .extensions(extensions))
+        let http = HTTPExporterSettings(config, defaultCompression: "none", auth: .extensions(extensions))
         let url = config.string("endpoint") ?? ""
         if url.isEmpty { config.report("endpoint", "missing: set it to the receiver's URL, like https://hooks.example.com/sluice") }
         endpoint = HTTPEndpoint(url) ?? HTTPEndpoint("http://invalid")!
@@ -54,7 +54,7 @@ struct WebhookConfig: Sendable {
         }
         secrets += http.secrets
         if signature == nil, !config.has("secret") {
-            http.warnings.append("\(config.path) has no secret: webhooks are sent unsigned, and the receiver cannot tell them from forgeries; set secret: whsec_…")
+            config.warn("secret", "missing: webhooks are sent unsigned, and the receiver cannot tell them from forgeries; set secret: whsec_… (echo whsec_$(openssl rand -base64 32))")
         }
         self.http = http
         config.finish()

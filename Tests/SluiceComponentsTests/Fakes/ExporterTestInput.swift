@@ -6,44 +6,32 @@ import SluiceCore
 import SluiceNet
 @testable import SluiceComponents
 
-/// An HTTP destination for exporter tests without sockets: every request is kept,
-/// and `answer` decides each response (the default: 200 with an empty body).
-final class ScriptedDestination: HTTPTransport, Sendable {
-    struct Sent: Sendable {
-        var target: String
-        var headers: HTTPHeaders
-        var body: [UInt8]
-
-        /// The body after its Content-Encoding.
-        var json: Any? {
-            let raw = headers.first(name: "Content-Encoding") == "gzip" ? (try? Decompression.decompress(body, encoding: .gzip, limit: 1 << 30)) ?? [] : body
-            return try? JSONSerialization.jsonObject(with: Data(raw))
+extension ScriptedHTTPTransport {
+    /// A destination answering each request with a status, a body and headers.
+    static func answering(_ answer: @escaping @Sendable (HTTPClientRequest) -> (status: Int, body: String, headers: [(String, String)]))
+        -> ScriptedHTTPTransport {
+        ScriptedHTTPTransport { request in
+            let (status, body, headers) = answer(request)
+            return response(status, body, headers: headers)
         }
     }
+}
 
-    private let log = Mutex<[Sent]>([])
-    let answer: @Sendable (Sent) -> (status: Int, body: String, headers: [(String, String)])
+extension HTTPClientRequest {
+    /// The body as sent.
+    var bytes: [UInt8] { body.map { Array($0.readableBytesView) } ?? [] }
 
-    init(answer: @escaping @Sendable (Sent) -> (status: Int, body: String, headers: [(String, String)]) = { _ in (200, "", []) }) {
-        self.answer = answer
+    /// The body after its Content-Encoding, parsed as JSON.
+    var json: Any? {
+        let raw = headers.first(name: "Content-Encoding") == "gzip" ? (try? Decompression.decompress(bytes, encoding: .gzip, limit: 1 << 30)) ?? [] : bytes
+        return try? JSONSerialization.jsonObject(with: Data(raw))
     }
-
-    var sent: [Sent] { log.withLock { $0 } }
-
-    func send(_ request: HTTPClientRequest) async throws -> HTTPClientResponse {
-        let sent = Sent(target: request.target, headers: request.headers, body: request.body.map { Array($0.readableBytesView) } ?? [])
-        log.withLock { $0.append(sent) }
-        let (status, body, headers) = answer(sent)
-        return HTTPClientResponse(status: HTTPResponseStatus(statusCode: status), headers: HTTPHeaders(headers), body: ByteBuffer(string: body))
-    }
-
-    func close() async {}
 }
 
 /// An exporter's section read from YAML as `sluice validate` reads it, for
 /// config tests: the section's map (nil when the file had errors elsewhere) and
-/// every diagnostic.
-func exporterSection(_ type: String, _ section: String) -> (ConfigMap?, () -> [ConfigDiagnostic]) {
+/// the file's diagnostics (read them after the exporter's config is made).
+func exporterSection(_ type: String, _ section: String) -> (ConfigMap?, ConfigDiagnostics) {
     let indented = section.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\n    ")
     let yaml = """
     receivers:
@@ -58,7 +46,7 @@ func exporterSection(_ type: String, _ section: String) -> (ConfigMap?, () -> [C
           exporters: [\(type)]
     """
     let loaded = CollectorConfig.load(text: yaml, file: "test.yaml")
-    return (loaded.exporters.first?.config, { loaded.diagnostics.all })
+    return (loaded.exporters.first?.config, loaded.diagnostics)
 }
 
 /// A logs batch from OTLP/JSON log records (`{"timeUnixNano":…}` objects), under
