@@ -15,8 +15,10 @@ from webhook_receiver import WebhookReceiver  # noqa: E402
 class Counted(list):
     """Stands in for a fixture's list of received events: counts, keeps nothing."""
 
+    received = 0
+
     def __iadd__(self, items):
-        self.count = getattr(self, "count", 0) + len(items)
+        self.received += len(items)
         return self
 
 

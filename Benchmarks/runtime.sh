@@ -93,7 +93,7 @@ exporters:
     sending_queue: {sizer: bytes, queue_size: 4294967296}
   datadog:
     api: {key: bench-key}
-    logs: {endpoint: "http://127.0.0.1:$dd_port"}
+    logs: {endpoint: "http://127.0.0.1:$dd_port", max_age: 0s}   # the payload's records are from 2025
     sending_queue: {sizer: bytes, queue_size: 4294967296}
   sentinel:
     endpoint: http://127.0.0.1:$dcr_port
