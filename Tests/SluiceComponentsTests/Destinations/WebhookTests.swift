@@ -100,7 +100,8 @@ import SluiceCore
 
     @Test func theSectionsMistakesAreNamedByKey() {
         for (section, key) in [("secret: whsec_YWJj", "secret"), ("endpoint: ftp://x", "endpoint"), ("endpoint: http://x\nmode: both", "mode"),
-                               ("endpoint: http://x\nevent_types: ['']", "event_types"), ("endpoint: http://x\nmax_payload_bytes: 10", "max_payload_bytes")] {
+                               ("endpoint: http://x\nevent_types: ['']", "event_types"), ("endpoint: http://x\nmax_payload_bytes: 10", "max_payload_bytes"),
+                               ("endpoint: http://x\nheaders: {Webhook-Signature: v1,abc}", "headers")] {
             let (map, diagnostics) = exporterSection("webhook", section)
             #expect(map.map { WebhookConfig($0, extensions: [:]) == nil } ?? true, "\(section)")
             #expect(diagnostics.all.contains { $0.path.hasSuffix(key) }, "\(section): \(diagnostics.all.map(\.description))")

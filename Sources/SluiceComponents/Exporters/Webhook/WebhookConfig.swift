@@ -52,6 +52,10 @@ struct WebhookConfig: Sendable {
         if let v = config.byteSize("max_payload_bytes") {
             if v < 1024 { config.report("max_payload_bytes", "\(v) bytes is too small for one event; use at least 1KiB") } else { maxPayloadBytes = v }
         }
+        // The signature headers are the exporter's: a configured one would replace them.
+        for name in http.shared.headers.keys where ["webhook-id", "webhook-timestamp", "webhook-signature"].contains(name.lowercased()) {
+            config.report("headers", "\(name) is set by the exporter on every request (Standard Webhooks); remove it from headers")
+        }
         secrets += http.secrets
         if signature == nil, !config.has("secret") {
             config.warn("secret", "missing: webhooks are sent unsigned, and the receiver cannot tell them from forgeries; set secret: whsec_… (echo whsec_$(openssl rand -base64 32))")
