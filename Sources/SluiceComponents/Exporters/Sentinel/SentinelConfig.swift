@@ -69,6 +69,15 @@ struct SentinelConfig: Sendable {
             config.report(key, "is an Application Insights setting (the Collector's azuremonitor exporter); Sentinel's tables take logs through the Logs Ingestion API: set endpoint, dcr_immutable_id and stream_name (docs/sentinel.md)")
         }
         let legacy = config.has("workspace_id") || config.has("shared_key") || config.has("log_type")
+        if !legacy, !config.has("endpoint"), config.has("connection_string") || config.has("instrumentation_key") {
+            // An Application Insights section: the error above says what to write
+            // instead; a "missing" for every Logs Ingestion key would bury it.
+            endpoint = HTTPEndpoint("https://invalid.azure.com")!
+            api = .dataCollector(DataCollector(workspaceID: "", key: [], logType: ""))
+            self.http = http
+            config.finish()
+            return nil
+        }
         let endpointText = config.string("endpoint")
         var endpoint = HTTPEndpoint("https://invalid.azure.com")!
         if let endpointText {
