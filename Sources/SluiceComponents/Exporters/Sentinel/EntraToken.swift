@@ -47,12 +47,12 @@ actor EntraToken {
     /// A token that is good for a while yet.
     func token() async -> Result<String, Failure> {
         if let cached, now() < cached.refresh { return .success(cached.value) }
-        if fetching == nil {
-            let task = Task { await self.fetch() }
-            fetching = task
-        }
-        let result = await fetching!.value
-        fetching = nil
+        let task = fetching ?? Task { await self.fetch() }
+        fetching = task
+        let result = await task.value
+        // Callers that waited on the same fetch share its result; a fetch started
+        // since then is left alone.
+        if fetching == task { fetching = nil }
         switch result {
         case .success(let token):
             cached = token
