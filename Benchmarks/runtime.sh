@@ -5,7 +5,8 @@
 # Sluice process (its user+system time from /proc) and its peak RSS (VmHWM).
 #
 # BENCH_REQUESTS sets the request count of the large runs, BENCH_DEST_REQUESTS that of
-# the runs into Splunk HEC and Elasticsearch (200), BENCH_CONNECTIONS the
+# the runs into the destinations (Splunk HEC, Elasticsearch, Datadog, Sentinel,
+# webhooks: 200), BENCH_CONNECTIONS the
 # client connections (4), BENCH_CASES="nop disk-interval" runs only the cases named,
 # SLUICE_BENCH_BIN another binary, BENCH_ROUNDS how often every case runs (3).
 #
@@ -89,6 +90,23 @@ exporters:
     endpoint: http://127.0.0.1:$es_port
     compression: none
     mapping: {mode: raw}
+    sending_queue: {sizer: bytes, queue_size: 4294967296}
+  datadog:
+    api: {key: bench-key}
+    logs: {endpoint: "http://127.0.0.1:$dd_port", max_age: 0s}   # the payload's records are from 2025
+    sending_queue: {sizer: bytes, queue_size: 4294967296}
+  sentinel:
+    endpoint: http://127.0.0.1:$dcr_port
+    dcr_immutable_id: dcr-bench
+    stream_name: Custom-Bench_CL
+    tenant_id: bench-tenant
+    client_id: bench-client
+    client_secret: bench-secret
+    authority_host: http://127.0.0.1:$entra_port
+    sending_queue: {sizer: bytes, queue_size: 4294967296}
+  webhook:
+    endpoint: http://127.0.0.1:$webhook_port/hooks/sluice
+    secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
     sending_queue: {sizer: bytes, queue_size: 4294967296}
   # The gateway tier's shape (deploy/kubernetes/gateway, docs/scaling.md): the
   # pipeline log on disk, so a 2xx to a sidecar means the records are on disk.
@@ -248,6 +266,13 @@ coproc HEC { python3 Benchmarks/hec_sink.py; }
 read -r hec_port <&"${HEC[0]}"
 coproc ES { python3 Benchmarks/es_sink.py; }
 read -r es_port <&"${ES[0]}"
+# Datadog's logs intake, Entra ID with the Logs Ingestion API, a webhook receiver.
+coproc DD { python3 Benchmarks/destination_sink.py datadog; }
+read -r dd_port <&"${DD[0]}"
+coproc SENTINEL { python3 Benchmarks/destination_sink.py sentinel; }
+read -r dcr_port entra_port <&"${SENTINEL[0]}"
+coproc WEBHOOK { python3 Benchmarks/destination_sink.py webhook; }
+read -r webhook_port <&"${WEBHOOK[0]}"
 dest_requests=${BENCH_DEST_REQUESTS:-200}
 
 setup_rotel
@@ -264,6 +289,9 @@ for round in $(seq "$rounds"); do
     run_case es-gzip elasticsearch "" "$dest_requests"
     run_case hec-nogzip splunk_hec/nogzip "" "$dest_requests"
     run_case es-nogzip elasticsearch/nogzip "" "$dest_requests"
+    run_case datadog datadog "" "$dest_requests"
+    run_case sentinel sentinel "" "$dest_requests"
+    run_case webhook webhook "" "$dest_requests"
     # The gateway tier: OTLP/gRPC from sidecars, the disk log, then the SIEM.
     run_case tier-hec splunk_hec/tier "" "$dest_requests" grpc
     run_case tier-es elasticsearch/tier "" "$dest_requests" grpc
@@ -277,7 +305,7 @@ for round in $(seq "$rounds"); do
     run_case nop-8c nop "" "$requests" h1 8
     run_case disk-8c nop interval "$requests" h1 8
 done
-for name in rotel-blackhole nop nop-h2 nop-grpc file hec-gzip es-gzip hec-nogzip es-nogzip tier-hec tier-es disk-interval disk-always nop-1c disk-1c nop-8c disk-8c; do report "$name"; done
+for name in rotel-blackhole nop nop-h2 nop-grpc file hec-gzip es-gzip hec-nogzip es-nogzip datadog sentinel webhook tier-hec tier-es disk-interval disk-always nop-1c disk-1c nop-8c disk-8c; do report "$name"; done
 # Sluice next to Rotel (issue 20's targets are these ratios, in one run).
 ratio nop rotel-blackhole
 ratio file rotel-blackhole
@@ -293,3 +321,7 @@ ratio nop-grpc nop
 # OTLP -> bulk next to OTLP -> HEC: the two encoders and senders on the same records.
 ratio es-gzip hec-gzip
 ratio es-nogzip hec-nogzip
+# The JSON-array destinations (gzip, except the webhook) next to HEC.
+ratio datadog hec-gzip
+ratio sentinel hec-gzip
+ratio webhook hec-gzip

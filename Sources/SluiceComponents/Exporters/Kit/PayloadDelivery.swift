@@ -135,6 +135,23 @@ struct PayloadDelivery {
         return result
     }
 
+    /// One export call from its encoded records to its outcome: the progress of an
+    /// earlier attempt at the same batches (so a retry sends only what is left),
+    /// `refuseFirst` for records the exporter knows the destination cannot take,
+    /// the payloads, and the progress kept when the call must be tried again.
+    func export(_ records: EncodedRecords, batches: [OTLPBatch], signal: OTLPSignal, memory: ProgressMemory,
+                redact: (String) -> String, refuseFirst: (inout ExportProgress) -> Void = { _ in }) async -> ExportOutcome {
+        guard records.count > 0 else { return .delivered }
+        var progress = memory.take(batches, records: records.count)
+        refuseFirst(&progress)
+        let result = await run(&progress)
+        if let retry = result.retry {
+            memory.keep(progress)
+            return .retryable(reason: redact(retry.reason), after: retry.after)
+        }
+        return Self.outcome(progress, result, records: records, batches: batches, signal: signal, noun: noun, redact: redact)
+    }
+
     /// The call's outcome from its progress: refused records go to the dead-letter
     /// file (rebuilt as OTLP batches holding only them), the rest counts as delivered.
     /// Only a whole request refused makes it `.permanent`; records refused one by one

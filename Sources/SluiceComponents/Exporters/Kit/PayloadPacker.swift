@@ -1,7 +1,8 @@
 import SluiceCore
 
 /// One HTTP body: some records concatenated (HEC events one after another, bulk
-/// NDJSON lines), gzipped or not.
+/// NDJSON lines) or framed as a JSON array (Datadog, Azure Monitor, webhooks),
+/// gzipped or not.
 struct Payload: Sendable {
     /// Indices into the call's `EncodedRecords`, in order.
     var records: [Int]
@@ -32,6 +33,8 @@ struct PayloadPacker {
     /// learned a lower limit from a 413 still tries a single record up to just
     /// under what was refused.
     var singleRecordLimit = 0
+    /// How records are joined into a body: back to back, or as a JSON array.
+    var framing = Framing.concatenated
     /// Uncompressed bytes per compressed byte, as last measured.
     var ratio: Double = 4
     /// zlib level.
@@ -47,6 +50,22 @@ struct PayloadPacker {
         self.maxItems = maxItems
         self.ratio = ratio
         self.level = level
+    }
+
+    /// What goes before, between and after the records of one body. The limit
+    /// counts these bytes too.
+    struct Framing: Sendable {
+        var prefix: [UInt8] = []
+        var separator: [UInt8] = []
+        var suffix: [UInt8] = []
+
+        /// Records one after another (NDJSON lines, HEC events).
+        static let concatenated = Framing()
+        /// `[record,record]`: each record is one JSON value.
+        static let jsonArray = Framing(prefix: [UInt8(ascii: "[")], separator: [UInt8(ascii: ",")], suffix: [UInt8(ascii: "]")])
+
+        /// The framing's bytes in a body of `records` records.
+        func overhead(_ records: Int) -> Int { prefix.count + suffix.count + separator.count * max(0, records - 1) }
     }
 
     /// Records that cannot be sent even alone: over the limit.
@@ -66,13 +85,14 @@ struct PayloadPacker {
             while true {
                 // At least one record; then as many as fit the target and the item limit.
                 var end = start + 1
-                var raw = records.size(order[start])
-                while end < order.count, maxItems == 0 || end - start < maxItems, raw + records.size(order[end]) <= target {
-                    raw += records.size(order[end])
+                var raw = records.size(order[start]) + framing.overhead(1)
+                while end < order.count, maxItems == 0 || end - start < maxItems,
+                      raw + records.size(order[end]) + framing.separator.count <= target {
+                    raw += records.size(order[end]) + framing.separator.count
                     end += 1
                 }
                 let indices = Array(order[start..<end])
-                let rawBody = Self.concatenate(records, indices)
+                let rawBody = Self.concatenate(records, indices, framing: framing)
                 var body = rawBody
                 var gzipped = false
                 if gzip, let compressed = Compression.gzip(rawBody, level: level) {
@@ -99,16 +119,21 @@ struct PayloadPacker {
         return (payloads, tooLarge)
     }
 
-    /// The records' bytes one after another.
-    static func concatenate(_ records: EncodedRecords, _ indices: [Int]) -> [UInt8] {
-        guard let first = indices.first, let last = indices.last else { return [] }
-        // Consecutive records are one slice of the buffer.
-        if last - first == indices.count - 1 {
+    /// The records' bytes one after another, framed.
+    static func concatenate(_ records: EncodedRecords, _ indices: [Int], framing: Framing = .concatenated) -> [UInt8] {
+        guard let first = indices.first, let last = indices.last else { return framing.prefix + framing.suffix }
+        // Consecutive records without a separator are one slice of the buffer.
+        if framing.separator.isEmpty, framing.prefix.isEmpty, framing.suffix.isEmpty, last - first == indices.count - 1 {
             return Array(records.bytes[records.range(first).lowerBound..<records.range(last).upperBound])
         }
         var out: [UInt8] = []
-        out.reserveCapacity(indices.reduce(0) { $0 + records.size($1) })
-        for i in indices { out.append(contentsOf: records.bytes[records.range(i)]) }
+        out.reserveCapacity(indices.reduce(0) { $0 + records.size($1) } + framing.overhead(indices.count))
+        out += framing.prefix
+        for (n, i) in indices.enumerated() {
+            if n > 0 { out += framing.separator }
+            out.append(contentsOf: records.bytes[records.range(i)])
+        }
+        out += framing.suffix
         return out
     }
 }

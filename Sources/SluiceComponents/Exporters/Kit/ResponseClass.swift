@@ -1,3 +1,4 @@
+import Foundation
 import SluiceNet
 
 /// What an HTTP answer means for delivery, before an exporter reads its body.
@@ -31,5 +32,43 @@ enum ResponseClass: Equatable, Sendable {
     /// The first 300 characters of a body, on one line, for reasons and logs.
     static func excerpt(_ response: HTTPClientResponse) -> String {
         String(response.bodyText.prefix(300)).filter { !$0.isNewline }
+    }
+
+    /// How far the destination's clock is from this host's, from its `Date`
+    /// header, when that is more than `tolerance` seconds: signatures that carry a
+    /// time (Standard Webhooks, the Data Collector API's SharedKey, AWS SigV4) are
+    /// refused when the clocks disagree, and the refusal alone does not say so.
+    /// Positive: the destination is ahead.
+    static func clockSkew(_ response: HTTPClientResponse, now: Date = Date(), tolerance: TimeInterval = 60) -> TimeInterval? {
+        guard let text = response.headers.first(name: "Date"), let date = HTTPDate.parse(text) else { return nil }
+        let skew = date.timeIntervalSince(now)
+        return abs(skew) > tolerance ? skew : nil
+    }
+
+    /// `clockSkew` as words for a refusal's reason, or "".
+    static func clockSkewNote(_ response: HTTPClientResponse, now: Date = Date(), window: String) -> String {
+        guard let skew = clockSkew(response, now: now) else { return "" }
+        let seconds = Int(abs(skew).rounded())
+        return "; the destination's clock (Date: \(response.headers.first(name: "Date") ?? "")) is \(seconds) s \(skew > 0 ? "ahead of" : "behind") this host's, and \(window): fix the clocks (NTP)"
+    }
+}
+
+/// HTTP dates (RFC 9110 IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`): the
+/// `Date` header, and the Data Collector API's `x-ms-date`.
+enum HTTPDate {
+    static func format(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        return formatter.string(from: date)
+    }
+
+    static func parse(_ text: String) -> Date? {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return formatter.date(from: text.trimmingCharacters(in: .whitespaces))
     }
 }

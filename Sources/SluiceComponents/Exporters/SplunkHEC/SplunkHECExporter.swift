@@ -346,7 +346,7 @@ final class SplunkHECExporter: Exporter {
         out.append(ascii: "{\"time\":")
         out.appendHECTime(UInt64(max(0, Date().timeIntervalSince1970 * 1e9)))
         out.append(ascii: ",\"host\":")
-        out.appendString(Self.hostname)
+        out.appendString(LocalHost.name)
         out.append(ascii: ",\"source\":\"sluice\",\"sourcetype\":\"heartbeat\",\"index\":\"_internal\",\"event\":")
         out.appendString("HeartbeatInfo version=\(config.appVersion) description=\(config.appName) os=\(Self.osName) arch=\(Self.architecture)")
         out.append(UInt8(ascii: "}"))
@@ -362,12 +362,6 @@ final class SplunkHECExporter: Exporter {
         logger.debug("Splunk HEC heartbeat failed", metadata: ["exporter": "\(id)", "answer": "\(answer)"])
         return false
     }
-
-    static let hostname: String = {
-        var buffer = [CChar](repeating: 0, count: 256)
-        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "unknown" }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }()
 
     #if os(Linux)
     static let osName = "linux"
