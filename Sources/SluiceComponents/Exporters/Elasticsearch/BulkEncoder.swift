@@ -110,7 +110,7 @@ struct BulkWriter {
             if record.severityNumber != 0 { doc.int("event.severity", Int64(record.severityNumber)) }
             doc.hex("trace.id", record.traceID)
             doc.hex("span.id", record.spanID)
-            // ECS's place for what was done (FORMATS: `event.action`), from the gateway's `action`.
+            // ECS's place for what was done (`event.action`, docs/elasticsearch.md), from the gateway's `action`.
             if let action = record.attributes["action"], doc.key("event.action") { action.writePlainJSON(to: &doc.out) }
             doc.members(record.attributes)
             doc.members(resource)
