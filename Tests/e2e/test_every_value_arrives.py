@@ -22,6 +22,7 @@ import runtime_helpers as rt
 RECORDS = 1000
 PER_REQUEST = 50
 TIMEOUT = 180
+QUEUE = {"sizer": "bytes", "queue_size": 1 << 31}
 
 
 def awkward_value(i: int):
@@ -111,10 +112,13 @@ def test_awkward_values_arrive_field_for_field_through_file_and_otlp_http(tmp_pa
     def make(ports: rt.Ports) -> dict:
         return {
             "receivers": {"otlp": {"protocols": {"http": {"endpoint": ports.address("otlp"), "max_request_body_size": 64 << 20}}}},
+            # A log large enough for all 20 requests (each ~1 MB, decoded several
+            # times that): how fast the exporters drain must not decide whether a
+            # request is answered 429.
             "exporters": {
-                "file/json": {"path": str(json_path), "format": "json"},
-                "file/proto": {"path": str(proto_path), "format": "proto"},
-                "otlp_http": {"endpoint": otlp_sink.endpoint, "compression": "gzip"},
+                "file/json": {"path": str(json_path), "format": "json", "sending_queue": QUEUE},
+                "file/proto": {"path": str(proto_path), "format": "proto", "sending_queue": QUEUE},
+                "otlp_http": {"endpoint": otlp_sink.endpoint, "compression": "gzip", "sending_queue": QUEUE},
             },
             "service": {"telemetry": {"metrics": {"address": ports.address("metrics")}},
                         "pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["file/json", "file/proto", "otlp_http"]}}},
