@@ -135,10 +135,11 @@ public final class Service: Sendable {
         for processor in g.processors.values { try await processor.start() }
         if let address = telemetry.metricsAddress {
             guard let hostPort = HostPort(address) else { throw ServiceError.badAddress(address) }
-            let server = try await HTTPServer.start(at: hostPort, limits: HTTPServerLimits(maxBodyBytes: 4096),
+            let server = try await HTTPServer.start(at: hostPort, name: "telemetry", limits: HTTPServerLimits(maxBodyBytes: 4096),
                                                     responder: ServiceTelemetryResponder(metrics: metrics, service: self))
             telemetryServer.withLock { $0 = server }
             baseContext.logger.info("metrics and status listening", metadata: ["address": "\(address)", "paths": "/metrics /status"])
+            ListenerExposure.warnIfOpen(hostPort, listener: "service.telemetry.metrics", tls: false, auth: false, logger: baseContext.logger)
         }
         for (id, receiver) in g.receivers.sorted(by: { $0.key < $1.key }) {
             try await receiver.start(sink: g.slots[id]!)
