@@ -132,8 +132,10 @@ class SluiceProcess:
     directory and stderr log; `stop()` sends SIGTERM and waits, `kill()` makes
     sure nothing outlives the test."""
 
-    def __init__(self, workdir: Path, config: dict, ports: Ports, name: str = "sluice"):
+    def __init__(self, workdir: Path, config: dict, ports: Ports, name: str = "sluice", preexec: Callable[[], None] | None = None):
         self.workdir = workdir
+        # Run in the child before exec: a lower `ulimit -n`, a umask.
+        self.preexec = preexec
         self.config = config
         self.ports = ports
         self.name = name
@@ -150,7 +152,7 @@ class SluiceProcess:
         command = [str(SLUICE_BIN), "--config", str(self.config_path), "--data-directory", str(self.data_dir), "--log-format", "json"]
         self._stderr = open(self.stderr_path, "wb")
         self.process = _retry_while_rebuilt(
-            lambda: subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr)
+            lambda: subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr, preexec_fn=self.preexec)
         )
         return self
 
@@ -234,14 +236,15 @@ class SluiceExited(Exception):
         self.stderr = stderr
 
 
-def start_sluice(workdir: Path, make_config: Callable[[Ports], dict], track: Callable[[SluiceProcess], None], name: str = "sluice") -> SluiceProcess:
+def start_sluice(workdir: Path, make_config: Callable[[Ports], dict], track: Callable[[SluiceProcess], None], name: str = "sluice",
+                 preexec: Callable[[], None] | None = None) -> SluiceProcess:
     """Starts sluice with `make_config(ports)` and waits until it runs. A port
     taken between picking and binding (another process on the machine) gets
     fresh ports and another try."""
     last: SluiceExited | None = None
     for attempt in range(3):
         ports = Ports()
-        process = SluiceProcess(workdir / f"{name}-{attempt}" if attempt else workdir, make_config(ports), ports, name)
+        process = SluiceProcess(workdir / f"{name}-{attempt}" if attempt else workdir, make_config(ports), ports, name, preexec)
         track(process)
         process.start()
         try:
