@@ -94,9 +94,14 @@ import Testing
         table.update(busyID, rank: .busy)
         _ = oldID
         // Quiet before slow, whatever their age.
-        #expect(table.admit(Self.channel(), listener: "a", maxConnections: 3, now: Self.t0 + .seconds(3)) != .refused)
+        let young = Self.channel()
+        #expect(table.admit(young, listener: "a", maxConnections: 3, now: Self.t0 + .seconds(3)) != .refused)
         #expect(!old.isActive && slow.isActive && busy.isActive)
+        // A connection just accepted (no read yet) is not taken while a settled one can be.
+        #expect(table.admit(Self.channel(), listener: "a", maxConnections: 3, now: Self.t0 + .milliseconds(3500)) != .refused)
+        #expect(young.isActive && !slow.isActive)
         #expect(table.count(listener: "a") == 3)
+        _ = slowID
         // Another listener's connections are not this listener's limit.
         #expect(table.admit(Self.channel(), listener: "b", maxConnections: 1, now: Self.t0) != .refused)
     }
@@ -123,7 +128,7 @@ import Testing
         // The OTLP listener is under its own limit; the process is not.
         #expect(table.admit(Self.channel(), listener: "otlp", maxConnections: 10, now: Self.t0 + .seconds(2)) != .refused)
         #expect(!a.isActive && b.isActive && table.count == 2)
-        #expect(table.evictOne() && !b.isActive)
+        #expect(table.evictOne(now: Self.t0 + .seconds(10)) && !b.isActive)
     }
 
     @Test func theBudgetLeavesDescriptorsForTheRest() {

@@ -15,6 +15,7 @@ public final class ConnectionTable: Sendable {
     struct Entry {
         let listener: String
         let channel: any Channel
+        let admittedAt: NIODeadline
         var rank: ConnectionDeadlines.EvictionRank
     }
 
@@ -46,16 +47,16 @@ public final class ConnectionTable: Sendable {
         let (admission, victims) = state.withLock { s -> (Admission, [any Channel]) in
             var victims: [any Channel] = []
             if s.perListener[listener, default: 0] >= maxConnections {
-                guard let victim = Self.oldestEvictable(in: s.entries, listener: listener) else { return (.refused, []) }
+                guard let victim = Self.oldestEvictable(in: s.entries, listener: listener, now: now) else { return (.refused, []) }
                 victims.append(Self.remove(victim, from: &s).channel)
             }
             if s.entries.count >= budget {
-                guard let victim = Self.oldestEvictable(in: s.entries, listener: nil) else { return (.refused, victims) }
+                guard let victim = Self.oldestEvictable(in: s.entries, listener: nil, now: now) else { return (.refused, victims) }
                 victims.append(Self.remove(victim, from: &s).channel)
             }
             let id = s.nextID
             s.nextID += 1
-            s.entries[id] = Entry(listener: listener, channel: channel, rank: .quiet(since: now))
+            s.entries[id] = Entry(listener: listener, channel: channel, admittedAt: now, rank: .quiet(since: now))
             s.perListener[listener, default: 0] += 1
             return (.admitted(id: id, evicted: victims.count), victims)
         }
@@ -65,9 +66,9 @@ public final class ConnectionTable: Sendable {
 
     /// Closes the oldest quiet or slow connection of any listener (the process ran
     /// out of descriptors). Returns whether there was one.
-    func evictOne() -> Bool {
+    func evictOne(now: NIODeadline = .now()) -> Bool {
         let victim = state.withLock { s -> (any Channel)? in
-            guard let id = Self.oldestEvictable(in: s.entries, listener: nil) else { return nil }
+            guard let id = Self.oldestEvictable(in: s.entries, listener: nil, now: now) else { return nil }
             return Self.remove(id, from: &s).channel
         }
         victim?.close(promise: nil)
@@ -91,18 +92,26 @@ public final class ConnectionTable: Sendable {
         return entry
     }
 
-    /// Quiet connections first, then slow ones, each oldest first.
-    private static func oldestEvictable(in entries: [Int: Entry], listener: String?) -> Int? {
-        var best: (id: Int, slow: Bool, since: NIODeadline)?
+    /// A connection this young is not closed while an older one can be: between
+    /// its accept and the first read of its request (which may wait behind a
+    /// flood's accepts on a busy event loop) it looks as quiet as an idle one.
+    static let settlingTime = TimeAmount.seconds(1)
+
+    /// Quiet connections first, then slow ones, each oldest first; those younger
+    /// than `settlingTime` only when no older one is left.
+    private static func oldestEvictable(in entries: [Int: Entry], listener: String?, now: NIODeadline) -> Int? {
+        var best: (id: Int, tier: Int, since: NIODeadline)?
+        let settled = now - settlingTime
         for (id, entry) in entries where listener == nil || entry.listener == listener {
-            let candidate: (slow: Bool, since: NIODeadline)
+            let tier: Int
+            let since: NIODeadline
             switch entry.rank {
-            case .quiet(let since): candidate = (false, since)
-            case .slowHeaders(let since): candidate = (true, since)
+            case .quiet(let s): (tier, since) = (entry.admittedAt <= settled ? 0 : 2, s)
+            case .slowHeaders(let s): (tier, since) = (entry.admittedAt <= settled ? 1 : 3, s)
             case .busy: continue
             }
-            if let current = best, current.slow == candidate.slow ? current.since <= candidate.since : !current.slow { continue }
-            best = (id, candidate.slow, candidate.since)
+            if let current = best, current.tier < tier || (current.tier == tier && current.since <= since) { continue }
+            best = (id, tier, since)
         }
         return best?.id
     }
