@@ -16,10 +16,13 @@ extension ComponentRegistry {
         registry.register(OTLPHTTPExporterFactory())
         registry.register(SplunkHECExporterFactory())
         registry.register(ElasticsearchExporterFactory())
+        registry.register(CloudWatchLogsExporterFactory())
         registry.register(HealthCheckExtensionFactory())
         registry.register(FileStorageExtensionFactory())
         registry.register(BearerTokenAuthExtensionFactory())
         registry.register(BasicAuthExtensionFactory())
+        registry.alias("otlp", for: "otlp_grpc", kind: .exporter)
+        registry.alias("otlphttp", for: "otlp_http", kind: .exporter)
         return registry
     }()
 }

@@ -46,6 +46,7 @@ struct Run: AsyncParsableCommand {
             for diagnostic in config.diagnostics.all { logger.error("\(diagnostic)") }
             throw ExitCode(1)
         }
+        for warning in config.diagnostics.warnings { logger.warning("\(warning)") }
         guard let poll = parseGoDuration(configPollInterval) else {
             throw ValidationError("--config-poll-interval must be a duration like 5s, or 0")
         }

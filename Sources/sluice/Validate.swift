@@ -16,6 +16,7 @@ struct Validate: ParsableCommand {
         Service.check(config, context: ComponentContext(logger: Logger(label: "sluice", factory: { _ in SwiftLogNoOpLogHandler() })))
         var errors = StandardError()
         for diagnostic in config.diagnostics.all { print(diagnostic, to: &errors) }
+        for warning in config.diagnostics.warnings { print("warning: \(warning)", to: &errors) }
         if !config.diagnostics.isEmpty { throw ExitCode(1) }
         print("\(options.config): valid (\(config.pipelines.count) pipeline\(config.pipelines.count == 1 ? "" : "s"))")
     }
@@ -29,7 +30,10 @@ struct Components: ParsableCommand {
         let registry = ComponentRegistry.builtIn
         for kind in ComponentKind.allCases {
             print("\(kind.section):")
-            for type in registry.types(kind) { print("  \(type)") }
+            for type in registry.types(kind) {
+                let current = registry.deprecatedAliases[kind]?[type]
+                print("  \(type)\(current.map { " (deprecated alias of \($0))" } ?? "")")
+            }
         }
     }
 }

@@ -90,4 +90,45 @@ import Testing
         #expect(throws: ConfigSubstitution.Failure.self) { try s.expand("${vault:secret}") }
         #expect(throws: ConfigSubstitution.Failure.self) { try s.expand("${A") }
     }
+
+    /// A key written twice names both lines and never prints the file, which may
+    /// hold a token (issue 16).
+    @Test func aDuplicatedKeyNamesBothLinesAndNotTheFile() {
+        let text = """
+        receivers:
+          otlp:
+            protocols:
+              http:
+        exporters:
+          splunk_hec:
+            token: "00000000-SECRET-TOKEN-0000"
+            endpoint: https://splunk:8088/services/collector
+
+            # the second one
+            token: "11111111-SECRET-TOKEN-1111"
+        service:
+          pipelines:
+            logs:
+              receivers: [otlp]
+              exporters: [splunk_hec]
+        """
+        let config = load(text)
+        #expect(config.diagnostics.all.map(\.description) == ["collector.yaml:11 exporters.splunk_hec.token: duplicated (first at line 7); keep one"])
+        let top = load("a: 1\nb: 2\na: 3\n")
+        #expect(top.diagnostics.all.map(\.description) == ["collector.yaml:3 a: duplicated (first at line 1); keep one"])
+        let flow = load("exporters: {debug: {}, debug: {}}\n")
+        #expect(flow.diagnostics.all.count == 1 && !flow.diagnostics.all[0].description.contains("{"))
+    }
+
+    @Test func problemsAreInLineOrder() {
+        let diagnostics = ConfigDiagnostics(file: "c.yaml")
+        diagnostics.report(line: 9, path: "b", "second")
+        diagnostics.report(line: 3, path: "a", "first")
+        diagnostics.report(line: 9, path: "c", "third")
+        diagnostics.report(line: nil, path: "", "whole file")
+        #expect(diagnostics.all.map(\.message) == ["whole file", "first", "second", "third"])
+        diagnostics.warn(line: 2, path: "w", "once")
+        diagnostics.warn(line: 2, path: "w", "once")
+        #expect(diagnostics.warnings.count == 1)
+    }
 }

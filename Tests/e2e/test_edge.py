@@ -493,22 +493,22 @@ def test_credentials_a_destination_echoes_never_reach_the_log_status_metrics_or_
             return {
                 "receivers": {"otlp": {"protocols": {"http": {"endpoint": ports.address("otlp")}}}},
                 "exporters": {
-                    "otlphttp/headers": {"endpoint": base, "headers": {"Authorization": f"Bearer {token}", "X-Api-Key": api_key}},
-                    "otlphttp/userinfo": {"endpoint": f"http://ingest:{password}@127.0.0.1:{echo.port}"},
+                    "otlp_http/headers": {"endpoint": base, "headers": {"Authorization": f"Bearer {token}", "X-Api-Key": api_key}},
+                    "otlp_http/userinfo": {"endpoint": f"http://ingest:{password}@127.0.0.1:{echo.port}"},
                     "elasticsearch": {"endpoint": base, "api_key": es_key, "logs_index": "edge"},
                     "splunk_hec": {"endpoint": f"{base}/services/collector", "token": hec_token},
                 },
                 "service": {
                     "telemetry": {"metrics": {"address": ports.address("metrics")}},
                     "pipelines": {"logs": {"receivers": ["otlp"],
-                                           "exporters": ["otlphttp/headers", "otlphttp/userinfo", "elasticsearch", "splunk_hec"]}},
+                                           "exporters": ["otlp_http/headers", "otlp_http/userinfo", "elasticsearch", "splunk_hec"]}},
                 },
             }
 
         process = rt.start_sluice(tmp_path, config, track_sluice)
         assert rt.post(process.ports.url("otlp", "/v1/logs"), _logs_body()).status == 200
         dead = process.data_dir / "dead-letter"
-        names = ["otlphttp_headers", "otlphttp_userinfo", "elasticsearch", "splunk_hec"]
+        names = ["otlp_http_headers", "otlp_http_userinfo", "elasticsearch", "splunk_hec"]
 
         def all_dead_lettered():
             files = {p.name for p in dead.glob("*.ndjson")} if dead.exists() else set()
@@ -552,19 +552,19 @@ def test_files_with_data_are_private_under_umask_000(tmp_path, track_sluice):
                 "exporters": {
                     "file": {"path": str(out)},
                     "file/shared": {"path": str(shared), "file_mode": "0640", "directory_permissions": "0750"},
-                    "otlphttp": {"endpoint": f"http://127.0.0.1:{echo.port}", "sending_queue": {"storage": "file_storage"}},
+                    "otlp_http": {"endpoint": f"http://127.0.0.1:{echo.port}", "sending_queue": {"storage": "file_storage"}},
                 },
                 "extensions": {"file_storage": {"directory": str(storage)}},
                 "service": {
                     "extensions": ["file_storage"],
                     "telemetry": {"metrics": {"address": ports.address("metrics")}},
-                    "pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["file", "file/shared", "otlphttp"]}},
+                    "pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["file", "file/shared", "otlp_http"]}},
                 },
             }
 
         process = rt.start_sluice(tmp_path, config, track_sluice, preexec=lambda: os.umask(0))
         assert rt.post(process.ports.url("otlp", "/v1/logs"), _logs_body()).status == 200
-        dead = process.data_dir / "dead-letter" / "otlphttp.ndjson"
+        dead = process.data_dir / "dead-letter" / "otlp_http.ndjson"
         rt.wait_until(lambda: out.exists() and shared.exists() and dead.exists() and out.stat().st_size > 0, 60,
                       what="the file outputs and the dead letter")
         assert process.stop(timeout=30) == 0

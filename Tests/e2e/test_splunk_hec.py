@@ -78,9 +78,10 @@ def gateway_attributes(prefix: str, i: int) -> dict:
 # Sending
 
 
-def send_sdk_logs(endpoint: str, count: int, prefix: str):
+def send_sdk_logs(endpoint: str, count: int, prefix: str, base_time: int = samples.BASE_TIME, resource_attributes: dict | None = None):
     """`count` records through LoggerProvider → BatchLogRecordProcessor →
-    OTLPLogExporter (protobuf, gzip); returns the export results by status."""
+    OTLPLogExporter (protobuf, gzip), 1 ms apart from `base_time`; returns the
+    export results by status."""
     from opentelemetry._logs import LogRecord, SeverityNumber
     from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
@@ -97,7 +98,7 @@ def send_sdk_logs(endpoint: str, count: int, prefix: str):
             return result
 
     exporter = Recording(endpoint=endpoint, compression=Compression.Gzip, timeout=60)
-    resource = Resource({"service.name": "ai-gateway", "host.name": "gateway-pod-7", "k8s.namespace.name": "edge"})
+    resource = Resource({"service.name": "ai-gateway", "host.name": "gateway-pod-7", "k8s.namespace.name": "edge", **(resource_attributes or {})})
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     provider.add_log_record_processor(
         BatchLogRecordProcessor(exporter, max_queue_size=count + 1000, max_export_batch_size=1000, schedule_delay_millis=100)
@@ -109,7 +110,7 @@ def send_sdk_logs(endpoint: str, count: int, prefix: str):
         attributes = gateway_attributes(prefix, i)
         logger.emit(
             LogRecord(
-                timestamp=samples.BASE_TIME + i * 1_000_000,
+                timestamp=base_time + i * 1_000_000,
                 context=contexts[i % len(contexts)],
                 severity_number=severities[i % 3],
                 severity_text=severities[i % 3].name,

@@ -29,6 +29,14 @@ extension Service {
                          reuse: (old: Generation, diff: ConfigDiff)? = nil) -> Assembly? {
         let diagnostics = config.diagnostics
         let used = Set(config.pipelines.flatMap { $0.receivers + $0.processors + $0.exporters })
+        // An old name works and is named once, as the Collector does.
+        for (kind, sections) in [(ComponentKind.receiver, config.receivers), (.processor, config.processors), (.exporter, config.exporters), (.extension, config.extensions)] {
+            for (id, _) in sections {
+                if let message = registry.deprecation(kind, type: id.type), let section = config.section(kind, id) {
+                    diagnostics.warn(line: section.line, path: "\(kind.section).\(id)", message)
+                }
+            }
+        }
         func unknown(_ kind: ComponentKind, _ id: ComponentID, _ line: Int?) {
             let known = registry.types(kind)
             let hint = closestMatch(to: id.type, in: known).map { " (did you mean \($0)?)" } ?? ""

@@ -28,6 +28,7 @@ extension Service {
         let logger = baseContext.logger
         switch result {
         case .applied(let changes):
+            for warning in config.diagnostics.warnings { logger.warning("\(warning)") }
             logger.info("configuration reloaded", metadata: ["file": "\(config.file)", "changes": "\(changes)"])
         case .refused(let problems):
             for problem in problems { logger.error("\(problem)", metadata: ["reload": "refused"]) }

@@ -241,8 +241,29 @@ public struct ComponentRegistry: Sendable {
     public var processors: [String: any ProcessorFactory] = [:]
     public var exporters: [String: any ExporterFactory] = [:]
     public var extensions: [String: any ExtensionFactory] = [:]
+    /// Old type names still accepted, by kind: alias → current name. The Collector
+    /// renamed components to lower_snake_case (its issue 14396: `otlp` → `otlp_grpc`,
+    /// `otlphttp` → `otlp_http`, v0.144) and keeps the old names as deprecated aliases.
+    public var deprecatedAliases: [ComponentKind: [String: String]] = [:]
 
     public init() {}
+
+    /// Accepts `alias` for the component registered as `current`.
+    public mutating func alias(_ alias: String, for current: String, kind: ComponentKind) {
+        deprecatedAliases[kind, default: [:]][alias] = current
+        switch kind {
+        case .receiver: receivers[alias] = receivers[current]
+        case .processor: processors[alias] = processors[current]
+        case .exporter: exporters[alias] = exporters[current]
+        case .extension: extensions[alias] = extensions[current]
+        }
+    }
+
+    /// What the log says at start for a component written with an old name, as the
+    /// Collector words it; nil for a current name.
+    public func deprecation(_ kind: ComponentKind, type: String) -> String? {
+        deprecatedAliases[kind]?[type].map { "\"\(type)\" alias is deprecated; use \"\($0)\" instead" }
+    }
 
     public mutating func register(_ factory: any ReceiverFactory) { receivers[factory.type] = factory }
     public mutating func register(_ factory: any ProcessorFactory) { processors[factory.type] = factory }

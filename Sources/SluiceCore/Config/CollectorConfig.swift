@@ -65,6 +65,18 @@ public final class CollectorConfig: @unchecked Sendable {
     public private(set) var telemetry = TelemetryConfig()
     public private(set) var shutdownTimeout: Duration = .seconds(25)
 
+    /// The section of a component, by kind and id.
+    public func section(_ kind: ComponentKind, _ id: ComponentID) -> ConfigMap? {
+        let list: [(id: ComponentID, config: ConfigMap)]
+        switch kind {
+        case .receiver: list = receivers
+        case .processor: list = processors
+        case .exporter: list = exporters
+        case .extension: list = extensions
+        }
+        return list.first { $0.id == id }?.config
+    }
+
     private init(file: String, diagnostics: ConfigDiagnostics) {
         self.file = file
         self.diagnostics = diagnostics
@@ -86,11 +98,17 @@ public final class CollectorConfig: @unchecked Sendable {
         var root: Node
         do {
             root = try Yams.compose(yaml: text) ?? Node.mapping(Node.Mapping([]))
+        } catch YamlError.duplicatedKeysInMapping(let keys, let context) {
+            for (line, path, message) in Self.duplicates(keys, firstAt: context.mark, in: text) {
+                config.diagnostics.report(line: line, path: path, message)
+            }
+            return config
         } catch let error as YamlError {
             config.diagnostics.report(line: Self.line(of: error), path: "", "not valid YAML: \(Self.describe(error))")
             return config
         } catch {
-            config.diagnostics.report(line: nil, path: "", "not valid YAML: \(error)")
+            // Never the error's own text: YAML errors carry the whole file, tokens included.
+            config.diagnostics.report(line: nil, path: "", "not valid YAML")
             return config
         }
         for override in overrides {
@@ -306,13 +324,86 @@ public final class CollectorConfig: @unchecked Sendable {
         }
     }
 
+    /// What a YAML error says, without the copy of the file Yams puts in its
+    /// description (a token in the file would reach the terminal, the log and /status).
     private static func describe(_ error: YamlError) -> String {
         switch error {
         case .scanner(_, let problem, _, _), .parser(_, let problem, _, _), .composer(_, let problem, _, _):
             return problem
-        default:
+        case .reader(let problem, let offset, _, _):
+            return offset.map { "\(problem) at byte offset \($0)" } ?? problem
+        case .duplicatedKeysInMapping(let keys, _):
+            return "duplicated keys \(keys.joined(separator: ", "))"
+        case .no, .memory, .writer, .emitter, .representer, .dataCouldNotBeDecoded:
             return "\(error)"
+        @unknown default:
+            return "the YAML parser refused the file"
         }
+    }
+
+    /// `file:line path.key: duplicated (first at line N)` for each key Yams found
+    /// twice in one mapping. Yams names the keys and where the first of them
+    /// stands; the second is the next line at the same indentation with that key,
+    /// before the mapping ends, and the path is read from the lines above.
+    static func duplicates(_ keys: [String], firstAt mark: Mark, in text: String) -> [(line: Int?, path: String, message: String)] {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let first = mark.line - 1
+        guard first >= 0, first < lines.count else {
+            return [(nil, "", "duplicated key\(keys.count > 1 ? "s" : "") \(keys.joined(separator: ", ")) in one mapping; keep one of each")]
+        }
+        let indent = mark.column - 1
+        func indentation(_ line: String) -> Int { line.prefix { $0 == " " }.count }
+        func key(of line: String) -> String? {
+            let body = line.dropFirst(indentation(line))
+            guard !body.hasPrefix("#"), !body.hasPrefix("- "), let colon = body.firstIndex(of: ":") else { return nil }
+            var key = body[..<colon].trimmingCharacters(in: .whitespaces)
+            if key.count >= 2, let q = key.first, q == "\"" || q == "'", key.last == q { key = String(key.dropFirst().dropLast()) }
+            return key
+        }
+        func meaningful(_ line: String) -> Bool {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            return !trimmed.isEmpty && !trimmed.hasPrefix("#")
+        }
+        // The path to the mapping: the keys of the nearest lines above with less indentation.
+        var parents: [String] = []
+        var level = indent
+        var i = first - 1
+        while i >= 0, level > 0 {
+            if meaningful(lines[i]), indentation(lines[i]) < level, let parent = key(of: lines[i]) {
+                parents.insert(parent, at: 0)
+                level = indentation(lines[i])
+            }
+            i -= 1
+        }
+        var out: [(line: Int?, path: String, message: String)] = []
+        for name in keys {
+            // Where this key first stands in the mapping, then where it stands again.
+            var firstLine: Int?
+            var secondLine: Int?
+            var j = first
+            while j >= 0, j > first - 10_000 {
+                if meaningful(lines[j]), indentation(lines[j]) < indent { break }
+                j -= 1
+            }
+            var k = j + 1
+            while k < lines.count {
+                let line = lines[k]
+                if meaningful(line) {
+                    if indentation(line) < indent, k > first { break }
+                    if indentation(line) == indent, key(of: line) == name {
+                        if firstLine == nil { firstLine = k + 1 } else { secondLine = k + 1; break }
+                    }
+                }
+                k += 1
+            }
+            let path = (parents + [name]).joined(separator: ".")
+            if let firstLine, let secondLine {
+                out.append((secondLine, path, "duplicated (first at line \(firstLine)); keep one"))
+            } else {
+                out.append((mark.line, path, "duplicated in this mapping; keep one"))
+            }
+        }
+        return out
     }
 }
 

@@ -15,14 +15,31 @@ public struct ConfigDiagnostic: Sendable, Equatable, CustomStringConvertible {
 /// Collects every problem found while a configuration is read, so `sluice validate`
 /// can print them all at once instead of stopping at the first.
 public final class ConfigDiagnostics: @unchecked Sendable {
-    // @unchecked: a configuration is read on one task; the list is only read after.
+    // @unchecked: a configuration is read on one task; the lists are only read after.
+    /// The problems, in the order of their lines in the file (those without a line first).
     public private(set) var all: [ConfigDiagnostic] = []
+    /// What works but deserves a word: a deprecated name, a key without effect, a
+    /// value read the Collector's way. Printed by `validate`, logged at start and on
+    /// a reload; never a reason to refuse the file.
+    public private(set) var warnings: [ConfigDiagnostic] = []
     public let file: String
 
     public init(file: String) { self.file = file }
 
     public func report(line: Int?, path: String, _ message: String) {
-        all.append(ConfigDiagnostic(file: file, line: line, path: path, message: message))
+        Self.insert(ConfigDiagnostic(file: file, line: line, path: path, message: message), into: &all)
+    }
+
+    public func warn(line: Int?, path: String, _ message: String) {
+        let warning = ConfigDiagnostic(file: file, line: line, path: path, message: message)
+        if !warnings.contains(warning) { Self.insert(warning, into: &warnings) }
+    }
+
+    /// After the last one on the same line or before: sorted by line, in the order found within a line.
+    private static func insert(_ diagnostic: ConfigDiagnostic, into list: inout [ConfigDiagnostic]) {
+        let line = diagnostic.line ?? 0
+        let at = list.lastIndex { ($0.line ?? 0) <= line }.map { $0 + 1 } ?? 0
+        list.insert(diagnostic, at: at)
     }
 
     public var isEmpty: Bool { all.isEmpty }

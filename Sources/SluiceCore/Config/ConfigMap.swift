@@ -58,6 +58,12 @@ public final class ConfigMap: @unchecked Sendable {
         diagnostics.report(line: line, path: childPath(key), message)
     }
 
+    /// A warning about `key`, at its line (ConfigDiagnostics.warnings).
+    public func warn(_ key: String, _ message: String) {
+        let line = entries.last { $0.key == key }?.keyLine ?? self.line
+        diagnostics.warn(line: line, path: childPath(key), message)
+    }
+
     // MARK: Typed values
 
     public func string(_ key: String) -> String? {

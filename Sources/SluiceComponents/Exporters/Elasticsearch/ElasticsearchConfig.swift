@@ -105,10 +105,7 @@ struct ElasticsearchConfig: Sendable {
         }
         if let map = config.map("mapping") {
             if let v = map.enumeration("mode", MappingMode.allCases.map(\.rawValue)) { mode = MappingMode(rawValue: v)! }
-            for key in ["dedot", "dedup"] where map.has(key) {
-                map.accept(key)
-                http.warnings.append("\(config.path).mapping.\(key) has no effect (the Collector deprecated it); remove it")
-            }
+            map.keysWithoutEffect([("dedot", "the Collector deprecated it"), ("dedup", "the Collector deprecated it")])
             if let modes = map.stringList("allowed_modes") {
                 for text in modes where MappingMode(rawValue: text) == nil {
                     map.report("allowed_modes", "'\(text)' is not a mapping mode; use \(MappingMode.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -122,7 +119,7 @@ struct ElasticsearchConfig: Sendable {
             if let v = map.int("bytes", min: 1024, max: 100 << 20) { flushBytes = v }
             if map.has("interval") {
                 _ = map.duration("interval")
-                http.warnings.append("\(config.path).flush.interval has no effect: bulk requests are sent as the pipeline's batch processor (timeout, send_batch_size) shapes them")
+                map.warn("interval", "has no effect in Sluice (bulk requests are sent as the pipeline's batch processor shapes them: timeout, send_batch_size); remove it to silence this warning")
             }
             map.finish()
         }
@@ -132,7 +129,7 @@ struct ElasticsearchConfig: Sendable {
             if let v = map.duration("max_interval") { http.retry.maxInterval = v }
             for key in ["max_retries", "max_requests"] where map.has(key) {
                 _ = map.int(key, min: 0)
-                http.warnings.append("\(config.path).retry.\(key) has no effect: documents are retried until retry_on_failure.max_elapsed_time, then written to the dead-letter file, never dropped")
+                map.warn(key, "has no effect in Sluice (documents are retried until retry_on_failure.max_elapsed_time, then written to the dead-letter file, never dropped); remove it to silence this warning")
             }
             if let list = map.stringList("retry_on_status") {
                 var statuses: Set<Int> = []
@@ -164,7 +161,7 @@ struct ElasticsearchConfig: Sendable {
             config.report("auth", "set either auth.authenticator or user/password/api_key, not both")
         }
         secrets += http.secrets + endpoints.flatMap { $0.credentials?.secretValues ?? [] }
-        for (key, why) in [("num_workers", "one bulk request is in flight per pipeline, in log order"),
+        config.keysWithoutEffect([("num_workers", "one bulk request is in flight per pipeline, in log order"),
                            ("discover", "nodes are the configured endpoints; sniffing is not done"),
                            ("include_source_on_error", "a refused document's source is in the dead-letter file"),
                            ("log_request_body", "request bodies are never logged (they hold the events)"),
@@ -172,10 +169,7 @@ struct ElasticsearchConfig: Sendable {
                            ("metrics_index", "Sluice's elasticsearch exporter sends logs and traces"),
                            ("metrics_dynamic_index", "Sluice's elasticsearch exporter sends logs and traces"),
                            ("telemetry", "the exporter's metrics are always on /metrics"),
-                           ("batcher", "bulk requests are shaped by the pipeline's batch processor")] where config.has(key) {
-            config.accept(key)
-            http.warnings.append("\(config.path).\(key) has no effect in Sluice (\(why)); remove it to silence this warning")
-        }
+                           ("batcher", "bulk requests are shaped by the pipeline's batch processor")])
         self.http = http
         config.finish()
         if config.diagnostics.all.count > before { return nil }

@@ -54,10 +54,7 @@ struct HTTPExporterSettings: Sendable {
         retry = RetrySettings(config.map("retry_on_failure"))
         queue = QueueSettings(config.map("sending_queue"))
         warnings = client.warnings
-        for (key, why) in Self.goClientKeys where config.has(key) {
-            config.accept(key)
-            warnings.append("\(config.path.isEmpty ? key : "\(config.path).\(key)") has no effect in Sluice (\(why)); remove it to silence this warning")
-        }
+        config.keysWithoutEffect(Self.goClientKeys)
         switch auth {
         case .refused(let instead):
             config.refuseClientAuthenticator(instead: instead)

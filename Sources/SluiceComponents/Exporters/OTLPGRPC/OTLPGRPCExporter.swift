@@ -14,7 +14,7 @@ import SluiceCore
 import SluiceNet
 
 public struct OTLPGRPCExporterFactory: ExporterFactory {
-    public let type = "otlp"
+    public let type = "otlp_grpc"
     public let signals: Set<OTLPSignal> = [.logs, .traces, .metrics]
     public init() {}
 
@@ -33,11 +33,8 @@ public struct OTLPGRPCExporterFactory: ExporterFactory {
             config, auth: .refused(instead: "send the credential as a header, e.g. headers: {authorization: \"Bearer ${env:TOKEN}\"}"))
         settings.client.http2 = .required
         if let authority = config.string("authority") { settings.client.authorityOverride = authority }
-        for (key, why) in [("balancer_name", "one endpoint is dialled"), ("keepalive", "connections are checked by their calls' timeout"),
-                           ("wait_for_ready", "a call to an unreachable server is retried with backoff")] where config.has(key) {
-            config.accept(key)
-            settings.warnings.append("\(config.path).\(key) has no effect in Sluice (\(why)); remove it to silence this warning")
-        }
+        config.keysWithoutEffect([("balancer_name", "one endpoint is dialled"), ("keepalive", "connections are checked by their calls' timeout"),
+                                                       ("wait_for_ready", "a call to an unreachable server is retried with backoff")])
         config.finish()
         guard config.diagnostics.all.count == before, let endpoint else { return nil }
         if endpoint.scheme == "http" {

@@ -10,7 +10,7 @@ import SluiceNet
 /// A request refused as too large (413) is split in halves down to one record
 /// (the exporter kit), so one oversized request never sinks the rest.
 public struct OTLPHTTPExporterFactory: ExporterFactory {
-    public let type = "otlphttp"
+    public let type = "otlp_http"
     public let signals: Set<OTLPSignal> = [.logs, .traces, .metrics]
     public init() {}
 

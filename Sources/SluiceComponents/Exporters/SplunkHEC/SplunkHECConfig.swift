@@ -195,14 +195,11 @@ struct SplunkHECConfig: Sendable {
         }
         // Read so Collector configurations stay valid, and named as changing nothing
         // here: metrics and profiles are not sent, batching is the pipeline's.
-        for (key, why) in [("max_content_length_metrics", "Sluice's splunk_hec sends logs and traces, not metrics"),
+        config.keysWithoutEffect([("max_content_length_metrics", "Sluice's splunk_hec sends logs and traces, not metrics"),
                            ("profiling_data_enabled", "profiles are not sent"),
                            ("max_connections", "connections are bounded by max_conns_per_host"),
                            ("telemetry", "the exporter's metrics are always on /metrics"),
-                           ("batcher", "payloads are shaped by the pipeline's batch processor")] where config.has(key) {
-            config.accept(key)
-            warnings.append("\(config.path.isEmpty ? key : "\(config.path).\(key)") has no effect in Sluice (\(why)); remove it to silence this warning")
-        }
+                           ("batcher", "payloads are shaped by the pipeline's batch processor")])
         config.finish()
         if config.diagnostics.all.count > before { return nil }
     }
