@@ -259,7 +259,7 @@ def test_slowloris_and_idle_connections_on_every_port_are_cut_at_the_header_dead
     assert rt.metric(samples, "sluice_server_connections_closed_total", listener=listener, reason="header_timeout") >= 150
     assert rt.metric(samples, "sluice_server_connections_closed_total", listener="telemetry", reason="header_timeout") >= 150
     # Said once per listener, not once per connection.
-    said = _warnings(process, "did not send its request headers in time")
+    said = _warnings(process, "did not send its request headers within read_header_timeout")
     by_listener = {}
     for line in said:
         by_listener[line["listener"]] = by_listener.get(line["listener"], 0) + 1

@@ -59,8 +59,8 @@ final class ServerListener: Sendable {
         guard log else { return }
         var metadata: Logger.Metadata = ["listener": "\(name)", "peer": "\(peer.map { "\($0)" } ?? "unknown")", "deadline": "\(expiry.rawValue)"]
         if suppressed > 0 { metadata["more_since_last_warning"] = "\(suppressed)" }
-        let what = expiry == .headerTimeout ? "its request headers" : "its whole request"
-        logger.warning("closed a connection that did not send \(what) in time (408); more are counted in sluice_server_connections_closed_total",
+        let what = expiry == .headerTimeout ? "its request headers within read_header_timeout" : "its whole request within read_timeout"
+        logger.warning("closed a connection that did not send \(what) (a request it had begun was answered 408); more are counted in sluice_server_connections_closed_total",
                        metadata: metadata)
     }
 
