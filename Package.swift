@@ -3,9 +3,11 @@ import PackageDescription
 
 let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 
+// Linux only: the disk log writes through Linux AIO (io_submit) and sizes memory
+// with malloc.h, and the C libraries come from Debian's -dev packages. No
+// `platforms` entry claims otherwise.
 let package = Package(
     name: "sluice",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "sluice", targets: ["sluice"]),
     ],

@@ -11,6 +11,7 @@ struct Validate: ParsableCommand {
 
     func run() throws {
         let config = options.load()
+        config.diagnostics.filesMayBeAbsent = true
         // Components are built even when the file has other problems, so one run
         // reports every problem.
         Service.check(config, context: ComponentContext(logger: Logger(label: "sluice", factory: { _ in SwiftLogNoOpLogHandler() })))

@@ -131,4 +131,56 @@ import Testing
         diagnostics.warn(line: 2, path: "w", "once")
         #expect(diagnostics.warnings.count == 1)
     }
+
+    /// Values read as the Collector reads them (issue 16, item 4).
+    @Test func valuesAreReadTheCollectorsWay() throws {
+        let config = load("""
+        exporters:
+          debug:
+            timeout: 5_000_000_000
+            limit: 1_000
+            ratio: 0.000_5
+            size: 64_MiB
+            tls:
+              ca_file: ""
+              cert_file: ""
+              key_file: ""
+        """)
+        let section = try #require(config.exporters.first?.config)
+        #expect(section.duration("timeout") == .seconds(5))
+        #expect(section.int("limit") == 1000)
+        #expect(section.double("ratio") == 0.0005)
+        #expect(section.byteSize("size") == 64 << 20)
+        let tls = TLSSettings(section.map("tls"))
+        #expect(tls.caFile == nil && tls.certFile == nil && tls.keyFile == nil)
+        #expect(config.diagnostics.all.filter { $0.path != "service" }.isEmpty, "\(config.diagnostics.all)")
+        #expect(config.diagnostics.warnings.map(\.description) == [
+            "collector.yaml:3 exporters.debug.timeout: 5_000_000_000 has no unit: read as 5s (nanoseconds, as the Collector reads a bare number); write 5s if that is meant, or the value with its unit",
+        ])
+    }
+
+    /// sending_queue: `batch` is read, the keys that change nothing are named.
+    @Test func sendingQueueBatchIsReadAndOtherKeysAreNamed() throws {
+        let config = load("""
+        exporters:
+          debug:
+            sending_queue:
+              enabled: false
+              num_consumers: 10
+              block_on_overflow: true
+              wait_for_result: true
+              batch:
+                flush_timeout: 1s
+                min_size: 1000
+                max_size: 2000
+        """)
+        let queue = QueueSettings(try #require(config.exporters.first?.config.map("sending_queue")))
+        #expect(queue.batch == BatchShape(sendBatchSize: 1000, timeout: .seconds(1), sendBatchMaxSize: 2000))
+        let warned = config.diagnostics.warnings.map(\.path)
+        #expect(warned == ["exporters.debug.sending_queue.enabled", "exporters.debug.sending_queue.num_consumers",
+                           "exporters.debug.sending_queue.block_on_overflow", "exporters.debug.sending_queue.wait_for_result"], "\(warned)")
+        let bytes = load("exporters:\n  debug:\n    sending_queue:\n      batch: {sizer: bytes}\n")
+        _ = QueueSettings(try #require(bytes.exporters.first?.config.map("sending_queue")))
+        #expect(bytes.diagnostics.all.contains { $0.path.hasSuffix("batch.sizer") })
+    }
 }

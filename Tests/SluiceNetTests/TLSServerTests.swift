@@ -476,11 +476,17 @@ final class LogCapture: Sendable {
         #expect(problems.first?.contains("tls.key_file") == true && problems.first?.contains("missing") == true, "\(problems)")
     }
 
-    @Test func oldVersionsAreRefusedByKey() throws {
+    /// The Collector accepts 1.0 and 1.1; Sluice offers 1.2 and up: a minimum below
+    /// is raised with a warning that names the key, a maximum below is refused.
+    @Test func oldVersionsAreRaisedOrRefusedByKey() throws {
         let (settings, problems) = try read(#"min_version: "1.1""#)
-        #expect(problems.count == 1)
-        #expect(problems.first?.contains("tls.min_version") == true && problems.first?.contains("TLS 1.1 is not offered") == true, "\(problems)")
+        #expect(problems.isEmpty, "\(problems)")
         #expect(settings.minVersion == .v1_2)
+        let yaml = "receivers:\n  otlp:\n    protocols:\n      http:\n        tls:\n          min_version: \"1.0\"\n          max_version: \"1.1\"\n"
+        let loaded = CollectorConfig.load(text: yaml, file: "collector.yaml")
+        _ = TLSServerSettings(try #require(loaded.receivers.first?.config.map("protocols")?.map("http")?.map("tls")))
+        #expect(loaded.diagnostics.warnings.contains { $0.path.hasSuffix("tls.min_version") && $0.message.contains("read as 1.2") })
+        #expect(loaded.diagnostics.all.contains { $0.path.hasSuffix("tls.max_version") && $0.message.contains("TLS 1.1 is not offered") })
     }
 
     @Test func caFileIsAcceptedButDoesNotVerifyClients() throws {

@@ -64,7 +64,6 @@ import Testing
         let (_, problems) = try Self.read("""
         ca_file: /nonexistent/ca.pem
         cert_file: /nonexistent/client.pem
-        min_version: "1.1"
         max_version: "2.0"
         ca_pem: "-----BEGIN CERTIFICATE-----"
         reload_intervl: 1h
@@ -73,7 +72,6 @@ import Testing
         #expect(text.contains("exporters.otlphttp.tls.ca_file: '/nonexistent/ca.pem' does not exist"), "\(text)")
         #expect(text.contains("tls.cert_file: '/nonexistent/client.pem' does not exist"), "\(text)")
         #expect(text.contains("tls.key_file: missing"), "\(text)")
-        #expect(text.contains("tls.min_version: TLS 1.1 is not offered"), "\(text)")
         #expect(text.contains("tls.max_version: '2.0' is not a TLS version"), "\(text)")
         #expect(text.contains("tls.ca_pem: inline PEM is not supported"), "\(text)")
         #expect(text.contains("tls.reload_intervl: unknown key (did you mean reload_interval?)"), "\(text)")

@@ -938,3 +938,39 @@ def test_h2c_new_connections_lose_no_server_frames(tmp_path, track_sluice):
                 f"arrived more than once: {sorted(k for k, n in calls.items() if n > 1)}"
             )
             assert process.stop(timeout=60) == 0
+
+
+# ----------------------------------------------------------------------------
+# auth.authenticator: a bearertokenauth extension's token as call metadata
+
+
+def test_an_authenticator_extension_sends_its_token_on_every_call(tmp_path, track_sluice):
+    """The published pattern `otlp_grpc: auth: {authenticator: bearertokenauth}`
+    (the extension's README): its token is the `authorization` metadata of each
+    call, read again from its file when that changes, and never in the log."""
+    token_file = tmp_path / "token"
+    token_file.write_text("first-grpc-token-7c1e\n")
+    with GRPCDestination() as destination:
+        def make(ports: rt.Ports) -> dict:
+            config = sluice_config({"otlp_grpc": plaintext(destination.address, auth={"authenticator": "bearertokenauth"})},
+                                   {"send_batch_size": 100, "timeout": "100ms"})(ports)
+            config["extensions"] = {"bearertokenauth": {"filename": str(token_file)}}
+            config["service"]["extensions"] = ["bearertokenauth"]
+            return config
+
+        process = start(tmp_path, make, track_sluice)
+        first = post_requests(process, "auth-a", 2, 100)
+        wait_delivered(process, destination, first, "records with the first token", exporter="otlp_grpc")
+        token_file.write_text("second-grpc-token-9d2f\n")
+        seen = lambda: {c.metadata.get("authorization") for c in destination.calls_snapshot()}  # noqa: E731
+        second: list[str] = []
+
+        def rotated():
+            second.extend(post_requests(process, f"auth-b{len(second)}", 1, 100))
+            return "Bearer second-grpc-token-9d2f" in seen()
+
+        rt.wait_until(rotated, DELIVERY_TIMEOUT, poll=0.5, what="a call with the rotated token")
+        assert seen() <= {"Bearer first-grpc-token-7c1e", "Bearer second-grpc-token-9d2f"}, seen()
+        wait_delivered(process, destination, first + second, "every record", exporter="otlp_grpc")
+        log = process.stderr()
+        assert "first-grpc-token-7c1e" not in log and "second-grpc-token-9d2f" not in log

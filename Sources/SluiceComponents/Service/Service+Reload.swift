@@ -211,13 +211,14 @@ extension Service {
         for (id, receiver) in old.receivers where !diff.receivers.kept.contains(id) { await receiver.shutdown() }
 
         // 3. Delivery loops.
-        let oldShapes = Dictionary(uniqueKeysWithValues: old.deliveries.keys.map { key in
-            (key, old.pipelines.first { $0.config.id == key.pipeline }!.shape)
+        let oldShapes = Dictionary(uniqueKeysWithValues: old.deliveries.map { key, delivery in
+            (key, Self.shape(old.pipelines.first { $0.config.id == key.pipeline }!, delivery.exporter))
         })
         var newShapes: [DeliveryKey: BatchShape] = [:]
         for pipeline in pipelines {
-            for id in pipeline.config.exporters where assembly.exporters[id] != nil {
-                newShapes[DeliveryKey(pipeline: pipeline.config.id, exporter: id)] = pipeline.shape
+            for id in pipeline.config.exporters {
+                guard let exporter = assembly.exporters[id] else { continue }
+                newShapes[DeliveryKey(pipeline: pipeline.config.id, exporter: id)] = Self.shape(pipeline, exporter)
             }
         }
         let keptLogs = Set(pipelines.filter { p in old.pipelines.contains { $0.config.id == p.config.id && $0.log === p.log } }.map(\.config.id))

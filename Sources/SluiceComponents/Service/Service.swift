@@ -202,6 +202,10 @@ public final class Service: Sendable {
         current.withLock { g in g.pipelines.first { $0.config.id == pipeline }?.log }
     }
 
+    /// How an exporter's reads of a pipeline's log are batched: its own
+    /// `sending_queue.batch` when set, else the pipeline's batch processor.
+    static func shape(_ pipeline: Pipeline, _ exporter: any Exporter) -> BatchShape { exporter.queue.batch ?? pipeline.shape }
+
     /// Starts the loop of one exporter on one pipeline's log. With `after`, it starts
     /// once that loop (the previous reader of the same cursor) has ended: two loops on
     /// one cursor could rewind each other past entries in flight.
@@ -211,7 +215,7 @@ public final class Service: Sendable {
         let log = pipeline.log
         let delivery = ExporterDelivery(
             exporter: exporter, signal: pipeline.config.signal, pipeline: log.name,
-            cursor: ControlledCursor(inner: log.cursor(key.exporter), control: control), shape: pipeline.shape,
+            cursor: ControlledCursor(inner: log.cursor(key.exporter), control: control), shape: Self.shape(pipeline, exporter),
             status: status(key.exporter), deadLetter: DeadLetterFile(path: DeadLetterFile.path(of: key.exporter, in: context.dataDirectory)),
             logger: context.logger, metrics: context.metrics, sleep: { try await control.sleep($0) })
         let task = Task {

@@ -23,8 +23,19 @@ public final class ConfigDiagnostics: @unchecked Sendable {
     /// a reload; never a reason to refuse the file.
     public private(set) var warnings: [ConfigDiagnostic] = []
     public let file: String
+    /// Set by `sluice validate`: it runs where the pod's mounted secrets (TLS
+    /// certificates, token files) may not be, as the Collector's validate does not
+    /// open them either. A missing file is then a warning; at start it is an error.
+    public var filesMayBeAbsent = false
 
     public init(file: String) { self.file = file }
+
+    /// Whether a problem was reported for `path` or anything under it (a component
+    /// refused for its own mistakes needs no second message where it is used).
+    public func reported(under path: String) -> Bool { all.contains { $0.path == path || $0.path.hasPrefix(path + ".") } }
+
+    /// Whether a warning was given for `path` or anything under it.
+    public func warned(under path: String) -> Bool { warnings.contains { $0.path == path || $0.path.hasPrefix(path + ".") } }
 
     public func report(line: Int?, path: String, _ message: String) {
         Self.insert(ConfigDiagnostic(file: file, line: line, path: path, message: message), into: &all)

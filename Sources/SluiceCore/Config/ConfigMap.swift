@@ -64,6 +64,17 @@ public final class ConfigMap: @unchecked Sendable {
         diagnostics.warn(line: line, path: childPath(key), message)
     }
 
+    /// Takes the keys of `keys` this section sets, which the Collector defines but
+    /// which change nothing in Sluice, with a warning for each that names the key and
+    /// why (`validate` prints it, the log has it at start): a key is implemented or
+    /// named, never silently accepted.
+    public func keysWithoutEffect(_ keys: [(key: String, why: String)]) {
+        for (key, why) in keys where has(key) {
+            accept(key)
+            warn(key, "has no effect in Sluice (\(why)); remove it to silence this warning")
+        }
+    }
+
     // MARK: Typed values
 
     public func string(_ key: String) -> String? {
@@ -104,7 +115,7 @@ public final class ConfigMap: @unchecked Sendable {
 
     public func double(_ key: String) -> Double? {
         guard let text = string(key) else { return nil }
-        guard let value = Double(text) else {
+        guard let value = Double(text.replacingOccurrences(of: "_", with: "")) else {
             report(key, "expected a number, not '\(text)'")
             return nil
         }
@@ -114,6 +125,16 @@ public final class ConfigMap: @unchecked Sendable {
     /// A Go-style duration as the Collector writes them: `200ms`, `5s`, `1h30m`.
     public func duration(_ key: String) -> Duration? {
         guard let text = string(key) else { return nil }
+        // A bare number is nanoseconds to the Collector (Go's time.Duration): read it
+        // the same way, and say so, since `timeout: 5` is rarely meant as 5ns.
+        let digits = text.replacingOccurrences(of: "_", with: "")
+        if !digits.isEmpty, digits.allSatisfy(\.isASCII), let nanoseconds = Int64(digits), nanoseconds >= 0 {
+            let value = Duration.nanoseconds(nanoseconds)
+            let units: [(Int64, String)] = [(3_600_000_000_000, "h"), (60_000_000_000, "m"), (1_000_000_000, "s"), (1_000_000, "ms"), (1000, "us")]
+            let written = units.first { nanoseconds != 0 && nanoseconds % $0.0 == 0 }.map { "\(nanoseconds / $0.0)\($0.1)" } ?? "\(nanoseconds)ns"
+            warn(key, "\(text) has no unit: read as \(written) (nanoseconds, as the Collector reads a bare number); write \(written) if that is meant, or the value with its unit")
+            return value
+        }
         guard let value = parseGoDuration(text) else {
             report(key, "expected a duration with a unit such as 200ms, 5s, 1m or 24h, not '\(text)'")
             return nil
@@ -134,7 +155,7 @@ public final class ConfigMap: @unchecked Sendable {
 
     /// A size in bytes: a whole number, or with a unit (`512MiB`, `1GiB`, `100MB`).
     public func byteSize(_ key: String) -> Int? {
-        guard let text = string(key)?.replacingOccurrences(of: " ", with: "") else { return nil }
+        guard let text = string(key)?.replacingOccurrences(of: " ", with: "").replacingOccurrences(of: "_", with: "") else { return nil }
         let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40),
                                       ("KB", 1000), ("MB", 1_000_000), ("GB", 1_000_000_000), ("TB", 1_000_000_000_000), ("B", 1)]
         var number = Substring(text)

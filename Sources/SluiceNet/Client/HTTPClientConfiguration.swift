@@ -13,7 +13,7 @@ extension HTTPClient.Settings {
             let tls = TLSClientConfiguration(settings)
             // Files already reported missing need no second message from OpenSSL.
             let section = config.path.isEmpty ? "tls" : "\(config.path).tls"
-            if !config.diagnostics.all.contains(where: { $0.path.hasPrefix(section) }) {
+            if !config.diagnostics.all.contains(where: { $0.path.hasPrefix(section) }), !(config.diagnostics.filesMayBeAbsent && config.diagnostics.warned(under: section)) {
                 do {
                     _ = try tls.makeContext()
                 } catch {

@@ -20,7 +20,11 @@ struct CloudWatchLogsConfig: Sendable {
     var logGroup: NameTemplate
     var logStream: NameTemplate
     var region: String
+    /// Neither `region` nor AWS_REGION / AWS_DEFAULT_REGION was set.
+    var regionMissing = false
     var endpoint: HTTPEndpoint
+    /// `endpoint` or an AWS_ENDPOINT_URL variable named it (else it is the region's).
+    var endpointGiven = false
     /// Days; 0 keeps events forever (no retention policy is set).
     var retentionDays = 0
     var tags: [(String, String)] = []
@@ -57,7 +61,10 @@ struct CloudWatchLogsConfig: Sendable {
 
         let regionText = config.string("region").flatMap { $0.isEmpty ? nil : $0 }
             ?? env["AWS_REGION"].flatMap { $0.isEmpty ? nil : $0 } ?? env["AWS_DEFAULT_REGION"].flatMap { $0.isEmpty ? nil : $0 }
-        if regionText == nil { config.report("region", "missing: set region (like us-east-1), or AWS_REGION in the environment") }
+        // Like credentials, the region may come from the pod's environment, which
+        // `sluice validate` does not have: without one the exporter says so at start
+        // and sends nothing.
+        regionMissing = regionText == nil
         region = regionText ?? "us-east-1"
         if region.contains(where: { !($0.isLetter || $0.isNumber || $0 == "-") }) {
             config.report("region", "'\(region)' is not an AWS region name, like us-east-1")
@@ -66,6 +73,7 @@ struct CloudWatchLogsConfig: Sendable {
         // The Collector takes a host name or a URL; AWS's SDKs also read the endpoint from the environment.
         let endpointText = config.string("endpoint").flatMap { $0.isEmpty ? nil : $0 }
             ?? env["AWS_ENDPOINT_URL_CLOUDWATCH_LOGS"].flatMap { $0.isEmpty ? nil : $0 } ?? env["AWS_ENDPOINT_URL"].flatMap { $0.isEmpty ? nil : $0 }
+        endpointGiven = endpointText != nil
         let url = endpointText.map { $0.contains("://") ? $0 : "https://\($0)" } ?? "https://logs.\(region).amazonaws.com"
         if let parsed = HTTPEndpoint(url) {
             endpoint = parsed

@@ -83,6 +83,7 @@ final class CloudWatchLogsExporter: Exporter {
             "signing_identity_from": "\(credentials.sourceDescription)"])
         for warning in config.http.warnings { logger.warning("\(warning)", metadata: ["exporter": "\(id)"]) }
         if config.credentials == nil { logger.error("\(AWSCredentialSource.noneFound)", metadata: ["exporter": "\(id)"]) }
+        if config.regionMissing { logger.error("\(Self.noRegion)", metadata: ["exporter": "\(id)"]) }
     }
 
     func shutdown() async {
@@ -90,8 +91,11 @@ final class CloudWatchLogsExporter: Exporter {
         await credentials.close()
     }
 
+    static let noRegion = "no AWS region: set region on the exporter (like eu-west-1), or AWS_REGION in the environment"
+
     func export(_ batches: [OTLPBatch], signal: OTLPSignal) async -> ExportOutcome {
         guard signal == .logs else { return .permanent(reason: "awscloudwatchlogs exports logs, not \(signal)") }
+        guard !config.regionMissing || config.endpointGiven else { return .permanent(reason: Self.noRegion) }
         let now = nowMillis()
         let events = encoder.encode(batches, nowMillis: now)
         guard events.records.count > 0 else { return .delivered }

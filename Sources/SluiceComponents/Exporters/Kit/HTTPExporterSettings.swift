@@ -71,6 +71,7 @@ struct HTTPExporterSettings: Sendable {
             return nil
         }
         guard let id = ComponentID(name), let found = extensions[id] else {
+            if let id = ComponentID(name), auth.diagnostics.reported(under: "extensions.\(id)") { return nil }
             auth.report("authenticator", "'\(name)' is not an extension listed in service.extensions; add it there")
             return nil
         }

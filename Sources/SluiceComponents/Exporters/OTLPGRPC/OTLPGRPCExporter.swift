@@ -28,9 +28,9 @@ public struct OTLPGRPCExporterFactory: ExporterFactory {
         } else {
             config.report("endpoint", "missing: set endpoint to the collector's gRPC host:port, like gateway:4317")
         }
-        // configgrpc's default compression is gzip, as for OTLP/HTTP; auth goes as a header.
-        var settings = HTTPExporterSettings(
-            config, auth: .refused(instead: "send the credential as a header, e.g. headers: {authorization: \"Bearer ${env:TOKEN}\"}"))
+        // configgrpc's default compression is gzip, as for OTLP/HTTP; an authenticator's
+        // credential goes as call metadata (a header) on every call.
+        var settings = HTTPExporterSettings(config, auth: .extensions(context.extensions))
         settings.client.http2 = .required
         if let authority = config.string("authority") { settings.client.authorityOverride = authority }
         config.keysWithoutEffect([("balancer_name", "one endpoint is dialled"), ("keepalive", "connections are checked by their calls' timeout"),
@@ -117,6 +117,8 @@ final class OTLPGRPCExporter: Exporter {
 
     private func call(_ payload: Payload, signal: OTLPSignal) async -> PayloadAnswer {
         var headers = callHeaders
+        // Asked for on each call: a token file may have been rotated since the last.
+        if let credential = settings.authenticator?.credentialHeader() { headers.replaceOrAdd(name: credential.name.lowercased(), value: credential.value) }
         if payload.gzipped { headers.add(name: "grpc-encoding", value: "gzip") }
         let request = HTTPClientRequest(target: Self.path(signal), headers: headers, body: GRPCMessage.framed(payload.body, compressed: payload.gzipped))
         let response: HTTPClientResponse

@@ -31,6 +31,7 @@ public struct OTLPHTTPExporterFactory: ExporterFactory {
                 config.report(key, "expected an http:// or https:// URL")
             }
         }
+        config.keysWithoutEffect([("profiles_endpoint", "Sluice carries logs, traces and metrics, not profiles")])
         if base == nil, endpoints.isEmpty { config.report("endpoint", "missing: set endpoint (or logs_endpoint / traces_endpoint / metrics_endpoint)") }
         let encoding = config.enumeration("encoding", ["proto", "json"]) ?? "proto"
         let settings = HTTPExporterSettings(config, auth: .extensions(context.extensions))

@@ -142,6 +142,8 @@ struct ReceiverTLS: Sendable {
         let before = tls.diagnostics.all.count
         var settings = TLSServerSettings(tls)
         guard tls.diagnostics.all.count == before else { return nil }
+        // `sluice validate` away from the pod's secrets: the files are checked at start.
+        if tls.diagnostics.filesMayBeAbsent, tls.diagnostics.warned(under: tls.path) { return nil }
         settings.alpnProtocols = alpn
         do {
             self.context = try TLSServerContext(settings: settings, logger: context.logger, metrics: context.metrics,
@@ -187,6 +189,7 @@ struct ReceiverAuth: Sendable {
             return nil
         }
         guard let found = extensions[id] else {
+            if auth.diagnostics.reported(under: "extensions.\(id)") { return nil }
             auth.report("authenticator", "\(id) is not a started extension; define it under extensions and list it in service.extensions")
             return nil
         }

@@ -45,18 +45,21 @@ public struct RetrySettings: Sendable, Equatable {
 public struct QueueSettings: Sendable, Equatable {
     public enum Sizer: String, Sendable { case requests, items, bytes }
 
-    public var enabled = true
     public var queueSize: Int = 64 << 20
     public var sizer: Sizer = .bytes
     /// Set for the disk log (`file_storage`); kept for when that exists.
     public var storage: ComponentID?
-    public var numConsumers = 1
+    /// `batch`: the exporter's own batching (the Collector's exporterhelper), which
+    /// takes the place of the pipeline's batch processor for this exporter.
+    public var batch: BatchShape?
 
     public init() {}
 
     public init(_ config: ConfigMap?) {
         guard let config else { return }
-        if let v = config.bool("enabled") { enabled = v }
+        if config.bool("enabled") == false {
+            config.warn("enabled", "false has no effect in Sluice: every pipeline keeps its log (in memory, or on disk with storage), and a request is answered once it is in it")
+        }
         if let v = config.enumeration("sizer", ["requests", "items", "bytes"]) {
             sizer = Sizer(rawValue: v)!
             if !config.has("queue_size") {
@@ -69,11 +72,34 @@ public struct QueueSettings: Sendable, Equatable {
             // is read that way so an existing config means what it meant.
             if !config.has("sizer") { sizer = .requests }
         }
-        if let v = config.int("num_consumers", min: 1, max: 64) { numConsumers = v }
         if let v = config.string("storage") {
             if let id = ComponentID(v) { storage = id } else { config.report("storage", "'\(v)' is not a component id") }
         }
-        config.accept("blocking", "block_on_overflow", "wait_for_result", "batch")
+        if config.has("batch") {
+            var shape = BatchShape()
+            if let section = config.map("batch") {
+                if let v = section.duration("flush_timeout") { shape.timeout = v }
+                if let v = section.int("min_size", min: 0) { shape.sendBatchSize = max(1, v) }
+                if let v = section.int("max_size", min: 0) { shape.sendBatchMaxSize = v }
+                if let v = section.enumeration("sizer", ["items", "requests", "bytes"]), v != "items" {
+                    section.report("sizer", "Sluice batches by items (records, spans, points); use sizer: items, or the batch processor's send_batch_size")
+                }
+                if shape.sendBatchMaxSize > 0, shape.sendBatchMaxSize < shape.sendBatchSize {
+                    section.report("max_size", "\(shape.sendBatchMaxSize) is below min_size \(shape.sendBatchSize)")
+                }
+                section.finish()
+            }
+            batch = shape
+        }
+        // Kept for Collector configs; named, since they change nothing here.
+        if config.int("num_consumers", min: 1) != nil {
+            config.warn("num_consumers", "has no effect in Sluice: an exporter sends one call at a time, in log order, so that a retry never reorders or repeats data; raise the batch size for throughput")
+        }
+        config.keysWithoutEffect([
+            ("blocking", "a full log answers clients 429/503, which they retry; the Collector deprecated blocking"),
+            ("block_on_overflow", "a full log answers clients 429/503, which they retry (file_storage's when_full chooses block or drop_oldest)"),
+            ("wait_for_result", "a request is answered once it is in the pipeline's log, on disk with file_storage"),
+        ])
         config.finish()
     }
 }

@@ -6,9 +6,12 @@ import Foundation
 extension TLSSettings {
     /// A path that must name a readable file; a problem is reported under `key`.
     static func readableFile(_ config: ConfigMap, _ key: String) -> String? {
-        guard let path = config.string(key) else { return nil }
+        // An empty path means unset, as in the Collector (a Helm value left blank).
+        guard let path = config.string(key), !path.isEmpty else { return nil }
         var isDirectory: ObjCBool = false
-        if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+        if config.diagnostics.filesMayBeAbsent, !FileManager.default.isReadableFile(atPath: path) {
+            config.warn(key, "'\(path)' cannot be read here; it must be readable where Sluice runs")
+        } else if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
             config.report(key, "'\(path)' does not exist; check the path (and that the secret is mounted)")
         } else if isDirectory.boolValue {
             config.report(key, "'\(path)' is a directory; name the PEM file")
@@ -18,8 +21,9 @@ extension TLSSettings {
         return path
     }
 
-    /// `min_version` and `max_version`. The Collector accepts 1.0 and 1.1; Sluice
-    /// refuses them by name rather than silently raising them.
+    /// `min_version` and `max_version`. The Collector accepts 1.0 and 1.1. Sluice
+    /// offers 1.2 and 1.3 only: a minimum of 1.0 or 1.1 is raised to 1.2 with a
+    /// warning that says so; a maximum below 1.2 cannot be had and is refused.
     static func versions(_ config: ConfigMap) -> (min: TLSVersion, max: TLSVersion?) {
         let minVersion = version(config, "min_version") ?? .v1_2
         let maxVersion = version(config, "max_version")
@@ -33,6 +37,10 @@ extension TLSSettings {
         guard let text = config.string(key) else { return nil }
         if let version = TLSVersion(rawValue: text) { return version }
         if text == "1.0" || text == "1.1" {
+            if key == "min_version" {
+                config.warn(key, "TLS \(text) is not offered by Sluice: read as 1.2, the lowest it offers; write 1.2 to silence this warning")
+                return .v1_2
+            }
             config.report(key, "TLS \(text) is not offered by Sluice; use 1.2 or 1.3")
         } else {
             config.report(key, "'\(text)' is not a TLS version; use 1.2 or 1.3")

@@ -48,8 +48,8 @@ public struct TLSSettings: Sendable, Equatable {
         if let v = config.string("server_name_override") { serverNameOverride = v }
         reloadInterval = Self.reloadInterval(config)
         // cert_file and key_file only make sense together: name the missing one.
-        if config.has("cert_file") != config.has("key_file") {
-            let missing = config.has("cert_file") ? "key_file" : "cert_file"
+        if (certFile != nil) != (keyFile != nil) {
+            let missing = certFile != nil ? "key_file" : "cert_file"
             config.report(missing, "missing: mutual TLS needs both cert_file and key_file")
         }
         Self.refuseUnsupportedKeys(config, pemKeys: ["ca_pem", "cert_pem", "key_pem"])
