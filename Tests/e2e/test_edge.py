@@ -407,6 +407,7 @@ service:
       receivers: [otlp]
       exporters: [nop]
 """)
+    print(f"\nss -ltn with no endpoints configured: {sorted(addresses)}")
     ports = sorted(int(a.rsplit(":", 1)[1]) for a in addresses)
     assert ports == [4317, 4318, 8888, 13133], addresses
     hosts = {a.rsplit(":", 1)[0] for a in addresses}
