@@ -399,11 +399,6 @@ final class HTTP2ServerSession {
     /// Streams received but not yet answered (the connection is not idle).
     var hasOpenStreams: Bool { !streams.isEmpty }
 
-    /// Streams whose request has not fully arrived.
-    var hasIncompleteRequests: Bool {
-        streams.values.contains { if case .receiving = $0.phase { true } else { false } }
-    }
-
     /// When the oldest request that has not fully arrived began, if any.
     var oldestIncompleteRequestStart: NIODeadline? {
         streams.values.lazy.filter { if case .receiving = $0.phase { true } else { false } }.map(\.openedAt).min()

@@ -139,8 +139,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
             return
         }
         let message = deadline.expiry == .headerTimeout
-            ? "request headers not received within \(limits.headerTimeout.seconds)s"
-            : "request not received within \(limits.readTimeout.seconds)s"
+            ? "request headers not received within \(limits.headerTimeout.shortDescription)"
+            : "request not received within \(limits.readTimeout.shortDescription)"
         switch state {
         case .receiving(let head, _):
             reject(context, version: head.version, headers: head.headers, status: .requestTimeout, message: message)
@@ -173,6 +173,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
 extension HTTPConnectionHandler: Sendable {}
 
 extension TimeAmount {
-    /// Whole seconds, for messages.
-    var seconds: Int64 { nanoseconds / 1_000_000_000 }
+    /// `10s` or `300ms`, for messages.
+    var shortDescription: String {
+        nanoseconds % 1_000_000_000 == 0 ? "\(nanoseconds / 1_000_000_000)s" : "\(nanoseconds / 1_000_000)ms"
+    }
 }
