@@ -6,7 +6,15 @@ import Testing
 
 /// The connection deadlines, the connection table and the HTTP/1.1 head checks,
 /// without sockets.
-@Suite struct ConnectionLimitTests {
+@Suite final class ConnectionLimitTests {
+    /// Every channel a test opened, closed at its end (an embedded channel that is
+    /// never closed keeps its pipeline alive, which LeakSanitizer reports).
+    private var opened: [EmbeddedChannel] = []
+
+    deinit {
+        for channel in opened { _ = try? channel.finish() }
+    }
+
     static let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
 
     static func deadlines() -> ConnectionDeadlines {
@@ -75,15 +83,16 @@ import Testing
     // MARK: The table
 
     /// An open connection: a connected embedded channel is active until closed.
-    static func channel() -> EmbeddedChannel {
+    func channel() -> EmbeddedChannel {
         let channel = EmbeddedChannel()
         _ = channel.connect(to: try! SocketAddress(ipAddress: "127.0.0.1", port: 4318))
+        opened.append(channel)
         return channel
     }
 
     @Test func atTheLimitTheOldestQuietConnectionMakesRoom() {
         let table = ConnectionTable(budget: 100)
-        let old = Self.channel(), slow = Self.channel(), busy = Self.channel()
+        let old = channel(), slow = channel(), busy = channel()
         guard case .admitted(let oldID, 0) = table.admit(old, listener: "a", maxConnections: 3, now: Self.t0),
               case .admitted(let slowID, 0) = table.admit(slow, listener: "a", maxConnections: 3, now: Self.t0 + .seconds(1)),
               case .admitted(let busyID, 0) = table.admit(busy, listener: "a", maxConnections: 3, now: Self.t0 + .seconds(2)) else {
@@ -94,27 +103,27 @@ import Testing
         table.update(busyID, rank: .busy)
         _ = oldID
         // Quiet before slow, whatever their age.
-        let young = Self.channel()
+        let young = channel()
         #expect(table.admit(young, listener: "a", maxConnections: 3, now: Self.t0 + .seconds(3)) != .refused)
         #expect(!old.isActive && slow.isActive && busy.isActive)
         // A connection just accepted (no read yet) is not taken while a settled one can be.
-        #expect(table.admit(Self.channel(), listener: "a", maxConnections: 3, now: Self.t0 + .milliseconds(3500)) != .refused)
+        #expect(table.admit(channel(), listener: "a", maxConnections: 3, now: Self.t0 + .milliseconds(3500)) != .refused)
         #expect(young.isActive && !slow.isActive)
         #expect(table.count(listener: "a") == 3)
         _ = slowID
         // Another listener's connections are not this listener's limit.
-        #expect(table.admit(Self.channel(), listener: "b", maxConnections: 1, now: Self.t0) != .refused)
+        #expect(table.admit(channel(), listener: "b", maxConnections: 1, now: Self.t0) != .refused)
     }
 
     @Test func withEveryConnectionBusyTheNewOneIsRefused() {
         let table = ConnectionTable(budget: 100)
-        let first = Self.channel()
+        let first = channel()
         guard case .admitted(let id, _) = table.admit(first, listener: "a", maxConnections: 1, now: Self.t0) else {
             Issue.record("admitted")
             return
         }
         table.update(id, rank: .busy)
-        #expect(table.admit(Self.channel(), listener: "a", maxConnections: 1, now: Self.t0) == .refused)
+        #expect(table.admit(channel(), listener: "a", maxConnections: 1, now: Self.t0) == .refused)
         #expect(first.isActive)
         table.remove(id)
         #expect(table.count == 0)
@@ -122,11 +131,11 @@ import Testing
 
     @Test func theProcessBudgetMakesRoomAcrossListeners() {
         let table = ConnectionTable(budget: 2)
-        let a = Self.channel(), b = Self.channel()
+        let a = channel(), b = channel()
         _ = table.admit(a, listener: "metrics", maxConnections: 10, now: Self.t0)
         _ = table.admit(b, listener: "metrics", maxConnections: 10, now: Self.t0 + .seconds(1))
         // The OTLP listener is under its own limit; the process is not.
-        #expect(table.admit(Self.channel(), listener: "otlp", maxConnections: 10, now: Self.t0 + .seconds(2)) != .refused)
+        #expect(table.admit(channel(), listener: "otlp", maxConnections: 10, now: Self.t0 + .seconds(2)) != .refused)
         #expect(!a.isActive && b.isActive && table.count == 2)
         #expect(table.evictOne(now: Self.t0 + .seconds(10)) && !b.isActive)
     }
