@@ -12,7 +12,12 @@ import Testing
     private var opened: [EmbeddedChannel] = []
 
     deinit {
-        for channel in opened { _ = try? channel.finish() }
+        for channel in opened {
+            // A close queues the pipeline's teardown on the embedded loop; run it.
+            channel.embeddedEventLoop.run()
+            _ = try? channel.finish()
+            channel.embeddedEventLoop.run()
+        }
     }
 
     static let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
