@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 SWIFT ?= swift
-APT_PACKAGES := pkg-config protobuf-c-compiler libprotobuf-c-dev libnghttp2-dev libssl-dev zlib1g-dev libzstd-dev zstd nghttp2-client curl openssl libclang-rt-14-dev
+APT_PACKAGES := pkg-config protobuf-c-compiler libprotobuf-c-dev libnghttp2-dev libssl-dev zlib1g-dev libzstd-dev zstd nghttp2-client curl openssl libclang-rt-14-dev jq
 PYTHON ?= python3
 FUZZ_SECONDS ?= 60
 
@@ -58,6 +58,7 @@ run: deps
 	mkdir -p data
 	.build/release/sluice --config collector.yaml
 
+# Regenerates Sources/COTLP from proto/ (needs protoc-c and libprotobuf-dev's descriptor.proto).
 proto:
 	scripts/generate-proto.sh
 

@@ -90,6 +90,18 @@ exporters:
     compression: none
     mapping: {mode: raw}
     sending_queue: {sizer: bytes, queue_size: 4294967296}
+  # The gateway tier's shape (deploy/kubernetes/gateway, docs/scaling.md): the
+  # pipeline log on disk, so a 2xx to a sidecar means the records are on disk.
+  splunk_hec/tier:
+    endpoint: http://127.0.0.1:$hec_port
+    token: bench-token
+    sourcetype: ai:gateway:audit
+    sending_queue: {storage: file_storage}
+  elasticsearch/tier:
+    endpoint: http://127.0.0.1:$es_port
+    mapping: {mode: raw}
+    logs_index: siem-events-%{+yyyy.MM.dd}
+    sending_queue: {storage: file_storage}
   file:
     path: $work/out.jsonl
     rotation:
@@ -205,6 +217,9 @@ for round in $(seq "$rounds"); do
     run_case es-gzip elasticsearch "" "$dest_requests"
     run_case hec-nogzip splunk_hec/nogzip "" "$dest_requests"
     run_case es-nogzip elasticsearch/nogzip "" "$dest_requests"
+    # The gateway tier: OTLP/gRPC from sidecars, the disk log, then the SIEM.
+    run_case tier-hec splunk_hec/tier "" "$dest_requests" grpc
+    run_case tier-es elasticsearch/tier "" "$dest_requests" grpc
     # The same into `nop` through the disk log (file_storage), with each fsync policy.
     run_case disk-interval nop interval
     run_case disk-always nop always
@@ -215,7 +230,7 @@ for round in $(seq "$rounds"); do
     run_case nop-8c nop "" "$requests" h1 8
     run_case disk-8c nop interval "$requests" h1 8
 done
-for name in nop nop-h2 nop-grpc file hec-gzip es-gzip hec-nogzip es-nogzip disk-interval disk-always nop-1c disk-1c nop-8c disk-8c; do report "$name"; done
+for name in nop nop-h2 nop-grpc file hec-gzip es-gzip hec-nogzip es-nogzip tier-hec tier-es disk-interval disk-always nop-1c disk-1c nop-8c disk-8c; do report "$name"; done
 # Issue #5: the disk log (fsync interval) keeps at least 80 % of the memory log's rate.
 ratio disk-interval nop
 ratio disk-always nop

@@ -326,10 +326,29 @@ import SluiceCore
         #expect(diagnostics.contains { $0.path == "exporters.file.rotation.max_megabyte" && $0.message == "unknown key (did you mean max_megabytes?)" })
     }
 
+    /// `compression: zstd` as the Collector writes it: each request a zstd frame
+    /// behind its big-endian length, in either format.
+    @Test func zstdFramesEachRequestBehindItsLength() throws {
+        let (made, problems) = make("path: out.bin\ncompression: zstd")
+        #expect(made != nil, "\(problems)")
+        let batch = logsBatch(body: "zstd framed")
+        for format in [FileExporterConfig.Format.json, .proto] {
+            let bytes = try FileExporter.encode([batch, batch], format: format, zstd: true)
+            let frames = try protoFrames(bytes)
+            #expect(frames.count == 2)
+            for frame in frames {
+                let message = try Decompression.decompress(frame, encoding: .zstd, limit: 1 << 20)
+                let decoded = format == .json ? try OTLPBatch.decode(json: message, signal: .logs) : try OTLPBatch.decode(protobuf: message, signal: .logs)
+                #expect(decoded.itemCount == batch.itemCount)
+                #expect(message == (format == .json ? batch.encodeJSON() : batch.encodeProtobuf()))
+            }
+        }
+    }
+
     @Test func unsupportedCollectorFeaturesAreReported() {
-        let (zstd, zstdDiagnostics) = make("path: out.json\ncompression: zstd")
-        #expect(zstd == nil)
-        #expect(zstdDiagnostics.contains { $0.path == "exporters.file.compression" && $0.message.contains("zstd is not supported") })
+        let (brotli, brotliDiagnostics) = make("path: out.json\ncompression: br")
+        #expect(brotli == nil)
+        #expect(brotliDiagnostics.contains { $0.path == "exporters.file.compression" })
 
         let (grouped, groupDiagnostics) = make("path: out.json\ngroup_by:\n  enabled: true")
         #expect(grouped == nil)

@@ -324,3 +324,21 @@ import SluiceCore
         return field(1, resourceLogs)
     }
 }
+
+/// `export_raw`: bodies one per line, and where they go.
+@Suite struct SplunkHECRawTests {
+    @Test func rawLinesAreTheBodies() throws {
+        var settings = HECEncoder.Settings()
+        settings.rawLogs = true
+        let json = #"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"blocked by pii-guard"}},{"body":{"kvlistValue":{"values":[{"key":"a","value":{"intValue":"1"}}]}}},{}]}]}]}"#
+        let events = HECEncoder(settings).encode([try OTLPBatch.decode(json: Array(json.utf8), signal: .logs)], signal: .logs)
+        #expect(String(decoding: events.bytes, as: UTF8.self) == "blocked by pii-guard\n{\"a\":1}\n\n")
+        #expect(events.count == 3)
+    }
+
+    @Test func theRawEndpointIsTheEndpointsOwnOrUnderTheRoot() {
+        #expect(SplunkHECConfig.paths("/services/collector/raw").event == "/services/collector/event")
+        #expect(SplunkHECConfig.rawPath("/services/collector/raw", base: "/services/collector") == "/services/collector/raw")
+        #expect(SplunkHECConfig.rawPath("/services/collector", base: "/services/collector") == "/services/collector/raw")
+    }
+}

@@ -183,4 +183,21 @@ import Testing
         _ = QueueSettings(try #require(bytes.exporters.first?.config.map("sending_queue")))
         #expect(bytes.diagnostics.all.contains { $0.path.hasSuffix("batch.sizer") })
     }
+
+    /// An unset variable without a default becomes empty, as in the Collector, with
+    /// a warning: `${env:MY_POD_IP}:4317` would otherwise bind every interface quietly.
+    @Test func anUnsetVariableIsNamed() {
+        let config = load("""
+        receivers:
+          otlp:
+            protocols:
+              grpc:
+                endpoint: ${env:MY_POD_IP}:4317
+              http:
+                endpoint: ${env:MY_POD_IP:-127.0.0.1}:4318
+        """, env: [:])
+        #expect(config.diagnostics.warnings.map(\.description) == [
+            "collector.yaml:5 receivers.otlp.protocols.grpc.endpoint: ${MY_POD_IP} is not set in the environment and becomes empty; set it, or give a default with ${env:MY_POD_IP:-value}",
+        ])
+    }
 }

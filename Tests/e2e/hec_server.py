@@ -15,6 +15,10 @@ It answers as Splunk's HEC does (docs/splunk-hec.md):
   else 400 code 10/11); a 200 carries `ackId`; POST /services/collector/ack
   `{"acks":[…]}` answers which ids are indexed, each true once `ack_delay` has
   passed (an id answered true is forgotten, as Splunk does).
+- POST /services/collector/raw (also .../raw/1.0): the raw endpoint. A channel is
+  required (`X-Splunk-Request-Channel`, a GUID; else 400 code 10), the body (gzip
+  when Content-Encoding says so) is split at newlines and each non-empty line is
+  one event, kept as {"event": <line>, "raw": True}.
 - GET /services/collector/health: 200 {"text":"HEC is healthy","code":17}.
 
 Misbehaviour, switched on by the test: a 503 (code 9, Retry-After) period; 413
@@ -45,6 +49,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 EVENT_PATHS = {"/services/collector", "/services/collector/event", "/services/collector/event/1.0"}
+RAW_PATHS = {"/services/collector/raw", "/services/collector/raw/1.0"}
 ACK_PATH = "/services/collector/ack"
 HEALTH_PATHS = {"/services/collector/health", "/services/collector/health/1.0"}
 EVENT_KEYS = {"time", "host", "source", "sourcetype", "index", "event", "fields"}
@@ -212,6 +217,8 @@ class HECServer:
             channel = self._channel(handler)
             if path == ACK_PATH:
                 return self._handle_ack(handler, body, channel)
+            if path in RAW_PATHS:
+                return self._handle_raw(handler, body, channel)
             if path not in EVENT_PATHS:
                 raise ProtocolError("The requested URL was not found on this server.", code=404, status=404)
             self._handle_events(handler, body, channel)
@@ -274,18 +281,7 @@ class HECServer:
             with self._lock:
                 self.request_sizes.append((413, len(body)))
             return self._reply(handler, 413, {"text": "Content-Length of %d too large (maximum is %d)" % (len(body), self.max_body), "code": 27})
-        encoding = (handler.headers.get("Content-Encoding") or "").lower()
-        if encoding == "gzip":
-            try:
-                text = gzip.decompress(body)
-            except (OSError, EOFError, zlib.error) as error:
-                raise ProtocolError(f"body is not gzip: {error}") from None
-        elif encoding:
-            raise ProtocolError(f"unsupported Content-Encoding {encoding}")
-        else:
-            if body[:2] == b"\x1f\x8b":
-                raise ProtocolError("a gzip body without Content-Encoding: gzip")
-            text = body
+        encoding, text = self._decoded(handler, body)
         if handler.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             raise ProtocolError(f"Content-Type {handler.headers.get('Content-Type')!r}, expected application/json")
         events = parse_events(text)
@@ -311,6 +307,35 @@ class HECServer:
         if ack_id is not None:
             reply["ackId"] = ack_id
         self._reply(handler, 200, reply)
+
+    @staticmethod
+    def _decoded(handler, body: bytes) -> tuple[str, bytes]:
+        """(Content-Encoding, the body decompressed), as HEC reads it."""
+        encoding = (handler.headers.get("Content-Encoding") or "").lower()
+        if encoding == "gzip":
+            try:
+                return encoding, gzip.decompress(body)
+            except (OSError, EOFError, zlib.error) as error:
+                raise ProtocolError(f"body is not gzip: {error}") from None
+        if encoding:
+            raise ProtocolError(f"unsupported Content-Encoding {encoding}")
+        if body[:2] == b"\x1f\x8b":
+            raise ProtocolError("a gzip body without Content-Encoding: gzip")
+        return encoding, body
+
+    def _handle_raw(self, handler, body: bytes, channel: str | None) -> None:
+        if channel is None or not GUID.match(channel):
+            with self._lock:
+                self.errors.append(f"a raw request without a valid X-Splunk-Request-Channel ({channel!r})")
+            raise ProtocolError("Data channel is missing", code=10)
+        encoding, text = self._decoded(handler, body)
+        events = [{"event": line.decode("utf-8", errors="replace"), "raw": True} for line in text.split(b"\n") if line.strip()]
+        if not events:
+            raise ProtocolError("No data", code=5)
+        with self._lock:
+            self.request_sizes.append((200, len(body)))
+            self.received.append(Received(events, len(body), encoding, channel, None, dict(handler.headers)))
+        self._reply(handler, 200, {"text": "Success", "code": 0})
 
     def _handle_ack(self, handler, body: bytes, channel: str | None) -> None:
         if not self.acks:

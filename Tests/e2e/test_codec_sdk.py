@@ -465,15 +465,18 @@ def test_negative_zero_double():
 
 
 @pytest.mark.parametrize("frm", ["proto", "json"])
-def test_nul_inside_strings_is_refused_not_cut(frm):
-    """protobuf-c keeps strings as C strings, so a value with U+0000 would lose its
-    tail without a word; sluice refuses the request instead, naming the problem."""
+def test_nul_inside_strings_arrives_whole(frm):
+    """U+0000 is valid in an OTLP string (protobuf and JSON). Strings are kept with
+    their length (protobuf-c's string_as_bytes), so the value and what follows the
+    NUL survive both codecs, bit for bit; JSON writes it as \\u0000."""
     message = _single_value_request(string_value="admin\x00; rm -rf /")
     if frm == "proto":
         body = message.SerializeToString()
     else:
         body = json.dumps(samples.message_to_otlp_json(message)).encode()
-    assert_refused(convert(body, signal="logs", frm=frm, to="proto"), "NUL" if frm == "proto" else "u0000")
+    assert convert_ok(body, signal="logs", frm=frm, to="proto") == message.SerializeToString()
+    out = convert_ok(body, signal="logs", frm=frm, to="json")
+    assert b'"admin\\u0000; rm -rf /"' in out, out
 
 
 def test_int64_and_uint64_extremes_in_json():

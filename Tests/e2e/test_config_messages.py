@@ -130,3 +130,173 @@ def test_sending_queue_batch_shapes_an_exporters_requests(tmp_path, track_sluice
     assert otlp_sink.wait_for(lambda s: len(rt.flatten_logs(s.messages("logs"))) >= 500, 180), "the 500 records did not arrive"
     sizes = [len(rt.flatten_logs([m])) for m in otlp_sink.messages("logs")]
     assert sizes == [500], sizes
+
+
+def test_debug_output_paths_writes_where_it_is_told(tmp_path, track_sluice):
+    """The debug exporter's `output_paths`: a file, instead of stderr."""
+    from test_splunk_hec import log_request
+
+    out = tmp_path / "debug.txt"
+
+    def make(ports: rt.Ports) -> dict:
+        return {
+            "receivers": {"otlp": {"protocols": {"http": {"endpoint": ports.address("otlp")}}}},
+            "exporters": {"debug": {"verbosity": "detailed", "output_paths": [str(out)]}},
+            "service": {"telemetry": {"metrics": {"address": ports.address("metrics")}},
+                        "pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["debug"]}}},
+        }
+
+    process = rt.start_sluice(tmp_path, make, track_sluice)
+    ids, body = log_request("dbg", 0, 3)
+    assert rt.post(process.ports.url("otlp", "/v1/logs"), body).status == 200
+    rt.wait_until(lambda: out.exists() and all(i in out.read_text() for i in ids), 60, what="the records in the debug file")
+    assert not any(i in process.stderr() for i in ids), "the records went to stderr too"
+
+
+# ----------------------------------------------------------------------------
+# health_check: tls, response_body, path (keys that were accepted and ignored)
+
+from certs import pki  # noqa: E402,F401 - the session fixture
+
+
+def test_health_check_serves_tls_and_custom_bodies(tmp_path, track_sluice, pki):  # noqa: F811
+    """A health check configured for TLS answers over TLS only (it was served in
+    plain text), with the configured response bodies."""
+    import ssl
+    import urllib.request
+
+    server = pki.install_server(tmp_path / "tls")
+
+    def make(ports: rt.Ports) -> dict:
+        return {
+            "receivers": {"otlp": {"protocols": {"http": {"endpoint": ports.address("otlp")}}}},
+            "exporters": {"nop": {}},
+            "extensions": {"health_check": {"endpoint": ports.address("health"), "path": "/health/status",
+                                            "tls": {"cert_file": str(server.cert), "key_file": str(server.key)},
+                                            "response_body": {"healthy": "all good", "unhealthy": "not yet"}}},
+            "service": {"extensions": ["health_check"], "telemetry": {"metrics": {"address": ports.address("metrics")}},
+                        "pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["nop"]}}},
+        }
+
+    process = rt.start_sluice(tmp_path, make, track_sluice)
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    context.check_hostname = False
+    url = f"https://{process.ports.address('health')}/health/status"
+    with urllib.request.urlopen(url, context=context, timeout=30) as response:
+        assert response.status == 200 and response.read() == b"all good"
+    # Plain HTTP on the TLS port gets no health answer.
+    try:
+        plain = rt.get(f"http://{process.ports.address('health')}/health/status", timeout=10)
+        assert plain.status != 200, plain
+    except Exception:
+        pass
+
+
+def test_health_check_path_must_start_with_a_slash(tmp_path):
+    path = tmp_path / "collector.yaml"
+    path.write_text("receivers:\n  otlp:\n    protocols:\n      http:\nexporters:\n  nop:\nextensions:\n  health_check:\n    path: health\n"
+                    "service:\n  extensions: [health_check]\n  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [nop]\n")
+    result = validate(path)
+    assert result.returncode == 1
+    assert 'collector.yaml:9 extensions.health_check.path: must start with "/", like /health/status' in result.stderr, result.stderr
+
+
+def test_telemetry_resource_and_drop_views_shape_metrics(tmp_path, track_sluice):
+    """service.telemetry.resource becomes target_info's labels on /metrics; a view
+    with aggregation drop leaves its metrics out."""
+
+    def make(ports: rt.Ports) -> dict:
+        return {
+            "receivers": {"otlp": {"protocols": {"http": {"endpoint": ports.address("otlp")}}}},
+            "exporters": {"nop": {}},
+            "service": {
+                "telemetry": {
+                    "resource": {"service.name": "sluice-sidecar", "k8s.pod.name": "gateway-7f9c"},
+                    "metrics": {"address": ports.address("metrics"),
+                                "views": [{"selector": {"instrument_name": "sluice_exporter_sent_*"}, "stream": {"aggregation": {"drop": {}}}}]},
+                },
+                "pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["nop"]}},
+            },
+        }
+
+    process = rt.start_sluice(tmp_path, make, track_sluice)
+    text = rt.get(process.ports.url("metrics", "/metrics")).body.decode()
+    assert 'target_info{service_name="sluice-sidecar",k8s_pod_name="gateway-7f9c"} 1' in text, text[:500]
+    names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    assert not any(n.startswith("sluice_exporter_sent_") for n in names), sorted(names)
+    assert "sluice_exporter_dead_lettered_items_total" in names, sorted(names)
+
+
+def test_a_periodic_reader_pushes_sluices_own_metrics_over_otlp(tmp_path, track_sluice, otlp_sink):
+    """service.telemetry.metrics.readers[].periodic with an OTLP/HTTP exporter (the
+    Collector's internal-telemetry form): Sluice's metrics arrive as OTLP metrics —
+    counters as cumulative monotonic sums, with their labels and the resource."""
+    from test_splunk_hec import log_request
+
+    def make(ports: rt.Ports) -> dict:
+        return {
+            "receivers": {"otlp": {"protocols": {"http": {"endpoint": ports.address("otlp")}}}},
+            "exporters": {"nop": {}},
+            "service": {
+                "telemetry": {
+                    "resource": {"service.name": "sluice-sidecar"},
+                    "metrics": {"address": ports.address("metrics"), "readers": [{"periodic": {
+                        "interval": 200, "exporter": {"otlp": {"protocol": "http/protobuf", "endpoint": otlp_sink.endpoint + "/v1/metrics"}}}}]},
+                },
+                "pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["nop"]}},
+            },
+        }
+
+    process = rt.start_sluice(tmp_path, make, track_sluice)
+    _, body = log_request("push", 0, 7)
+    assert rt.post(process.ports.url("otlp", "/v1/logs"), body).status == 200
+
+    def sent_seven():
+        for message in reversed(otlp_sink.messages("metrics")):
+            for rm in message.resource_metrics:
+                resource = {kv.key: kv.value.string_value for kv in rm.resource.attributes}
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        if metric.name == "sluice_exporter_sent_items_total":
+                            for point in metric.sum.data_points:
+                                labels = {kv.key: kv.value.string_value for kv in point.attributes}
+                                if labels.get("exporter") == "nop" and point.as_double == 7:
+                                    return resource, metric
+        return None
+
+    resource, metric = rt.wait_until(sent_seven, 60, what="a push with the 7 records sent")
+    assert resource == {"service.name": "sluice-sidecar"}
+    assert metric.sum.is_monotonic and metric.sum.aggregation_temporality == 2
+    assert metric.description
+
+
+def test_a_periodic_reader_pushes_over_grpc_too(tmp_path, track_sluice):
+    """`protocol: grpc/protobuf`, as opentelemetry.io's internal-telemetry page
+    configures it: the metrics arrive as a MetricsService/Export call."""
+    from test_otlp_grpc_exporter import GRPCDestination
+
+    with GRPCDestination() as destination:
+        def make(ports: rt.Ports) -> dict:
+            return {
+                "receivers": {"otlp": {"protocols": {"http": {"endpoint": ports.address("otlp")}}}},
+                "exporters": {"nop": {}},
+                "service": {
+                    "telemetry": {"metrics": {"address": ports.address("metrics"), "readers": [{"periodic": {
+                        "interval": 200, "exporter": {"otlp": {"protocol": "grpc/protobuf", "endpoint": f"http://{destination.address}",
+                                                               "headers": [{"name": "x-tenant", "value": "security"}]}}}}]}},
+                    "pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["nop"]}},
+                },
+            }
+
+        process = rt.start_sluice(tmp_path, make, track_sluice)
+
+        def pushed():
+            process.check_alive("metrics pushed over gRPC")
+            with destination._lock:
+                delivered = list(destination.delivered["metrics"])
+                calls = list(destination.calls)
+            names = {m.name for r in delivered for rm in r.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+            return "sluice_exporter_sent_items_total" in names and calls
+
+        calls = rt.wait_until(pushed, 60, what="a MetricsService/Export call")
+        assert calls[0].metadata.get("x-tenant") == "security", calls[0].metadata

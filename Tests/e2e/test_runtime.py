@@ -917,7 +917,7 @@ def test_validate_reports_every_problem_in_one_run(tmp_path):
 def test_validate_accepts_a_valid_config(tmp_path):
     text = INVALID_CONFIG.replace("    timout: 5s\n", "").replace("  otlpp:\n    endpoint: http://127.0.0.1:9\n", "")
     text = text.replace("[otlphttp, otlpp]", "[otlphttp]").replace("[otlphttp, missing_exporter]", "[otlphttp]")
-    # otlphttp is a deprecated alias now (a warning on stderr); a valid config uses the name.
+    # The current name: the deprecated `otlphttp` validates too, with a warning.
     text = text.replace("otlphttp", "otlp_http")
     path, result = _validate(tmp_path, text, "valid.yaml")
     assert result.returncode == 0, result.stderr

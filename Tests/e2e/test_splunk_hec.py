@@ -620,3 +620,20 @@ def test_spans_become_span_events(tmp_path, track_sluice, hec):
         service = span.resource.attributes.get("service.name")
         assert event.get("fields", {}).get("service.name") == service
     assert hec.errors == []
+
+
+def test_export_raw_sends_bodies_to_the_raw_endpoint(tmp_path, track_sluice, hec):
+    """`export_raw: true` (the Collector's): log records go to the raw endpoint as
+    their bodies, one per line, on a channel."""
+    process = rt.start_sluice(tmp_path, sluice_config(hec, {"export_raw": True}), track_sluice)
+    ids, body = log_request("raw", 0, 30)
+    post_logs(process, body)
+    rt.wait_until(lambda: len(hec.events()) >= 30 and status(process)["lag"]["items"] == 0, 120, what="30 raw events")
+    events = hec.events()
+    assert all(e.get("raw") for e in events), events[:2]
+    lines = sorted(e["event"] for e in events)
+    expected = sorted(f"{gateway_attributes('raw', i)['action']} by {gateway_attributes('raw', i)['policy_name']}" for i in range(30))
+    assert lines == expected, (lines[:3], expected[:3])
+    raw_requests = [r for r in hec.payloads() if r.channel]
+    assert raw_requests and all(r.channel for r in hec.payloads()), "every raw request carries a channel"
+    assert hec.errors == []

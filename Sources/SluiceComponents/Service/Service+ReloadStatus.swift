@@ -71,7 +71,7 @@ struct ServiceTelemetryResponder: HTTPRequestResponder {
 
     func respond(to request: HTTPServerRequest, on eventLoop: any EventLoop) -> EventLoopFuture<HTTPServerResponse> {
         guard let service else { return eventLoop.makeSucceededFuture(.text(.serviceUnavailable, "stopping\n")) }
-        let plain = TelemetryResponder(metrics: metrics, board: service.board)
+        let plain = TelemetryResponder(metrics: metrics, board: service.board, telemetry: service.telemetry)
         guard request.path == "/status" else { return plain.respond(to: request, on: eventLoop) }
         // The board writes `{"exporters":{…}}\n`; the reload goes in before the last brace.
         var body = service.board.json()

@@ -62,6 +62,8 @@ public final class Service: Sendable {
     let retiringDisk = Mutex<[String: Task<Void, Never>]>([:])
     let reloads: ReloadRecorder
     private let telemetryServer = Mutex<HTTPServer?>(nil)
+    /// `readers[].periodic`: the loop pushing Sluice's own metrics, when configured.
+    private let metricsPush = Mutex<Task<Void, Never>?>(nil)
     let undeliveredAtShutdown: Counter
 
     /// The current generation's exporters and their lag, for `/status`.
@@ -141,6 +143,10 @@ public final class Service: Sendable {
             baseContext.logger.info("metrics and status listening", metadata: ["address": "\(address)", "paths": "/metrics /status"])
             ListenerExposure.warnIfOpen(hostPort, listener: "service.telemetry.metrics", tls: false, auth: false, logger: baseContext.logger)
         }
+        if let pusher = MetricsPusher(telemetry, metrics: metrics, logger: baseContext.logger) {
+            baseContext.logger.info("pushing Sluice's metrics", metadata: ["endpoint": "\(pusher.push.endpoint)", "interval": "\(pusher.push.interval)"])
+            metricsPush.withLock { $0 = Task { await pusher.run() } }
+        }
         for (id, receiver) in g.receivers.sorted(by: { $0.key < $1.key }) {
             try await receiver.start(sink: g.slots[id]!)
         }
@@ -190,6 +196,12 @@ public final class Service: Sendable {
             metrics.gauge("sluice_exporter_lag_items", "Items in the log not yet delivered by the exporter.",
                           labels: [("exporter", exporter.description), ("pipeline", name)]) { [weak self] in
                 Double(self?.log(of: id)?.lag(exporter).items ?? 0)
+            }
+            // How long the oldest record this exporter has not delivered has waited:
+            // what a dashboard or an alert needs to tell "behind" from "stuck".
+            metrics.gauge("sluice_exporter_lag_oldest_age_seconds", "Age of the oldest item in the log not yet delivered by the exporter (0 when none).",
+                          labels: [("exporter", exporter.description), ("pipeline", name)]) { [weak self] in
+                self?.log(of: id)?.lag(exporter).oldestAgeSeconds ?? 0
             }
             let status = status(exporter)
             metrics.gauge("sluice_exporter_up", "1 active, 0.5 degraded, 0 failed.", labels: [("exporter", exporter.description)]) {
@@ -258,6 +270,7 @@ public final class Service: Sendable {
     @discardableResult
     public func shutdown() async -> Int {
         health.set(.stopping)
+        metricsPush.withLock { $0?.cancel() }
         let g = generation
         let logger = baseContext.logger
         logger.info("shutting down", metadata: ["timeout": "\(g.shutdownTimeout)"])

@@ -48,6 +48,45 @@ public struct TelemetryConfig: Sendable {
     public var logLevel: String = "info"
     /// `json` (default) or `console` (text).
     public var logEncoding: String? = nil
+    /// `resource`: attributes describing this Sluice, on `/metrics` as `target_info`'s
+    /// labels (the OpenTelemetry → Prometheus convention).
+    public var resource: [(String, String)] = []
+    /// `views` with `aggregation: drop`: metric names (`*` a wildcard) left out of `/metrics`.
+    public var droppedMetrics: [String] = []
+    /// `readers[].periodic` with an OTLP/HTTP exporter: Sluice pushes its own metrics.
+    public var push: MetricsPush?
+
+    /// Where and how often Sluice sends its own metrics over OTLP (protobuf, over
+    /// HTTP or gRPC).
+    public struct MetricsPush: Sendable {
+        /// HTTP: the full URL, `…/v1/metrics` (as OpenTelemetry's declarative config
+        /// writes it); gRPC: the server's URL.
+        public var endpoint: String
+        /// `protocol: grpc` (or `grpc/protobuf`): OTLP/gRPC `MetricsService/Export`.
+        public var grpc = false
+        public var headers: [(String, String)] = []
+        public var interval: Duration = .seconds(60)
+        public var timeout: Duration = .seconds(30)
+    }
+
+    public init() {}
+
+    /// Whether `views` drop this metric.
+    public func drops(_ name: String) -> Bool {
+        droppedMetrics.contains { pattern in
+            guard pattern.contains("*") else { return pattern == name }
+            let parts = pattern.split(separator: "*", omittingEmptySubsequences: false).map(String.init)
+            var rest = Substring(name)
+            guard rest.hasPrefix(parts[0]) else { return false }
+            rest = rest.dropFirst(parts[0].count)
+            for (i, part) in parts.enumerated().dropFirst() {
+                if i == parts.count - 1 { return part.isEmpty || rest.hasSuffix(part) }
+                guard let range = rest.range(of: part) else { return false }
+                rest = rest[range.upperBound...]
+            }
+            return true
+        }
+    }
 }
 
 /// The whole `collector.yaml`, structured but with each component's own section
@@ -215,26 +254,82 @@ public final class CollectorConfig: @unchecked Sendable {
         return result
     }
 
+    /// `service.telemetry`. What Sluice does with it: Prometheus metrics and /status
+    /// on `metrics.address` (or a `readers[].pull` Prometheus reader), `logs.level`
+    /// and `logs.encoding` to stderr. Every other key the Collector defines is named
+    /// in a warning with why it changes nothing.
     private func readTelemetry(_ telemetry: ConfigMap) {
         if let metrics = telemetry.map("metrics") {
-            if let level = metrics.enumeration("level", ["none", "basic", "normal", "detailed"]), level == "none" {
-                self.telemetry.metricsAddress = nil
+            if let level = metrics.enumeration("level", ["none", "basic", "normal", "detailed"]) {
+                if level == "none" { self.telemetry.metricsAddress = nil }
+                if level == "basic" || level == "detailed" {
+                    metrics.warn("level", "\(level) has no effect in Sluice: its metrics are the same at every level (none turns them off)")
+                }
             }
             if let address = metrics.string("address") { self.telemetry.metricsAddress = address }
             // The Collector's newer form: readers[].pull.exporter.prometheus.{host,port}.
             if let readers = metrics.sections("readers") {
                 for reader in readers {
-                    guard let pull = reader.map("pull"), let exporter = pull.map("exporter"), let prometheus = exporter.map("prometheus") else {
-                        reader.finish()
-                        continue
+                    if let periodic = reader.map("periodic") {
+                        readPeriodicReader(periodic)
+                        periodic.finish()
                     }
-                    let host = prometheus.string("host") ?? "localhost"
-                    let port = prometheus.int("port", min: 0, max: 65535) ?? 8888
-                    prometheus.accept("without_scope_info", "without_type_suffix", "without_units", "with_resource_constant_labels")
-                    self.telemetry.metricsAddress = "\(host):\(port)"
-                    prometheus.finish(); exporter.finish(); pull.finish(); reader.finish()
+                    if let pull = reader.map("pull"), let exporter = pull.map("exporter") {
+                        if let prometheus = exporter.map("prometheus") {
+                            let host = prometheus.string("host") ?? "localhost"
+                            let port = prometheus.int("port", min: 0, max: 65535) ?? 8888
+                            prometheus.keysWithoutEffect([
+                                ("without_scope_info", "Sluice's metrics carry no scope labels"),
+                                ("without_type_suffix", "Sluice's metric names are fixed (docs/operations.md lists them)"),
+                                ("without_units", "Sluice's metric names are fixed (docs/operations.md lists them)"),
+                                ("with_resource_constant_labels", "Sluice adds no resource labels"),
+                            ])
+                            self.telemetry.metricsAddress = "\(host):\(port)"
+                            prometheus.finish()
+                        }
+                        exporter.finish()
+                        pull.finish()
+                    }
+                    reader.finish()
                 }
             }
+            if let views = metrics.sections("views") {
+                for view in views {
+                    var name: String?
+                    if let selector = view.map("selector") {
+                        name = selector.string("instrument_name")
+                        selector.keysWithoutEffect([("instrument_type", "views select by instrument_name"), ("unit", "views select by instrument_name"),
+                                                    ("meter_name", "views select by instrument_name"), ("meter_version", "views select by instrument_name"),
+                                                    ("meter_schema_url", "views select by instrument_name")])
+                        selector.finish()
+                    }
+                    var drop = false
+                    if let stream = view.map("stream") {
+                        if let aggregation = stream.map("aggregation") {
+                            drop = aggregation.has("drop")
+                            aggregation.accept("drop")
+                            if !drop {
+                                aggregation.keysWithoutEffect([("default", "Sluice's metrics keep their own form"), ("sum", "Sluice's metrics keep their own form"),
+                                                               ("last_value", "Sluice's metrics keep their own form"),
+                                                               ("explicit_bucket_histogram", "Sluice's metrics keep their own form"),
+                                                               ("base2_exponential_bucket_histogram", "Sluice's metrics keep their own form")])
+                            }
+                            aggregation.finish()
+                        }
+                        stream.keysWithoutEffect([("name", "Sluice's metric names are fixed"), ("description", "Sluice's metric names are fixed"),
+                                                  ("attribute_keys", "Sluice's metrics keep their labels"),
+                                                  ("aggregation_cardinality_limit", "Sluice's metrics have bounded labels")])
+                        stream.finish()
+                    }
+                    if drop {
+                        if let name, !name.isEmpty { self.telemetry.droppedMetrics.append(name) } else {
+                            view.report("selector", "a drop view needs selector.instrument_name (a metric name, * for a wildcard)")
+                        }
+                    }
+                    view.finish()
+                }
+            }
+            metrics.keysWithoutEffect([("cardinality_limits", "Sluice's metrics have bounded labels")])
             metrics.finish()
         }
         if let logs = telemetry.map("logs") {
@@ -242,11 +337,77 @@ public final class CollectorConfig: @unchecked Sendable {
                 self.telemetry.logLevel = level.lowercased()
             }
             if let encoding = logs.enumeration("encoding", ["json", "console"]) { self.telemetry.logEncoding = encoding }
-            logs.accept("development", "disable_caller", "disable_stacktrace", "sampling", "output_paths", "error_output_paths", "initial_fields", "processors")
+            if let paths = logs.stringList("output_paths"), paths != ["stderr"] {
+                logs.warn("output_paths", "Sluice logs to stderr only (collected by the container runtime); \(paths.joined(separator: ", ")) has no effect")
+            }
+            if let paths = logs.stringList("error_output_paths"), paths != ["stderr"] {
+                logs.warn("error_output_paths", "Sluice logs to stderr only (collected by the container runtime); \(paths.joined(separator: ", ")) has no effect")
+            }
+            logs.keysWithoutEffect([
+                ("development", "there is no development mode"),
+                ("disable_caller", "log lines carry no caller"),
+                ("disable_stacktrace", "log lines carry no stack traces"),
+                ("sampling", "every log line is written; Sluice logs state changes, not per-request lines"),
+                ("initial_fields", "log lines carry their component's own fields"),
+                ("processors", "log lines are written to stderr only"),
+            ])
             logs.finish()
         }
-        telemetry.accept("resource", "traces")
+        if let resource = telemetry.map("resource") {
+            for key in resource.keys {
+                // A null value removes an attribute in the Collector; there are no defaults here to remove.
+                if let value = resource.string(key) { self.telemetry.resource.append((key, value)) } else { resource.accept(key) }
+            }
+            resource.finish()
+        }
+        telemetry.keysWithoutEffect([("traces", "Sluice emits no traces of its own")])
         telemetry.finish()
+    }
+
+    /// `readers[].periodic`: `interval` and `timeout` in milliseconds (OpenTelemetry's
+    /// declarative configuration), `exporter.otlp` with `protocol: http/protobuf`
+    /// (or the `otlp_http` spelling), `endpoint`, `headers` as a list of
+    /// `{name, value}` or a map.
+    private func readPeriodicReader(_ periodic: ConfigMap) {
+        var push = TelemetryConfig.MetricsPush(endpoint: "")
+        if let ms = periodic.int("interval", min: 1) { push.interval = .milliseconds(ms) }
+        if let ms = periodic.int("timeout", min: 1) { push.timeout = .milliseconds(ms) }
+        guard let exporter = periodic.map("exporter") else {
+            periodic.report("exporter", "missing: name the exporter, like exporter: {otlp: {protocol: http/protobuf, endpoint: https://gateway:4318/v1/metrics}}")
+            return
+        }
+        defer { exporter.finish() }
+        if exporter.has("console") {
+            exporter.keysWithoutEffect([("console", "Sluice's metrics are on /metrics; nothing is printed")])
+        }
+        guard let otlp = exporter.map("otlp") ?? exporter.map("otlp_http") else { return }
+        defer { otlp.finish() }
+        if let proto = otlp.enumeration("protocol", ["http/protobuf", "grpc", "grpc/protobuf", "http/json"]) {
+            if proto == "http/json" { otlp.report("protocol", "Sluice pushes its metrics as protobuf; use http/protobuf or grpc") }
+            push.grpc = proto.hasPrefix("grpc")
+        }
+        guard let endpoint = otlp.string("endpoint"), endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://") else {
+            otlp.report("endpoint", "missing or not an http(s) URL: set the OTLP metrics URL, like https://gateway:4318/v1/metrics (or https://gateway:4317 with protocol: grpc)")
+            return
+        }
+        push.endpoint = endpoint
+        if case .sequence? = otlp.node("headers"), let list = otlp.sections("headers") {
+            for entry in list {
+                if let name = entry.string("name"), let value = entry.string("value") { push.headers.append((name, value)) }
+                entry.finish()
+            }
+        } else if let map = otlp.stringMap("headers") {
+            push.headers = map.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        }
+        if let ms = otlp.int("timeout", min: 1) { push.timeout = .milliseconds(ms) }
+        otlp.keysWithoutEffect([("compression", "the push is small and sent uncompressed"),
+                                ("temporality_preference", "Sluice's counters are cumulative"),
+                                ("default_histogram_aggregation", "Sluice has no histograms"),
+                                ("insecure", "the endpoint's scheme decides (http:// or https://)"),
+                                ("certificate", "the system's CA certificates are used"),
+                                ("client_key", "client certificates are not sent"),
+                                ("client_certificate", "client certificates are not sent")])
+        self.telemetry.push = push
     }
 
     // MARK: Substitution and overrides
@@ -256,7 +417,11 @@ public final class CollectorConfig: @unchecked Sendable {
         case .scalar(var scalar):
             guard scalar.string.contains("$") else { return node }
             do {
-                scalar.string = try substitution.expand(scalar.string)
+                var unset: [String] = []
+                scalar.string = try substitution.expand(scalar.string, unset: &unset)
+                for name in unset {
+                    diagnostics.warn(line: scalar.mark?.line, path: path, "${\(name)} is not set in the environment and becomes empty; set it, or give a default with ${env:\(name):-value}")
+                }
             } catch {
                 diagnostics.report(line: scalar.mark?.line, path: path, error.description)
             }

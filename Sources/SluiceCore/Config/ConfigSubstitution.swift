@@ -37,6 +37,14 @@ public struct ConfigSubstitution: Sendable {
     }
 
     public func expand(_ text: String) throws(Failure) -> String {
+        var unset: [String] = []
+        return try expand(text, unset: &unset)
+    }
+
+    /// Also names the variables that were not set and had no default: they become
+    /// empty, as in the Collector, which is rarely what was meant
+    /// (`${env:MY_POD_IP}:4317` becomes `:4317`, every interface).
+    public func expand(_ text: String, unset: inout [String]) throws(Failure) -> String {
         guard text.contains("$") else { return text }
         var out = ""
         var i = text.startIndex
@@ -52,13 +60,13 @@ public struct ConfigSubstitution: Sendable {
             guard next < text.endIndex, text[next] == "{" else { out.append(c); i = next; continue }
             guard let close = text[next...].firstIndex(of: "}") else { throw .unterminated(text) }
             let reference = String(text[text.index(after: next)..<close])
-            out += try resolve(reference)
+            out += try resolve(reference, unset: &unset)
             i = text.index(after: close)
         }
         return out
     }
 
-    private func resolve(_ reference: String) throws(Failure) -> String {
+    private func resolve(_ reference: String, unset: inout [String]) throws(Failure) -> String {
         var scheme = "env"
         var body = reference
         // `${VAR:-default}` has no scheme; `${env:VAR}` and `${file:/p}` do.
@@ -75,6 +83,7 @@ public struct ConfigSubstitution: Sendable {
                 fallback = String(body[range.upperBound...])
             }
             if let value = environment[name], !(value.isEmpty && fallback != nil) { return value }
+            if fallback == nil { unset.append(name) }
             return fallback ?? ""
         case "file":
             guard var contents = readFile(body) else { throw .unreadableFile(body) }

@@ -15,7 +15,16 @@ public final class MetricsRegistry: Sendable {
         let name: String
         let help: String
         let type: String
-        var series: [(labels: String, value: MetricValue)]
+        var series: [(labels: String, pairs: [(String, String)], value: MetricValue)]
+    }
+
+    /// One family's values as they are now, for pushing them elsewhere (OTLP).
+    public struct FamilySnapshot: Sendable {
+        public let name: String
+        public let help: String
+        /// `counter` or `gauge`.
+        public let type: String
+        public let series: [(labels: [(String, String)], value: Double)]
     }
 
     private let families = Mutex<[String: Family]>([:])
@@ -43,21 +52,32 @@ public final class MetricsRegistry: Sendable {
             var family = families[name] ?? Family(name: name, help: help, type: type, series: [])
             if let existing = family.series.first(where: { $0.labels == labelText })?.value as? T { return existing }
             let created = make()
-            family.series.append((labelText, created))
+            family.series.append((labelText, labels, created))
             if families[name] == nil { order.withLock { $0.append(name) } }
             families[name] = family
             return created
         }
     }
 
-    public func exposition() -> String {
+    /// Every family, in creation order, with its current values.
+    public func snapshot(dropping: (String) -> Bool = { _ in false }) -> [FamilySnapshot] {
+        let names = order.withLock { $0 }
+        let families = families.withLock { $0 }
+        return names.compactMap { name in
+            guard !dropping(name), let family = families[name] else { return nil }
+            return FamilySnapshot(name: name, help: family.help, type: family.type, series: family.series.map { ($0.pairs, $0.value.currentValue) })
+        }
+    }
+
+    /// The text format; families `dropping` says yes to are left out (telemetry `views`).
+    public func exposition(dropping: (String) -> Bool = { _ in false }) -> String {
         let names = order.withLock { $0 }
         let snapshot = families.withLock { $0 }
         var out = ""
-        for name in names {
+        for name in names where !dropping(name) {
             guard let family = snapshot[name] else { continue }
             out += "# HELP \(name) \(family.help)\n# TYPE \(name) \(family.type)\n"
-            for (labels, value) in family.series {
+            for (labels, _, value) in family.series {
                 out += "\(name)\(labels) \(Self.format(value.currentValue))\n"
             }
         }
@@ -67,6 +87,21 @@ public final class MetricsRegistry: Sendable {
     static func format(_ value: Double) -> String {
         if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
         return String(value)
+    }
+
+    /// `target_info` with the resource's attributes as labels, as the OpenTelemetry →
+    /// Prometheus convention writes a resource (https://opentelemetry.io/docs/specs/otel/compatibility/prometheus_and_openmetrics/).
+    public static func targetInfo(_ resource: [(String, String)]) -> String {
+        guard !resource.isEmpty else { return "" }
+        let labels = resource.map { "\(labelName($0.0))=\"\(escape($0.1))\"" }.joined(separator: ",")
+        return "# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{\(labels)} 1\n"
+    }
+
+    /// A Prometheus label name: characters outside [a-zA-Z0-9_] become `_` (`service.name` → `service_name`).
+    static func labelName(_ key: String) -> String {
+        var name = String(key.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") ? $0 : "_" })
+        if let first = name.first, first.isNumber { name = "_" + name }
+        return name
     }
 
     static func escape(_ text: String) -> String {

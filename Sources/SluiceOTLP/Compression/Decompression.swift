@@ -201,4 +201,15 @@ public enum Compression {
     public static func gzip(_ input: [UInt8], level: Int32 = 6) -> [UInt8]? {
         input.withUnsafeBytes { gzip($0, level: level) }
     }
+
+    /// One zstd frame holding `input`, with its size in the frame header.
+    public static func zstd(_ input: [UInt8], level: Int32 = 3) -> [UInt8]? {
+        var output = [UInt8](repeating: 0, count: ZSTD_compressBound(input.count))
+        let written = output.withUnsafeMutableBytes { out in
+            input.withUnsafeBytes { ZSTD_compress(out.baseAddress, out.count, $0.baseAddress, $0.count, level) }
+        }
+        guard ZSTD_isError(written) == 0 else { return nil }
+        output.removeLast(output.count - written)
+        return output
+    }
 }

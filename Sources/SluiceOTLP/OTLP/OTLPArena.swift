@@ -24,19 +24,6 @@ final class OTLPArena {
 
     func allocate(_ size: Int) -> UnsafeMutableRawPointer? { sluice_arena_alloc(raw, size) }
 
-    /// A NUL-terminated copy of `bytes`, as protobuf-c keeps strings.
-    func copyCString(_ bytes: UnsafeBufferPointer<UInt8>) -> UnsafeMutablePointer<CChar>? {
-        guard let memory = allocate(bytes.count + 1) else { return nil }
-        if let base = bytes.baseAddress, bytes.count > 0 { memory.copyMemory(from: base, byteCount: bytes.count) }
-        memory.storeBytes(of: 0, toByteOffset: bytes.count, as: UInt8.self)
-        return memory.assumingMemoryBound(to: CChar.self)
-    }
-
-    func copyCString(_ string: String) -> UnsafeMutablePointer<CChar>? {
-        var string = string
-        return string.withUTF8 { copyCString($0) }
-    }
-
     /// A copy of `bytes` as protobuf-c binary data.
     func copyBinary(_ bytes: UnsafeBufferPointer<UInt8>) -> ProtobufCBinaryData? {
         if bytes.isEmpty { return ProtobufCBinaryData(len: 0, data: nil) }

@@ -13,10 +13,29 @@ public struct DebugExporterFactory: ExporterFactory {
     public func make(id: ComponentID, config: ConfigMap, context: ComponentContext) -> (any Exporter)? {
         let before = config.diagnostics.all.count
         let verbosity = config.enumeration("verbosity", ["basic", "normal", "detailed"]) ?? "basic"
-        config.accept("sampling_initial", "sampling_thereafter", "use_internal_logger")
+        // `output_paths` (with use_internal_logger: false in the Collector): stdout,
+        // stderr, or a file appended to. Sluice writes there whatever use_internal_logger says.
+        var destination: FileHandle = .standardError
+        if let paths = config.stringList("output_paths") {
+            if paths.count != 1 { config.report("output_paths", "name one place: stdout, stderr or a file path") }
+            switch paths.first ?? "stderr" {
+            case "stdout": destination = .standardOutput
+            case "stderr": destination = .standardError
+            case let path:
+                if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) }
+                if let handle = FileHandle(forWritingAtPath: path) {
+                    handle.seekToEndOfFile()
+                    destination = handle
+                } else {
+                    config.report("output_paths", "cannot open '\(path)' for writing; check the path and its directory's permissions")
+                }
+            }
+        }
+        config.keysWithoutEffect([("sampling_initial", "every item is printed"), ("sampling_thereafter", "every item is printed"),
+                                  ("use_internal_logger", "the debug exporter writes to output_paths (stderr by default), apart from Sluice's own log")])
         config.finish()
         guard config.diagnostics.all.count == before else { return nil }
-        return DebugExporter(id: id, verbosity: verbosity)
+        return DebugExporter(id: id, verbosity: verbosity, destination: destination)
     }
 }
 
@@ -26,11 +45,13 @@ final class DebugExporter: Exporter {
     let retry = RetrySettings()
     let queue = QueueSettings()
     let verbosity: String
-    private let output = Mutex(())
+    /// Where the text goes (`output_paths`); written under the lock, one export at a time.
+    private let output: Mutex<FileHandle>
 
-    init(id: ComponentID, verbosity: String) {
+    init(id: ComponentID, verbosity: String, destination: FileHandle = .standardError) {
         self.id = id
         self.verbosity = verbosity
+        output = Mutex(destination)
     }
 
     func start() async throws {}
@@ -48,7 +69,7 @@ final class DebugExporter: Exporter {
         default:
             break
         }
-        output.withLock { _ in FileHandle.standardError.write(Data(out.utf8)) }
+        output.withLock { $0.write(Data(out.utf8)) }
         return .delivered
     }
 

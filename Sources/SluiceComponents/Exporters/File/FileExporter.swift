@@ -53,7 +53,7 @@ final class FileExporter: Exporter {
     func export(_ batches: [OTLPBatch], signal: OTLPSignal) async -> ExportOutcome {
         let payload: [UInt8]
         do {
-            payload = try Self.encode(batches, format: config.format)
+            payload = try Self.encode(batches, format: config.format, zstd: config.zstd)
         } catch {
             return .permanent(reason: "a request of \(error.bytes) bytes does not fit the 4-byte length prefix of format: proto")
         }
@@ -89,9 +89,19 @@ final class FileExporter: Exporter {
     /// The bytes for one export: one record per batch, in the Collector's framing
     /// (exporter/fileexporter, file_writer.go: `exportMessageAsLine` writes the
     /// JSON and "\n"; `exportMessageAsBuffer` writes the protobuf after its length as
-    /// a big-endian uint32).
-    static func encode(_ batches: [OTLPBatch], format: FileExporterConfig.Format) throws(OversizedRequest) -> [UInt8] {
+    /// a big-endian uint32). With zstd, each request (JSON or protobuf) is
+    /// compressed on its own and framed by length, as the Collector writes it.
+    static func encode(_ batches: [OTLPBatch], format: FileExporterConfig.Format, zstd: Bool = false) throws(OversizedRequest) -> [UInt8] {
         var payload: [UInt8] = []
+        if zstd {
+            for batch in batches {
+                let message = format == .json ? batch.encodeJSON() : batch.encodeProtobuf()
+                guard let frame = Compression.zstd(message), let length = UInt32(exactly: frame.count) else { throw OversizedRequest(bytes: message.count) }
+                withUnsafeBytes(of: length.bigEndian) { payload.append(contentsOf: $0) }
+                payload += frame
+            }
+            return payload
+        }
         switch format {
         case .json:
             for batch in batches {

@@ -42,6 +42,8 @@ struct FileExporterConfig: Sendable {
     var flushInterval: Duration = .seconds(1)
     /// `fsync`: each export is on the disk before it counts as delivered.
     var fsync = false
+    /// `compression: zstd`: each request is a zstd frame behind its length.
+    var zstd = false
     /// `directory_permissions`: the mode of parent directories Sluice creates.
     var directoryMode: mode_t = POSIXFile.privateDirectoryMode
     /// `file_mode`: the mode of the files it writes (0600, as the Collector's
@@ -67,14 +69,7 @@ struct FileExporterConfig: Sendable {
         }
         if let v = config.bool("fsync") { fsync = v }
 
-        if let v = config.string("compression"), !v.isEmpty, v != "none" {
-            // The Collector's zstd frames each request on its own; Sluice does not
-            // write that format (yet). Rotated files are gzipped regardless.
-            let message = v == "zstd"
-                ? "compression: zstd is not supported by Sluice's file exporter; remove it (rotated files are gzipped)"
-                : "'\(v)' is not supported; remove compression (rotated files are gzipped)"
-            config.report("compression", message)
-        }
+        if let v = config.enumeration("compression", ["zstd", "none", ""]) { zstd = v == "zstd" }
         if config.has("encoding") {
             _ = config.string("encoding")
             config.report("encoding", "encoding extensions are not supported; use format: json or format: proto")

@@ -31,6 +31,8 @@ struct HECEncoder: Sendable {
         var severityTextField = "severity_text"
         var severityNumberField = "severity_number"
         var fieldsMode: SplunkHECConfig.FieldsMode = .indexed
+        /// `export_raw`: each log record is its body's text and a newline, for the raw endpoint.
+        var rawLogs = false
 
         init() {}
 
@@ -42,6 +44,7 @@ struct HECEncoder: Sendable {
             severityTextField = config.severityTextField
             severityNumberField = config.severityNumberField
             fieldsMode = config.fieldsMode
+            rawLogs = config.exportRaw
         }
     }
 
@@ -173,7 +176,7 @@ struct EventWriter {
             let resource = context(resourceLogs.resource?.attributes)
             for (s, scopeLogs) in resourceLogs.scopeLogs.enumerated() {
                 for (k, record) in scopeLogs.logRecords.enumerated() {
-                    appendLogEvent(record, resource)
+                    if settings.rawLogs { appendRawLine(record) } else { appendLogEvent(record, resource) }
                     finishEvent(RecordLocator(batch: batch, resource: Int32(r), scope: Int32(s), record: Int32(k)))
                 }
             }
@@ -184,6 +187,16 @@ struct EventWriter {
     private mutating func finishEvent(_ locator: RecordLocator) {
         events.ends.append(out.count)
         events.locators.append(locator)
+    }
+
+    /// The body as the Collector's `export_raw` sends it: its text (a string as it is,
+    /// anything else as JSON) and a newline. A newline inside the body would split
+    /// it into two events at the raw endpoint, as in the Collector.
+    mutating func appendRawLine(_ record: LogRecordView) {
+        if let body = record.body {
+            if case .string(let text) = body.value { out.appendRaw(text.utf8) } else { out.appendRaw(Array(body.stringValue.utf8)) }
+        }
+        out.append(UInt8(ascii: "\n"))
     }
 
     mutating func appendLogEvent(_ record: LogRecordView, _ resource: ResourceContext) {
@@ -484,7 +497,6 @@ struct EventWriter {
     mutating func appendFlatFields(_ attributes: AttributesView, prefix: [UInt8]?, topLevel: Bool, _ first: inout Bool) {
         for attribute in attributes {
             guard let value = attribute.value else { continue }
-            // strlen once: protobuf-c strings are NUL-terminated.
             let key = attribute.key.utf8
             // An indexed field needs a name.
             if key.isEmpty, prefix == nil { continue }

@@ -67,6 +67,10 @@ struct SplunkHECConfig: Sendable {
     /// The HEC root: `/services/collector` (or the endpoint's own path).
     var basePath: String
     var eventPath: String
+    /// `export_raw`: log records go to the raw endpoint as their bodies, one per line.
+    var exportRaw = false
+    /// Where raw lines go: the endpoint itself when it names `/raw`, else `<root>/raw`.
+    var rawPath: String
     var ackPath: String
     var healthPath: String
     var token: Token
@@ -106,6 +110,7 @@ struct SplunkHECConfig: Sendable {
         self.endpoint = endpoint
         self.token = Token(value: token)
         (basePath, eventPath) = Self.paths(endpoint.path)
+        rawPath = Self.rawPath(endpoint.path, base: basePath)
         ackPath = basePath + "/ack"
         healthPath = basePath + "/health"
     }
@@ -187,9 +192,7 @@ struct SplunkHECConfig: Sendable {
             }
             map.finish()
         }
-        if config.bool("export_raw") == true {
-            config.report("export_raw", "not supported by Sluice: events go to the HEC event endpoint with their metadata; remove export_raw")
-        }
+        if let raw = config.bool("export_raw") { exportRaw = raw }
         if config.bool("use_multi_metric_format") == true {
             config.report("use_multi_metric_format", "Sluice's splunk_hec exporter sends logs and traces, not metrics; remove it")
         }
@@ -215,8 +218,13 @@ struct SplunkHECConfig: Sendable {
     static func paths(_ path: String) -> (base: String, event: String) {
         if path.isEmpty { return ("/services/collector", "/services/collector/event") }
         if path.hasSuffix("/event") { return (String(path.dropLast("/event".count)), path) }
+        if path.hasSuffix("/raw") { let base = String(path.dropLast("/raw".count)); return (base, base + "/event") }
         return (path, path + "/event")
     }
+
+    /// The raw endpoint: the endpoint's own path when it ends in `/raw` (as the
+    /// Collector's configs name it), else `<root>/raw`.
+    static func rawPath(_ path: String, base: String) -> String { path.hasSuffix("/raw") ? path : base + "/raw" }
 
     private static func size(_ config: ConfigMap, _ key: String, minimum: Int) -> Int? {
         guard let value = config.int(key, min: 0, max: maxSizeSetting) else { return nil }

@@ -95,7 +95,11 @@ final class SplunkHECExporter: Exporter {
         // What Splunk counts HEC traffic by (the Collector sends the same headers).
         headers.replaceOrAdd(name: "__splunk_app_name", value: config.appName)
         headers.replaceOrAdd(name: "__splunk_app_version", value: config.appVersion)
-        if let ack { headers.replaceOrAdd(name: "X-Splunk-Request-Channel", value: ack.channel) }
+        // The raw endpoint needs a channel even without acknowledgements (Splunk
+        // answers "Data channel is missing" otherwise).
+        if let ack { headers.replaceOrAdd(name: "X-Splunk-Request-Channel", value: ack.channel) } else if config.exportRaw {
+            headers.replaceOrAdd(name: "X-Splunk-Request-Channel", value: UUID().uuidString.lowercased())
+        }
         baseHeaders = headers
         secrets = SecretMask([config.token.value] + SecretMask.secrets(inHeaders: config.headers) + (config.endpoint.credentials?.secretValues ?? []))
         let labels = [("exporter", id.description)]
@@ -163,7 +167,7 @@ final class SplunkHECExporter: Exporter {
         let limitName = signal == .traces ? "max_content_length_traces" : "max_content_length_logs"
         let delivery = PayloadDelivery(
             pack: { order, progress in self.pack(events, order, signal: signal, limitName: limitName, &progress) },
-            send: { payload in await self.post(payload) },
+            send: { payload in await self.post(payload, to: signal == .logs && self.config.exportRaw ? self.config.rawPath : self.config.eventPath) },
             learnTooLarge: { payload in self.learnLimit(signal, refusedBytes: payload.body.count) },
             onSplit: { self.counters.splits.increment() },
             noun: "event")
@@ -251,21 +255,21 @@ final class SplunkHECExporter: Exporter {
 
     /// One payload to HEC, and what its answer means (HEC's codes:
     /// https://docs.splunk.com/Documentation/Splunk/latest/Data/TroubleshootHTTPEventCollector).
-    func post(_ payload: Payload) async -> PayloadAnswer {
+    func post(_ payload: Payload, to path: String) async -> PayloadAnswer {
         var headers = baseHeaders
         if payload.gzipped { headers.add(name: "Content-Encoding", value: "gzip") }
-        let request = HTTPClientRequest(target: config.eventPath, headers: headers, body: ByteBuffer(bytes: payload.body))
+        let request = HTTPClientRequest(target: path, headers: headers, body: ByteBuffer(bytes: payload.body))
         let response: HTTPClientResponse
         do {
             response = try await transport.send(request)
         } catch {
             count(status: "error")
-            return .retry("cannot send to \(place)\(config.eventPath): \(error)", after: nil)
+            return .retry("cannot send to \(place)\(path): \(error)", after: nil)
         }
         count(status: String(response.status.code))
         counters.payloadBytes.add(payload.body.count)
         let answer = HECResponse(response.body)
-        let reason = "HTTP \(response.status.code) from \(place)\(config.eventPath): \(answer.summary)"
+        let reason = "HTTP \(response.status.code) from \(place)\(path): \(answer.summary)"
         switch ResponseClass.of(response) {
         case .success:
             guard ack != nil else { return .accepted }
@@ -346,7 +350,7 @@ final class SplunkHECExporter: Exporter {
         out.append(ascii: ",\"source\":\"sluice\",\"sourcetype\":\"heartbeat\",\"index\":\"_internal\",\"event\":")
         out.appendString("HeartbeatInfo version=\(config.appVersion) description=\(config.appName) os=\(Self.osName) arch=\(Self.architecture)")
         out.append(UInt8(ascii: "}"))
-        let answer = await post(Payload(records: [], body: out.bytes, gzipped: false, rawBytes: out.count))
+        let answer = await post(Payload(records: [], body: out.bytes, gzipped: false, rawBytes: out.count), to: config.eventPath)
         switch answer {
         case .accepted, .pending:
             counters.heartbeatsSent.increment()

@@ -16,7 +16,10 @@ public struct BatchProcessorFactory: ProcessorFactory {
         if shape.sendBatchMaxSize > 0, shape.sendBatchMaxSize < shape.sendBatchSize {
             config.report("send_batch_max_size", "must be at least send_batch_size (\(shape.sendBatchSize)), or 0 for no limit")
         }
-        config.accept("metadata_keys", "metadata_cardinality_limit")
+        if let keys = config.stringList("metadata_keys"), !keys.isEmpty {
+            config.warn("metadata_keys", "has no effect in Sluice: batches are not split by client metadata (\(keys.joined(separator: ", "))); every client's records share the pipeline's batches")
+        }
+        config.keysWithoutEffect([("metadata_cardinality_limit", "batches are not split by client metadata")])
         config.finish()
         guard config.diagnostics.all.count == before else { return nil }
         return BatchProcessor(id: id, shape: shape)

@@ -24,7 +24,12 @@ public struct MemoryLimiterProcessorFactory: ProcessorFactory {
                 spike = MemoryLimiterProcessor.availableMemory() / 100 * spikePercentage
             }
         }
-        config.accept("spike_limit_percentage", "min_gc_interval_when_soft_limited", "min_gc_interval_when_hard_limited")
+        if config.has("spike_limit_percentage"), !config.has("limit_percentage") {
+            _ = config.int("spike_limit_percentage", min: 0, max: 100)
+            config.report("spike_limit_percentage", "goes with limit_percentage; with limit_mib set spike_limit_mib")
+        }
+        config.keysWithoutEffect([("min_gc_interval_when_soft_limited", "Swift has no garbage collector to run"),
+                                  ("min_gc_interval_when_hard_limited", "Swift has no garbage collector to run")])
         config.finish()
         guard let limit else {
             if config.diagnostics.all.count == before { config.report("limit_mib", "missing: set limit_mib (or limit_percentage)") }
@@ -108,11 +113,23 @@ final class MemoryLimiterProcessor: Processor {
     /// Memory this process may use: the cgroup limit when there is one (a pod's
     /// memory limit), else the machine's memory.
     static func availableMemory() -> Int {
-        if let text = try? String(contentsOfFile: "/sys/fs/cgroup/memory.max", encoding: .utf8),
-           let value = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
-            return value
+        availableMemory(physical: Int(ProcessInfo.processInfo.physicalMemory)) { path in
+            try? String(contentsOfFile: path, encoding: .utf8)
         }
-        return Int(ProcessInfo.processInfo.physicalMemory)
+    }
+
+    /// cgroup v2 names the limit `memory.max` ("max" when there is none); cgroup v1,
+    /// still the default on older nodes (the clusters that run the classic sidecar
+    /// form), `memory/memory.limit_in_bytes`, with a huge number for none. Without
+    /// the v1 file, limit_percentage of a pod on such a node was a share of the
+    /// node's memory, and the kernel killed the container before the limiter acted.
+    static func availableMemory(physical: Int, read: (String) -> String?) -> Int {
+        for path in ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"] {
+            if let text = read(path), let value = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), value < physical {
+                return value
+            }
+        }
+        return physical
     }
 }
 

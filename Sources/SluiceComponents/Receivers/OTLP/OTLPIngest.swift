@@ -139,6 +139,12 @@ struct ProtobufWriter {
         guard !value.isEmpty else { return }
         bytesField(number, Array(value.utf8))
     }
+
+    /// Wire type 1: eight bytes, little-endian (fixed64, double).
+    mutating func fixed64Field(_ number: UInt64, _ value: UInt64) {
+        varint(number << 3 | 1)
+        withUnsafeBytes(of: value.littleEndian) { bytes += $0 }
+    }
 }
 
 /// Per receiver, transport and signal: received = accepted + refused + dropped.

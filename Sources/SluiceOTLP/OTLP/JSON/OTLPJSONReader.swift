@@ -165,13 +165,9 @@ struct OTLPJSONReader {
         case .enumeration:
             dest.storeBytes(of: try parseEnum(field), as: Int32.self)
         case .string:
-            let start = i
             let text = try parseStringBytes()
-            if text.contains(0) {
-                throw OTLPDecodeError(.malformed, "string contains \\u0000, which Sluice cannot carry; remove it from the value", offset: start)
-            }
-            guard let copy = text.withUnsafeBufferPointer({ arena.copyCString($0) }) else { throw outOfMemory() }
-            dest.storeBytes(of: copy, as: UnsafeMutablePointer<CChar>.self)
+            guard let copy = text.withUnsafeBufferPointer({ arena.copyBinary($0) }) else { throw outOfMemory() }
+            dest.storeBytes(of: copy, as: ProtobufCBinaryData.self)
         case .bytes:
             let start = i
             let text = try parseStringBytes()

@@ -62,10 +62,7 @@ struct OTLPJSONWriter {
             return p.load(as: UInt32.self) == 0  // +0.0 only; -0.0 is written
         case .int64, .sint64, .sfixed64, .uint64, .fixed64, .double:
             return p.load(as: UInt64.self) == 0
-        case .string:
-            guard let s = p.load(as: UnsafePointer<CChar>?.self) else { return true }
-            return s.pointee == 0
-        case .bytes:
+        case .string, .bytes:
             return p.load(as: ProtobufCBinaryData.self).len == 0
         case .message:
             return p.load(as: UnsafeRawPointer?.self) == nil
@@ -96,13 +93,8 @@ struct OTLPJSONWriter {
         case .bool:
             out.appendBool(p.load(as: Int32.self) != 0)
         case .string:
-            if let s = p.load(as: UnsafePointer<CChar>?.self) {
-                s.withMemoryRebound(to: UInt8.self, capacity: 1) { u in
-                    out.appendString(UnsafeBufferPointer(start: u, count: strlen(s)))
-                }
-            } else {
-                out.append(ascii: "\"\"")
-            }
+            let data = p.load(as: ProtobufCBinaryData.self)
+            out.appendString(UnsafeBufferPointer(start: data.data, count: data.len))
         case .bytes:
             let data = p.load(as: ProtobufCBinaryData.self)
             let buffer = UnsafeBufferPointer(start: data.data, count: data.len)

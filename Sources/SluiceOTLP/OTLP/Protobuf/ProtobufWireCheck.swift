@@ -50,7 +50,7 @@ struct ProtobufWireCheck {
         var problemRow = 0
         var problemChildRow = 0
 
-        enum Problem { case truncated, fieldZero, overlongVarint, wireType(UInt64), tooDeep, nulInString(UInt64), badID(UInt64, Int) }
+        enum Problem { case truncated, fieldZero, overlongVarint, wireType(UInt64), tooDeep, badID(UInt64, Int) }
 
         mutating func walk(start: Int, end: Int, row: Int, depth: Int) -> Bool {
             var i = start
@@ -89,11 +89,7 @@ struct ProtobufWireCheck {
                     let number = tag >> 3
                     if number < UInt64(stride) {
                         let child = Int(rowBase[Int(number)])
-                        if child == Int(OTLPSchemas.WireTable.stringField) {
-                            if length > 0, memchr(p + i, 0, Int(length)) != nil {
-                                return fail(.nulInString(number), tagStart, row)
-                            }
-                        } else if child <= Int(OTLPSchemas.WireTable.traceIDField) {
+                        if child <= Int(OTLPSchemas.WireTable.traceIDField) {
                             let expected = child == Int(OTLPSchemas.WireTable.traceIDField) ? 16 : 8
                             if length != 0, length != UInt64(expected) { return fail(.badID(number, expected), tagStart, row) }
                         } else if child >= 0 {
@@ -146,8 +142,6 @@ struct ProtobufWireCheck {
                 return OTLPDecodeError(.malformed, "invalid protobuf: truncated or overlong varint in \(name)", offset: problemOffset)
             case .wireType(let type):
                 return OTLPDecodeError(.malformed, "invalid protobuf: wire type \(type) in \(name)", offset: problemOffset)
-            case .nulInString(let number):
-                return OTLPDecodeError(.malformed, "invalid OTLP: string field \(number) of \(name) contains a NUL byte, which Sluice cannot carry; remove it from the value", offset: problemOffset)
             case .badID(let number, let expected):
                 return OTLPDecodeError(.malformed, "invalid OTLP: id field \(number) of \(name) must be empty or \(expected) bytes", offset: problemOffset)
             case .tooDeep:

@@ -41,8 +41,8 @@ enum FieldType: Sendable {
         switch self {
         case .int32, .sint32, .sfixed32, .uint32, .fixed32, .float, .bool, .enumeration: 4
         case .int64, .sint64, .sfixed64, .uint64, .fixed64, .double: 8
-        case .string, .message: MemoryLayout<UnsafeRawPointer>.size
-        case .bytes: MemoryLayout<ProtobufCBinaryData>.size
+        case .message: MemoryLayout<UnsafeRawPointer>.size
+        case .string, .bytes: MemoryLayout<ProtobufCBinaryData>.size
         }
     }
 
@@ -115,7 +115,10 @@ final class OTLPSchemas: @unchecked Sendable {
             for i in 0..<Int(d.n_fields) {
                 let f = d.fields[i]
                 let name = Array(String(cString: f.name).utf8)
-                let type = Self.fieldType(f.type)
+                var type = Self.fieldType(f.type)
+                // Strings are generated as bytes (string_as_bytes, scripts/generate-proto.sh):
+                // the fields the protos publish as `bytes` are the binary ones.
+                if type == .bytes, !Self.binaryNames.contains(name) { type = .string }
                 let child = type == .message ? schema(for: f.descriptor.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)) : nil
                 let isOneof = (f.flags & UInt32(PROTOBUF_C_FIELD_FLAG_ONEOF.rawValue)) != 0
                 fields.append(FieldSchema(
@@ -152,8 +155,6 @@ final class OTLPSchemas: @unchecked Sendable {
         /// the codes below for fields the walk checks without descending.
         let children: [Int16]
         static let notChecked: Int16 = -1
-        /// A `string`: must not contain NUL (protobuf-c keeps C strings and would cut it).
-        static let stringField: Int16 = -2
         /// A trace id: empty or 16 bytes.
         static let traceIDField: Int16 = -3
         /// A span id: empty or 8 bytes.
@@ -170,8 +171,6 @@ final class OTLPSchemas: @unchecked Sendable {
                     let slot = schema.index * stride + Int(field.number)
                     if field.type == .message {
                         children[slot] = Int16(field.message!.index)
-                    } else if field.type == .string {
-                        children[slot] = Self.stringField
                     } else if field.isHexID {
                         children[slot] = field.idLength == 16 ? Self.traceIDField : Self.spanIDField
                     }
@@ -205,6 +204,10 @@ final class OTLPSchemas: @unchecked Sendable {
     }
 
     private static let hexIDNames: Set<[UInt8]> = [Array("trace_id".utf8), Array("span_id".utf8), Array("parent_span_id".utf8)]
+    /// The fields proto/ declares as `bytes`: ids, AnyValue's `bytes_value`, and
+    /// google.rpc.Status's `details`. Every other protobuf-c BYTES field is a string.
+    /// SchemaTests checks this list against proto/.
+    static let binaryNames: Set<[UInt8]> = hexIDNames.union([Array("bytes_value".utf8), Array("details".utf8)])
 
     private static func lowerCamelCase(_ name: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []

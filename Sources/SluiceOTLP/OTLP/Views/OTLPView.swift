@@ -53,19 +53,18 @@ public struct RepeatedMessageView<Element: OTLPMessageView>: RandomAccessCollect
     }
 }
 
-/// A protobuf-c string: NUL-terminated UTF-8 (not checked) in the arena.
+/// A protobuf string: UTF-8 (not checked) in the arena, with its length. Strings
+/// are generated as bytes (protobuf-c's `string_as_bytes`, scripts/generate-proto.sh),
+/// so a value holding U+0000 is carried whole and nothing runs strlen.
 public struct StringView: Equatable, CustomStringConvertible {
-    let raw: UnsafePointer<CChar>?
+    let raw: ProtobufCBinaryData
 
-    init(_ raw: UnsafePointer<CChar>?) { self.raw = raw }
+    init(_ raw: ProtobufCBinaryData) { self.raw = raw }
 
-    /// The bytes, without the terminating NUL.
-    public var utf8: UnsafeBufferPointer<UInt8> {
-        guard let raw else { return UnsafeBufferPointer(start: nil, count: 0) }
-        return raw.withMemoryRebound(to: UInt8.self, capacity: 1) { UnsafeBufferPointer(start: $0, count: strlen(raw)) }
-    }
+    /// The bytes.
+    public var utf8: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: raw.data, count: raw.len) }
 
-    public var isEmpty: Bool { raw == nil || raw!.pointee == 0 }
+    public var isEmpty: Bool { raw.len == 0 }
 
     /// A Swift string; ill-formed UTF-8 is repaired with U+FFFD.
     public var string: String { String(decoding: utf8, as: UTF8.self) }

@@ -70,7 +70,7 @@ static const ProtobufCFieldDescriptor google__rpc__status__field_descriptors[3] 
     "message",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Google__Rpc__Status, message),
     NULL,

@@ -27,13 +27,13 @@ struct  Google__Rpc__Status
 {
   ProtobufCMessage base;
   int32_t code;
-  char *message;
+  ProtobufCBinaryData message;
   size_t n_details;
   ProtobufCBinaryData *details;
 };
 #define GOOGLE__RPC__STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&google__rpc__status__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, 0,NULL }
+    , 0, {0,NULL}, 0,NULL }
 
 
 /* Google__Rpc__Status methods */

@@ -255,7 +255,7 @@ static const ProtobufCFieldDescriptor opentelemetry__proto__logs__v1__resource_l
     "schema_url",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Opentelemetry__Proto__Logs__V1__ResourceLogs, schema_url),
     NULL,
@@ -319,7 +319,7 @@ static const ProtobufCFieldDescriptor opentelemetry__proto__logs__v1__scope_logs
     "schema_url",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Opentelemetry__Proto__Logs__V1__ScopeLogs, schema_url),
     NULL,
@@ -383,7 +383,7 @@ static const ProtobufCFieldDescriptor opentelemetry__proto__logs__v1__log_record
     "severity_text",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Opentelemetry__Proto__Logs__V1__LogRecord, severity_text),
     NULL,
@@ -479,7 +479,7 @@ static const ProtobufCFieldDescriptor opentelemetry__proto__logs__v1__log_record
     "event_name",
     12,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Opentelemetry__Proto__Logs__V1__LogRecord, event_name),
     NULL,

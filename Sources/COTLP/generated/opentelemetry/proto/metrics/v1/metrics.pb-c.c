@@ -717,7 +717,7 @@ static const ProtobufCFieldDescriptor opentelemetry__proto__metrics__v1__resourc
     "schema_url",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Opentelemetry__Proto__Metrics__V1__ResourceMetrics, schema_url),
     NULL,
@@ -781,7 +781,7 @@ static const ProtobufCFieldDescriptor opentelemetry__proto__metrics__v1__scope_m
     "schema_url",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Opentelemetry__Proto__Metrics__V1__ScopeMetrics, schema_url),
     NULL,
@@ -821,7 +821,7 @@ static const ProtobufCFieldDescriptor opentelemetry__proto__metrics__v1__metric_
     "name",
     1,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Opentelemetry__Proto__Metrics__V1__Metric, name),
     NULL,
@@ -833,7 +833,7 @@ static const ProtobufCFieldDescriptor opentelemetry__proto__metrics__v1__metric_
     "description",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Opentelemetry__Proto__Metrics__V1__Metric, description),
     NULL,
@@ -845,7 +845,7 @@ static const ProtobufCFieldDescriptor opentelemetry__proto__metrics__v1__metric_
     "unit",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Opentelemetry__Proto__Metrics__V1__Metric, unit),
     NULL,

@@ -312,7 +312,7 @@ static const ProtobufCFieldDescriptor opentelemetry__proto__trace__v1__resource_
     "schema_url",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Opentelemetry__Proto__Trace__V1__ResourceSpans, schema_url),
     NULL,
@@ -376,7 +376,7 @@ static const ProtobufCFieldDescriptor opentelemetry__proto__trace__v1__scope_spa
     "schema_url",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Opentelemetry__Proto__Trace__V1__ScopeSpans, schema_url),
     NULL,
@@ -428,7 +428,7 @@ static const ProtobufCFieldDescriptor opentelemetry__proto__trace__v1__span__eve
     "name",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Opentelemetry__Proto__Trace__V1__Span__Event, name),
     NULL,
@@ -517,7 +517,7 @@ static const ProtobufCFieldDescriptor opentelemetry__proto__trace__v1__span__lin
     "trace_state",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Opentelemetry__Proto__Trace__V1__Span__Link, trace_state),
     NULL,
@@ -656,7 +656,7 @@ static const ProtobufCFieldDescriptor opentelemetry__proto__trace__v1__span__fie
     "trace_state",
     3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Opentelemetry__Proto__Trace__V1__Span, trace_state),
     NULL,
@@ -680,7 +680,7 @@ static const ProtobufCFieldDescriptor opentelemetry__proto__trace__v1__span__fie
     "name",
     5,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Opentelemetry__Proto__Trace__V1__Span, name),
     NULL,
@@ -895,7 +895,7 @@ static const ProtobufCFieldDescriptor opentelemetry__proto__trace__v1__status__f
     "message",
     2,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Opentelemetry__Proto__Trace__V1__Status, message),
     NULL,

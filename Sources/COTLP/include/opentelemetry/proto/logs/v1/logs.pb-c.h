@@ -78,11 +78,11 @@ struct  Opentelemetry__Proto__Logs__V1__ResourceLogs
   Opentelemetry__Proto__Resource__V1__Resource *resource;
   size_t n_scope_logs;
   Opentelemetry__Proto__Logs__V1__ScopeLogs **scope_logs;
-  char *schema_url;
+  ProtobufCBinaryData schema_url;
 };
 #define OPENTELEMETRY__PROTO__LOGS__V1__RESOURCE_LOGS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&opentelemetry__proto__logs__v1__resource_logs__descriptor) \
-    , NULL, 0,NULL, (char *)protobuf_c_empty_string }
+    , NULL, 0,NULL, {0,NULL} }
 
 
 struct  Opentelemetry__Proto__Logs__V1__ScopeLogs
@@ -91,11 +91,11 @@ struct  Opentelemetry__Proto__Logs__V1__ScopeLogs
   Opentelemetry__Proto__Common__V1__InstrumentationScope *scope;
   size_t n_log_records;
   Opentelemetry__Proto__Logs__V1__LogRecord **log_records;
-  char *schema_url;
+  ProtobufCBinaryData schema_url;
 };
 #define OPENTELEMETRY__PROTO__LOGS__V1__SCOPE_LOGS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&opentelemetry__proto__logs__v1__scope_logs__descriptor) \
-    , NULL, 0,NULL, (char *)protobuf_c_empty_string }
+    , NULL, 0,NULL, {0,NULL} }
 
 
 struct  Opentelemetry__Proto__Logs__V1__LogRecord
@@ -104,7 +104,7 @@ struct  Opentelemetry__Proto__Logs__V1__LogRecord
   uint64_t time_unix_nano;
   uint64_t observed_time_unix_nano;
   Opentelemetry__Proto__Logs__V1__SeverityNumber severity_number;
-  char *severity_text;
+  ProtobufCBinaryData severity_text;
   Opentelemetry__Proto__Common__V1__AnyValue *body;
   size_t n_attributes;
   Opentelemetry__Proto__Common__V1__KeyValue **attributes;
@@ -112,11 +112,11 @@ struct  Opentelemetry__Proto__Logs__V1__LogRecord
   uint32_t flags;
   ProtobufCBinaryData trace_id;
   ProtobufCBinaryData span_id;
-  char *event_name;
+  ProtobufCBinaryData event_name;
 };
 #define OPENTELEMETRY__PROTO__LOGS__V1__LOG_RECORD__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&opentelemetry__proto__logs__v1__log_record__descriptor) \
-    , 0, 0, OPENTELEMETRY__PROTO__LOGS__V1__SEVERITY_NUMBER__SEVERITY_NUMBER_UNSPECIFIED, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0, 0, {0,NULL}, {0,NULL}, (char *)protobuf_c_empty_string }
+    , 0, 0, OPENTELEMETRY__PROTO__LOGS__V1__SEVERITY_NUMBER__SEVERITY_NUMBER_UNSPECIFIED, {0,NULL}, NULL, 0,NULL, 0, 0, {0,NULL}, {0,NULL}, {0,NULL} }
 
 
 /* Opentelemetry__Proto__Logs__V1__LogsData methods */

@@ -68,11 +68,11 @@ struct  Opentelemetry__Proto__Metrics__V1__ResourceMetrics
   Opentelemetry__Proto__Resource__V1__Resource *resource;
   size_t n_scope_metrics;
   Opentelemetry__Proto__Metrics__V1__ScopeMetrics **scope_metrics;
-  char *schema_url;
+  ProtobufCBinaryData schema_url;
 };
 #define OPENTELEMETRY__PROTO__METRICS__V1__RESOURCE_METRICS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&opentelemetry__proto__metrics__v1__resource_metrics__descriptor) \
-    , NULL, 0,NULL, (char *)protobuf_c_empty_string }
+    , NULL, 0,NULL, {0,NULL} }
 
 
 struct  Opentelemetry__Proto__Metrics__V1__ScopeMetrics
@@ -81,11 +81,11 @@ struct  Opentelemetry__Proto__Metrics__V1__ScopeMetrics
   Opentelemetry__Proto__Common__V1__InstrumentationScope *scope;
   size_t n_metrics;
   Opentelemetry__Proto__Metrics__V1__Metric **metrics;
-  char *schema_url;
+  ProtobufCBinaryData schema_url;
 };
 #define OPENTELEMETRY__PROTO__METRICS__V1__SCOPE_METRICS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&opentelemetry__proto__metrics__v1__scope_metrics__descriptor) \
-    , NULL, 0,NULL, (char *)protobuf_c_empty_string }
+    , NULL, 0,NULL, {0,NULL} }
 
 
 typedef enum {
@@ -101,9 +101,9 @@ typedef enum {
 struct  Opentelemetry__Proto__Metrics__V1__Metric
 {
   ProtobufCMessage base;
-  char *name;
-  char *description;
-  char *unit;
+  ProtobufCBinaryData name;
+  ProtobufCBinaryData description;
+  ProtobufCBinaryData unit;
   size_t n_metadata;
   Opentelemetry__Proto__Common__V1__KeyValue **metadata;
   Opentelemetry__Proto__Metrics__V1__Metric__DataCase data_case;
@@ -117,7 +117,7 @@ struct  Opentelemetry__Proto__Metrics__V1__Metric
 };
 #define OPENTELEMETRY__PROTO__METRICS__V1__METRIC__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&opentelemetry__proto__metrics__v1__metric__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA__NOT_SET, {0} }
+    , {0,NULL}, {0,NULL}, {0,NULL}, 0,NULL, OPENTELEMETRY__PROTO__METRICS__V1__METRIC__DATA__NOT_SET, {0} }
 
 
 struct  Opentelemetry__Proto__Metrics__V1__Gauge

@@ -51,11 +51,11 @@ struct  Opentelemetry__Proto__Collector__Logs__V1__ExportLogsPartialSuccess
 {
   ProtobufCMessage base;
   int64_t rejected_log_records;
-  char *error_message;
+  ProtobufCBinaryData error_message;
 };
 #define OPENTELEMETRY__PROTO__COLLECTOR__LOGS__V1__EXPORT_LOGS_PARTIAL_SUCCESS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&opentelemetry__proto__collector__logs__v1__export_logs_partial_success__descriptor) \
-    , 0, (char *)protobuf_c_empty_string }
+    , 0, {0,NULL} }
 
 
 /* Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest methods */

@@ -51,11 +51,11 @@ struct  Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsPartialSucces
 {
   ProtobufCMessage base;
   int64_t rejected_data_points;
-  char *error_message;
+  ProtobufCBinaryData error_message;
 };
 #define OPENTELEMETRY__PROTO__COLLECTOR__METRICS__V1__EXPORT_METRICS_PARTIAL_SUCCESS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&opentelemetry__proto__collector__metrics__v1__export_metrics_partial_success__descriptor) \
-    , 0, (char *)protobuf_c_empty_string }
+    , 0, {0,NULL} }
 
 
 /* Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest methods */
