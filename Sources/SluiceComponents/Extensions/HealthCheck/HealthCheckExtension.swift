@@ -15,7 +15,7 @@ public struct HealthCheckExtensionFactory: ExtensionFactory {
         let before = config.diagnostics.all.count
         var endpoint = HostPort(host: "localhost", port: 13133)
         if let text = config.string("endpoint") {
-            if let parsed = HostPort(text) { endpoint = parsed } else { config.report("endpoint", "expected host:port, like localhost:13133 (0.0.0.0:13133 for the kubelet's probes from outside the pod)") }
+            if let parsed = HostPort(text) { endpoint = parsed } else { config.report("endpoint", "expected host:port, like localhost:13133") }
         }
         let path = config.string("path") ?? "/"
         if !path.hasPrefix("/") { config.report("path", "must start with \"/\", like /health/status") }
