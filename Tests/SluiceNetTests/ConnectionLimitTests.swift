@@ -145,6 +145,16 @@ import Testing
         #expect(table.evictOne(now: Self.t0 + .seconds(10)) && !b.isActive)
     }
 
+    @Test func aFloodsFirstSecondWaitsInTheBacklog() {
+        let table = ConnectionTable(budget: 2)
+        _ = table.admit(channel(), listener: "otlp", maxConnections: 10, now: Self.t0)
+        #expect(table.acceptDelay(listener: "otlp", maxConnections: 10, now: Self.t0) == nil)  // room
+        _ = table.admit(channel(), listener: "otlp", maxConnections: 10, now: Self.t0 + .milliseconds(100))
+        // Full, and everything was accepted less than a second ago: wait until the oldest settles.
+        #expect(table.acceptDelay(listener: "otlp", maxConnections: 10, now: Self.t0 + .milliseconds(400)) == .milliseconds(600))
+        #expect(table.acceptDelay(listener: "otlp", maxConnections: 10, now: Self.t0 + .seconds(1)) == nil)
+    }
+
     @Test func theBudgetLeavesDescriptorsForTheRest() {
         #expect(ConnectionTable.descriptorBudget() >= 16)
     }

@@ -75,6 +75,20 @@ public final class ConnectionTable: Sendable {
         return victim != nil
     }
 
+    /// How long accepting should wait: when a new connection of `listener` would
+    /// have to close one accepted less than `settlingTime` ago (a flood's first
+    /// second), it waits in the kernel's backlog instead, until the oldest of those
+    /// has settled, rather than costing a good client its connection. `nil`: accept.
+    func acceptDelay(listener: String, maxConnections: Int, now: NIODeadline = .now()) -> TimeAmount? {
+        state.withLock { s -> TimeAmount? in
+            let atListenerLimit = s.perListener[listener, default: 0] >= maxConnections
+            guard atListenerLimit || s.entries.count >= budget else { return nil }
+            guard let id = Self.oldestEvictable(in: s.entries, listener: atListenerLimit ? listener : nil, now: now) else { return nil }
+            let settlesAt = s.entries[id]!.admittedAt + Self.settlingTime
+            return settlesAt > now ? max(settlesAt - now, .milliseconds(10)) : nil
+        }
+    }
+
     func update(_ id: Int, rank: ConnectionDeadlines.EvictionRank) {
         state.withLock { s in s.entries[id]?.rank = rank }
     }

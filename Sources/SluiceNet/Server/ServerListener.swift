@@ -131,6 +131,10 @@ final class AcceptGuard: ChannelDuplexHandler {
 
     func read(context: ChannelHandlerContext) {
         guard scheduledRead == nil else { return }
+        if resumeAt == nil || resumeAt! <= .now(),
+           let delay = listener.table.acceptDelay(listener: listener.name, maxConnections: listener.maxConnections) {
+            resumeAt = .now() + delay
+        }
         guard let resumeAt, resumeAt > .now() else {
             self.resumeAt = nil
             context.read()
