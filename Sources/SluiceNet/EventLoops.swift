@@ -52,4 +52,8 @@ public struct HostPort: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// Whether a listener here takes connections on every interface (`0.0.0.0`,
+    /// `::`, or an empty host as in `:4318`), not only the pod's own.
+    public var isWildcard: Bool { host == "0.0.0.0" || host == "::" || host == "0:0:0:0:0:0:0:0" }
 }

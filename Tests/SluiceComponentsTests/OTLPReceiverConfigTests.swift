@@ -23,7 +23,8 @@ import SluiceNet
         let (config, diagnostics) = load("grpc:")
         #expect(diagnostics.isEmpty, "\(diagnostics)")
         let grpc = try #require(config?.grpc)
-        #expect(grpc.endpoint == HostPort(host: "0.0.0.0", port: 4317))
+        #expect(grpc.endpoint == HostPort(host: "localhost", port: 4317))  // the Collector's since v0.104
+        #expect(grpc.maxConnections == ConnectionLimits.defaultMaxConnections)
         #expect(grpc.maxRecvMsgSize == 4 << 20)
         #expect(grpc.auth == nil)
         #expect(config?.http == nil)

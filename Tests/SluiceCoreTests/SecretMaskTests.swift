@@ -45,3 +45,27 @@ import Testing
         #expect(!SecretMask.isSecretName("exporter") && !SecretMask.isSecretName("reason"))
     }
 }
+
+@Suite struct DestinationTextTests {
+    @Test func secretsAreMaskedBeforeTheTextIsCut() {
+        let mask = SecretMask(["tok-0123456789abcdef"])
+        // The cut falls inside the token: had it been cut first, "tok-0123" would show.
+        let text = String(repeating: "x", count: 20) + " Bearer tok-0123456789abcdef and more"
+        let cleaned = mask.clean(text, limit: 29)
+        #expect(!cleaned.contains("tok-0123"))
+        #expect(cleaned.hasPrefix(String(repeating: "x", count: 20) + " Bearer [REDACTED]".prefix(9)))
+        #expect(cleaned.hasSuffix("more characters)"))
+    }
+
+    @Test func oneLineAndBounded() {
+        let cleaned = SecretMask([]).clean("a\nb\r\nc" + String(repeating: "y", count: 5000), limit: SecretMask.reasonLength)
+        #expect(!cleaned.contains("\n") && !cleaned.contains("\r"))
+        #expect(cleaned.count < SecretMask.reasonLength + 40)
+        #expect(SecretMask([]).clean("short", limit: 10) == "short")
+    }
+
+    @Test func credentialHeadersUnderOtherNames() {
+        let secrets = Set(SecretMask.secrets(inHeaders: ["X-Insert-Key": "k3y-value", "DD-API-KEY": "dd-value", "X-Auth": "a-value", "X-Scope": "tenant-1"]))
+        #expect(secrets == ["k3y-value", "dd-value", "a-value"])
+    }
+}

@@ -34,7 +34,7 @@ import Testing
     }
 
     @Test func priorKnowledgeSharesOneConnectionAndReadsTrailers() async throws {
-        let server = try await HTTPServer.start(at: HostPort(host: "127.0.0.1", port: 0), limits: HTTPServerLimits(), responder: Responder())
+        let server = try await HTTPServer.start(at: HostPort(host: "127.0.0.1", port: 0), name: "test", limits: HTTPServerLimits(), responder: Responder())
         let port = try #require(server.localAddress?.port)
         var settings = HTTPClient.Settings()
         settings.http2 = .required
@@ -54,7 +54,7 @@ import Testing
         defer { bed.shutdown() }
         let context = try TLSServerContext(settings: TLSServerSettings(certFile: bed.serverCert, keyFile: bed.serverKey),
                                            logger: Logger(label: "test"), metrics: MetricsRegistry())
-        let server = try await HTTPServer.start(at: HostPort(host: "127.0.0.1", port: 0), limits: HTTPServerLimits(),
+        let server = try await HTTPServer.start(at: HostPort(host: "127.0.0.1", port: 0), name: "test", limits: HTTPServerLimits(),
                                                 responder: Responder(), tls: context)
         let port = try #require(server.localAddress?.port)
         for (use, expected) in [(HTTPClient.HTTP2Use.whenOffered, "v2 "), (.never, "v1 "), (.required, "v2 ")] {

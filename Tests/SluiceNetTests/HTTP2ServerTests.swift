@@ -119,7 +119,7 @@ print(sum(1 for sid in ids if sent[sid] == size), len(answered))
     }
 
     static func withServer(limits: HTTPServerLimits = HTTPServerLimits(), _ body: (Int) async throws -> Void) async throws {
-        let server = try await HTTPServer.start(at: HostPort(host: "127.0.0.1", port: 0), limits: limits, responder: Echo())
+        let server = try await HTTPServer.start(at: HostPort(host: "127.0.0.1", port: 0), name: "test", limits: limits, responder: Echo())
         let port = try #require(server.localAddress?.port)
         do {
             try await body(port)

@@ -75,7 +75,7 @@ final class LogCapture: Sendable {
 
         init(_ settings: TLSServerSettings, group: any EventLoopGroup = SluiceEventLoops.group) async throws {
             context = try TLSServerContext(settings: settings, logger: log.logger, metrics: metrics)
-            http = try await HTTPServer.start(at: HostPort(host: "127.0.0.1", port: 0), limits: HTTPServerLimits(),
+            http = try await HTTPServer.start(at: HostPort(host: "127.0.0.1", port: 0), name: "test", limits: HTTPServerLimits(),
                                               responder: Responder(), group: group, tls: context)
             port = try #require(http.localAddress?.port)
         }

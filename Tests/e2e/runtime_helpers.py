@@ -132,11 +132,14 @@ class SluiceProcess:
     directory and stderr log; `stop()` sends SIGTERM and waits, `kill()` makes
     sure nothing outlives the test."""
 
-    def __init__(self, workdir: Path, config: dict, ports: Ports, name: str = "sluice", env: dict | None = None):
+    def __init__(self, workdir: Path, config: dict, ports: Ports, name: str = "sluice", env: dict | None = None,
+                 preexec: Callable[[], None] | None = None):
         self.workdir = workdir
         # Variables for this process on top of the test's environment, without
         # the test's own AWS_* (credentials must come only from what a test gives).
         self.env = None if env is None else {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **env}
+        # Run in the child before exec: a lower `ulimit -n`, a umask.
+        self.preexec = preexec
         self.config = config
         self.ports = ports
         self.name = name
@@ -153,7 +156,8 @@ class SluiceProcess:
         command = [str(SLUICE_BIN), "--config", str(self.config_path), "--data-directory", str(self.data_dir), "--log-format", "json"]
         self._stderr = open(self.stderr_path, "wb")
         self.process = _retry_while_rebuilt(
-            lambda: subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr, env=self.env)
+            lambda: subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr, env=self.env,
+                                     preexec_fn=self.preexec)
         )
         return self
 
@@ -238,14 +242,14 @@ class SluiceExited(Exception):
 
 
 def start_sluice(workdir: Path, make_config: Callable[[Ports], dict], track: Callable[[SluiceProcess], None], name: str = "sluice",
-                 env: dict | None = None) -> SluiceProcess:
+                 env: dict | None = None, preexec: Callable[[], None] | None = None) -> SluiceProcess:
     """Starts sluice with `make_config(ports)` and waits until it runs. A port
     taken between picking and binding (another process on the machine) gets
     fresh ports and another try."""
     last: SluiceExited | None = None
     for attempt in range(3):
         ports = Ports()
-        process = SluiceProcess(workdir / f"{name}-{attempt}" if attempt else workdir, make_config(ports), ports, name, env)
+        process = SluiceProcess(workdir / f"{name}-{attempt}" if attempt else workdir, make_config(ports), ports, name, env, preexec)
         track(process)
         process.start()
         try:

@@ -137,10 +137,11 @@ public final class Service: Sendable {
         for processor in g.processors.values { try await processor.start() }
         if let address = telemetry.metricsAddress {
             guard let hostPort = HostPort(address) else { throw ServiceError.badAddress(address) }
-            let server = try await HTTPServer.start(at: hostPort, limits: HTTPServerLimits(maxBodyBytes: 4096),
+            let server = try await HTTPServer.start(at: hostPort, name: "telemetry", limits: HTTPServerLimits(maxBodyBytes: 4096),
                                                     responder: ServiceTelemetryResponder(metrics: metrics, service: self))
             telemetryServer.withLock { $0 = server }
             baseContext.logger.info("metrics and status listening", metadata: ["address": "\(address)", "paths": "/metrics /status"])
+            ListenerExposure.warnIfOpen(hostPort, listener: "service.telemetry.metrics", tls: false, auth: false, logger: baseContext.logger)
         }
         if let pusher = MetricsPusher(telemetry, metrics: metrics, logger: baseContext.logger) {
             baseContext.logger.info("pushing Sluice's metrics", metadata: ["endpoint": "\(pusher.push.endpoint)", "interval": "\(pusher.push.interval)"])

@@ -44,7 +44,7 @@ public struct PipelineConfig: Sendable {
 
 public struct TelemetryConfig: Sendable {
     /// Where Prometheus metrics and `/status` are served; `nil` turns them off.
-    public var metricsAddress: String? = "0.0.0.0:8888"
+    public var metricsAddress: String? = "localhost:8888"
     public var logLevel: String = "info"
     /// `json` (default) or `console` (text).
     public var logEncoding: String? = nil
@@ -276,7 +276,7 @@ public final class CollectorConfig: @unchecked Sendable {
                     }
                     if let pull = reader.map("pull"), let exporter = pull.map("exporter") {
                         if let prometheus = exporter.map("prometheus") {
-                            let host = prometheus.string("host") ?? "0.0.0.0"
+                            let host = prometheus.string("host") ?? "localhost"
                             let port = prometheus.int("port", min: 0, max: 65535) ?? 8888
                             prometheus.keysWithoutEffect([
                                 ("without_scope_info", "Sluice's metrics carry no scope labels"),

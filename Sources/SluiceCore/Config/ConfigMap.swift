@@ -142,6 +142,17 @@ public final class ConfigMap: @unchecked Sendable {
         return value
     }
 
+    /// Permission bits in octal, as the Collector writes them (`"0750"`, `0600`).
+    public func fileMode(_ key: String) -> mode_t? {
+        guard let text = string(key) else { return nil }
+        let digits = text.hasPrefix("0o") ? String(text.dropFirst(2)) : text
+        guard let mode = mode_t(digits, radix: 8), mode & 0o777 == mode else {
+            report(key, "expected octal permission bits, like \"0700\" or \"0600\", not '\(text)'")
+            return nil
+        }
+        return mode
+    }
+
     /// A size in bytes: a whole number, or with a unit (`512MiB`, `1GiB`, `100MB`).
     public func byteSize(_ key: String) -> Int? {
         guard let text = string(key)?.replacingOccurrences(of: " ", with: "").replacingOccurrences(of: "_", with: "") else { return nil }

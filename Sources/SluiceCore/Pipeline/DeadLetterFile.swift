@@ -45,8 +45,8 @@ public final class DeadLetterFile: Sendable {
         }
         try lock.withLock { _ in
             let directory = (path as NSString).deletingLastPathComponent
-            if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-            let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+            if !directory.isEmpty { try? POSIXFile.makeDirectories(directory) }
+            let fd = POSIXFile.openPrivate(path, flags: O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC)
             guard fd >= 0 else { throw WriteError.cannotOpen(path, errno) }
             defer { close(fd) }
             var written = 0

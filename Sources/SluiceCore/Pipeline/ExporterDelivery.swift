@@ -166,17 +166,18 @@ public struct ExporterDelivery: Sendable {
     }
 
     /// The outcome with the exporter's secrets masked in its reason, whatever the
-    /// destination echoed back: the reason goes to `/status`, the log and the dead-letter file.
+    /// destination echoed back, and the reason cut to `SecretMask.reasonLength`: it
+    /// goes to `/status`, the log and the dead-letter file.
     private func masked(_ outcome: ExportOutcome) -> ExportOutcome {
         let secrets = exporter.secrets
-        guard !secrets.isEmpty else { return outcome }
+        let clean = { (reason: String) in secrets.clean(reason, limit: SecretMask.reasonLength) }
         switch outcome {
         case .delivered: return outcome
-        case .retryable(let reason, let after): return .retryable(reason: secrets(reason), after: after)
-        case .permanent(let reason): return .permanent(reason: secrets(reason))
-        case .partiallyDelivered(let rejected, let reason): return .partiallyDelivered(rejected: rejected, reason: secrets(reason))
+        case .retryable(let reason, let after): return .retryable(reason: clean(reason), after: after)
+        case .permanent(let reason): return .permanent(reason: clean(reason))
+        case .partiallyDelivered(let rejected, let reason): return .partiallyDelivered(rejected: rejected, reason: clean(reason))
         case .partiallyRetryable(let remaining, let reason, let after):
-            return .partiallyRetryable(remaining: remaining, reason: secrets(reason), after: after)
+            return .partiallyRetryable(remaining: remaining, reason: clean(reason), after: after)
         }
     }
 

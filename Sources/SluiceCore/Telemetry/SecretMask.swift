@@ -30,6 +30,31 @@ public struct SecretMask: Sendable {
         return text
     }
 
+    /// What a destination said, fit to be shown in the log, `/status` and the
+    /// dead-letter file: secrets masked first (so that a cut cannot leave part of
+    /// one readable), then on one line, then at most `limit` characters. Every
+    /// exporter's error text goes through this (the exporter kit for answer bodies,
+    /// `ExporterDelivery` for every reason), so none copies a destination verbatim.
+    public func clean(_ text: String, limit: Int) -> String {
+        let masked = callAsFunction(text)
+        var out = ""
+        var count = 0
+        for character in masked {
+            if count == limit {
+                let rest = masked.count - limit
+                return out + "… (\(rest) more characters)"
+            }
+            out.append(character.isNewline ? " " : character)
+            count += 1
+        }
+        return out
+    }
+
+    /// The longest reason kept; an answer body quoted in one is shorter
+    /// (`excerptLength`), so the reason around it stays readable.
+    public static let reasonLength = 1024
+    public static let excerptLength = 300
+
     private static func mask(_ secret: String, in text: String) -> String {
         guard text.contains(secret) else { return text }
         let chars = Array(text)
@@ -69,11 +94,21 @@ public struct SecretMask: Sendable {
         return secretWords.contains { lower.contains($0) }
     }
 
-    /// The values to mask for a set of headers: each secret header's value, and its
+    /// Header names carry credentials under more names than log metadata does
+    /// (`X-Auth`, `DD-API-KEY`, `X-Insert-Key`, `Cookie`, a signature): a configured
+    /// header with any of these words is masked too.
+    static let credentialHeaderWords = ["key", "auth", "cookie", "session", "signature"]
+
+    static func isCredentialHeader(_ name: String) -> Bool {
+        let lower = name.lowercased()
+        return isSecretName(name) || credentialHeaderWords.contains { lower.contains($0) }
+    }
+
+    /// The values to mask for a set of headers: each credential header's value, and its
     /// credential alone when it has a scheme (`Bearer abc…`), since a server that
     /// echoes a credential seldom echoes the scheme with it.
     public static func secrets(inHeaders headers: [String: String]) -> [String] {
-        headers.filter { isSecretName($0.key) }.values.flatMap { value -> [String] in
+        headers.filter { isCredentialHeader($0.key) }.values.flatMap { value -> [String] in
             let parts = value.split(separator: " ", maxSplits: 1)
             return parts.count == 2 ? [value, String(parts[1])] : [value]
         }

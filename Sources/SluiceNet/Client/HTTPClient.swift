@@ -11,6 +11,9 @@ public struct HTTPEndpoint: Sendable, Hashable, CustomStringConvertible {
     public var port: Int
     /// The path without a trailing slash ("" for none).
     public var path: String
+    /// `user:password@` of the URL, sent as Basic authentication unless a request
+    /// carries its own Authorization; never part of the description.
+    public var credentials: URLCredentials?
 
     /// `nil` for anything but an http(s) URL with a host.
     public init?(_ text: String) {
@@ -22,6 +25,7 @@ public struct HTTPEndpoint: Sendable, Hashable, CustomStringConvertible {
         var path = url.path
         while path.hasSuffix("/") { path.removeLast() }
         self.path = path
+        credentials = URLComponents(string: text).flatMap(URLCredentials.init)
     }
 
     public var description: String {
@@ -221,6 +225,9 @@ public final class HTTPClient: Sendable {
         request.headers.replaceOrAdd(name: "Host", value: settings.authorityOverride ?? endpoint.authority)
         request.headers.replaceOrAdd(name: "Content-Length", value: String(request.body?.readableBytes ?? 0))
         if !request.headers.contains(name: "User-Agent") { request.headers.add(name: "User-Agent", value: "sluice") }
+        if let credentials = endpoint.credentials, !request.headers.contains(name: "Authorization") {
+            request.headers.add(name: "Authorization", value: credentials.basic)
+        }
         let promise = channel.eventLoop.makePromise(of: HTTPClientResponse.self)
         let timeout = settings.requestTimeout
         let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) {

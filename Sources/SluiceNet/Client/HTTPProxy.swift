@@ -40,18 +40,13 @@ public struct ProxyServer: Sendable, Equatable, CustomStringConvertible {
         self.host = host
         port = url.port ?? 80
         guard (1...65535).contains(port) else { throw ProxyError("'\(Self.redacted(trimmed))': port out of range") }
-        if let user = url.user {
-            authorization = "Basic " + Data("\(user):\(url.password ?? "")".utf8).base64EncodedString()
-        }
+        authorization = URLCredentials(url)?.basic
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
     /// The URL with any password replaced, for messages.
-    static func redacted(_ text: String) -> String {
-        guard let at = text.lastIndex(of: "@"), let schemeEnd = text.range(of: "://") else { return text.contains("@") ? "(a URL with credentials)" : text }
-        return String(text[..<schemeEnd.upperBound]) + "…@" + String(text[text.index(after: at)...])
-    }
+    static func redacted(_ text: String) -> String { URLCredentials.redacted(text) }
 }
 
 /// Which proxy, if any, a client goes through: `proxy_url`, or the environment

@@ -15,17 +15,20 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
 
     private let limits: HTTPServerLimits
     private let responder: any HTTPRequestResponder
+    private let guardian: ConnectionGuard
     private let logger: Logger
     private var session: HTTP2ServerSession?
-    private var lastActivity = NIODeadline.now()
+    /// Since when bytes have come that complete no frame (a frame sent slowly).
+    private var partialFrameSince: NIODeadline?
     /// A read NIO asked for while the socket could not take more output: reading
     /// waits until the client reads what it was sent.
     private var readPending = false
     private var closing = false
 
-    init(limits: HTTPServerLimits, responder: any HTTPRequestResponder, logger: Logger) {
+    init(limits: HTTPServerLimits, responder: any HTTPRequestResponder, guardian: ConnectionGuard, logger: Logger) {
         self.limits = limits
         self.responder = responder
+        self.guardian = guardian
         self.logger = logger
     }
 
@@ -42,16 +45,39 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let session, !closing else { return }
-        lastActivity = .now()
         let bytes = unwrapInboundIn(data)
+        let framesBefore = session.framesReceived
         do {
             try bytes.withUnsafeReadableBytes { raw throws(HTTP2SessionError) in try session.receive(raw) }
         } catch {
             closeAbusive(context: context, reason: error.description)
             return
         }
+        if session.framesReceived == framesBefore {
+            if partialFrameSince == nil { partialFrameSince = .now() }
+        } else {
+            partialFrameSince = nil
+        }
         for event in session.takeEvents() { handle(event, context: context) }
+        updateDeadlines()
         flushOutput(context: context)
+    }
+
+    /// The connection's deadline phase, from its streams: a request still arriving
+    /// has the read deadline (from its HEADERS), answers in progress none, a frame
+    /// arriving slowly the header deadline, and otherwise the connection is idle
+    /// (PINGs do not make it less so).
+    private func updateDeadlines() {
+        guard let session else { return }
+        if let start = session.oldestIncompleteRequestStart {
+            guardian.setPhase(.body(requestStart: start))
+        } else if session.hasOpenStreams {
+            guardian.setPhase(.answering)
+        } else if let since = partialFrameSince {
+            guardian.setPhase(.head(since: since, sawBytes: true))
+        } else {
+            guardian.setPhase(.idle(since: .now()))
+        }
     }
 
     private func handle(_ event: HTTP2SessionEvent, context: ChannelHandlerContext) {
@@ -64,8 +90,8 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
                 let (handler, context) = loopBound.value
                 let response = (try? result.get()) ?? .text(.internalServerError, "internal error\n")
                 handler.session?.respond(streamID: streamID, response)
-                handler.lastActivity = .now()
                 handler.flushOutput(context: context)
+                handler.updateDeadlines()
             }
         }
     }
@@ -129,16 +155,13 @@ final class HTTP2ServerConnectionHandler: ChannelDuplexHandler, RemovableChannel
 
     // MARK: Timeouts
 
+    /// A request that did not arrive in time, a frame sent too slowly, or a
+    /// connection idle too long: GOAWAY, then close.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read, let session else {
+        guard event is ConnectionDeadlineEvent, let session else {
             context.fireUserInboundEventTriggered(event)
             return
         }
-        // A request that stalled for the whole read timeout, or a connection idle
-        // with nothing open: GOAWAY, then close.
-        let stalled = session.hasIncompleteRequests
-        let idleTooLong = !session.hasOpenStreams && NIODeadline.now() - lastActivity >= min(limits.readTimeout, limits.idleTimeout)
-        guard stalled || idleTooLong else { return }
         session.goAway(NGHTTP2_NO_ERROR)
         flushOutput(context: context)
         closing = true

@@ -59,6 +59,8 @@ final class HTTP2ServerSession {
         var phase = Phase.receiving
         /// Body bytes read and dropped after an early answer (413, 431).
         var discarded = 0
+        /// When its HEADERS began: the request's deadline counts from here.
+        var openedAt = NIODeadline.now()
 
         enum Phase {
             case receiving
@@ -85,6 +87,9 @@ final class HTTP2ServerSession {
     private(set) var resetsReceived = 0
     private(set) var goAwayErrorCode: UInt32?
     private(set) var protocolErrors = 0
+    /// Frames received whole so far: bytes that complete none are part of a frame
+    /// still arriving.
+    private(set) var framesReceived = 0
 
     init(limits: HTTP2SessionLimits, allocator: ByteBufferAllocator, remoteAddress: SocketAddress?) throws(HTTP2SessionError) {
         self.limits = limits
@@ -210,6 +215,7 @@ final class HTTP2ServerSession {
 
     private func frameReceived(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
         let header = frame.pointee.hd
+        framesReceived += 1
         switch UInt32(header.type) {
         case NGHTTP2_HEADERS.rawValue:
             guard var stream = streams[header.stream_id], case .receiving = stream.phase else { break }
@@ -393,9 +399,9 @@ final class HTTP2ServerSession {
     /// Streams received but not yet answered (the connection is not idle).
     var hasOpenStreams: Bool { !streams.isEmpty }
 
-    /// Streams whose request has not fully arrived.
-    var hasIncompleteRequests: Bool {
-        streams.values.contains { if case .receiving = $0.phase { true } else { false } }
+    /// When the oldest request that has not fully arrived began, if any.
+    var oldestIncompleteRequestStart: NIODeadline? {
+        streams.values.lazy.filter { if case .receiving = $0.phase { true } else { false } }.map(\.openedAt).min()
     }
 
     /// Tells the client no new streams will be taken; streams in progress finish.

@@ -17,12 +17,14 @@ final class HTTPProtocolSelector: ChannelInboundHandler, RemovableChannelHandler
 
     private let limits: HTTPServerLimits
     private let responder: any HTTPRequestResponder
+    private let guardian: ConnectionGuard
     private let logger: Logger
     private var buffered: ByteBuffer?
 
-    init(limits: HTTPServerLimits, responder: any HTTPRequestResponder, logger: Logger) {
+    init(limits: HTTPServerLimits, responder: any HTTPRequestResponder, guardian: ConnectionGuard, logger: Logger) {
         self.limits = limits
         self.responder = responder
+        self.guardian = guardian
         self.logger = logger
     }
 
@@ -39,14 +41,13 @@ final class HTTPProtocolSelector: ChannelInboundHandler, RemovableChannelHandler
         do {
             let pipeline = context.pipeline.syncOperations
             if isHTTP2 {
-                try pipeline.addHandler(HTTP2ServerConnectionHandler(limits: limits, responder: responder, logger: logger), position: .after(self))
+                try pipeline.addHandler(HTTP2ServerConnectionHandler(limits: limits, responder: responder, guardian: guardian, logger: logger), position: .after(self))
             } else {
                 let handlers: [any ChannelHandler] = [
                     HTTPResponseEncoder(),
                     ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)),
                     HTTPServerPipelineHandler(),
-                    HTTPServerProtocolErrorHandler(),
-                    HTTPConnectionHandler(limits: limits, responder: responder),
+                    HTTPConnectionHandler(limits: limits, responder: responder, guardian: guardian),
                 ]
                 try pipeline.addHandlers(handlers, position: .after(self))
             }
@@ -58,15 +59,16 @@ final class HTTPProtocolSelector: ChannelInboundHandler, RemovableChannelHandler
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
-    /// A connection that sends nothing (or stalls inside the TLS handshake, which
-    /// reads nothing up to here) for the read timeout is closed: it must not hold a
-    /// socket forever.
+    /// A connection that sends no request in time, or only part of the HTTP/2
+    /// preface (an HTTP/1.1 byte would have removed the selector), or stalls inside
+    /// the TLS handshake, which reads nothing up to here, is closed: no protocol
+    /// has started whose answer could tell it why.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            context.close(promise: nil)
+        guard event is ConnectionDeadlineEvent else {
+            context.fireUserInboundEventTriggered(event)
             return
         }
-        context.fireUserInboundEventTriggered(event)
+        context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -75,11 +75,17 @@ extension HTTPRequestResponder {
 public struct HTTPServerLimits: Sendable {
     /// Bodies larger than this get 413 without being read to the end.
     public var maxBodyBytes: Int = 20 << 20
-    /// A connection with nothing to read for this long is closed (slow or silent
-    /// clients cannot hold it forever); a request cut off this way gets 408.
+    /// A request's headers must be complete this long after its first byte (after
+    /// the connection opened, for its first request); else 408 and close.
+    public var headerTimeout: TimeAmount = .seconds(10)
+    /// The whole request, body included, must arrive within this of its start —
+    /// a total, not a time between bytes; else 408 and close.
     public var readTimeout: TimeAmount = .seconds(30)
-    /// A keep-alive connection idle between requests is closed after this.
+    /// A kept-alive connection idle between requests is closed after this.
     public var idleTimeout: TimeAmount = .seconds(120)
+    /// Connections this listener holds at once; at the limit the oldest quiet (idle
+    /// or silent) connection is closed for a new one, and with none, the new one is.
+    public var maxConnections: Int = ConnectionLimits.defaultMaxConnections
 
     /// HTTP/2: streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
     public var maxConcurrentStreams: Int = 100
@@ -92,9 +98,12 @@ public struct HTTPServerLimits: Sendable {
     /// `maxBodyBytes`.
     public var connectionBodyBufferBytes: Int = 8 << 20
 
-    public init(maxBodyBytes: Int = 20 << 20, readTimeout: TimeAmount = .seconds(30), idleTimeout: TimeAmount = .seconds(120),
-                maxConcurrentStreams: Int = 100, maxHeaderListBytes: Int = 64 << 10) {
+    public init(maxBodyBytes: Int = 20 << 20, headerTimeout: TimeAmount = .seconds(10), readTimeout: TimeAmount = .seconds(30),
+                idleTimeout: TimeAmount = .seconds(120), maxConcurrentStreams: Int = 100, maxHeaderListBytes: Int = 64 << 10,
+                maxConnections: Int = ConnectionLimits.defaultMaxConnections) {
         self.maxBodyBytes = maxBodyBytes
+        self.headerTimeout = headerTimeout
+        self.maxConnections = maxConnections
         self.readTimeout = readTimeout
         self.idleTimeout = idleTimeout
         self.maxConcurrentStreams = maxConcurrentStreams
@@ -110,27 +119,40 @@ public final class HTTPServer: Sendable {
 
     private init(channel: any Channel) { self.channel = channel }
 
+    /// Listens on `address`. `name` labels the listener's connection metrics and
+    /// warnings (`otlp:http`, `telemetry`, `health_check`).
     public static func start(
-        at address: HostPort, limits: HTTPServerLimits, responder: any HTTPRequestResponder,
-        group: any EventLoopGroup = SluiceEventLoops.group, tls: TLSServerContext? = nil
+        at address: HostPort, name: String, limits: HTTPServerLimits, responder: any HTTPRequestResponder,
+        group: any EventLoopGroup = SluiceEventLoops.group, tls: TLSServerContext? = nil,
+        connections: ConnectionTable = .shared
     ) async throws -> HTTPServer {
         let serverLogger = Logger(label: "sluice.http")
+        let listener = ServerListener(name: name, maxConnections: limits.maxConnections, table: connections, logger: serverLogger)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AcceptGuard(listener: listener)) }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelOption(.allocator, value: .blockCache)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // TLS first: every handler after it sees plaintext.
+                    // Room for it first: at the limit the oldest quiet connection goes, or this one.
+                    let admission = connections.admit(channel, listener: name, maxConnections: limits.maxConnections)
+                    listener.admitted(admission)
+                    guard case .admitted(let id, _) = admission else { throw ConnectionRefusedError() }
+                    // Below TLS: a stalled handshake is a request whose headers never came.
+                    let guardian = ConnectionGuard(limits: limits, listener: listener, tableID: id)
+                    try channel.pipeline.syncOperations.addHandler(guardian)
+                    // TLS next: every handler after it sees plaintext.
                     if let tls {
                         try channel.pipeline.syncOperations.addHandler(TLSServerHandler(context: tls, remoteAddress: channel.remoteAddress))
                     }
-                    try channel.pipeline.syncOperations.addHandler(
-                        IdleStateHandler(readTimeout: min(limits.readTimeout, limits.idleTimeout)))
                     // HTTP/1.1 or HTTP/2 (prior knowledge, or ALPN h2 under TLS), by the first bytes.
-                    try channel.pipeline.syncOperations.addHandler(HTTPProtocolSelector(limits: limits, responder: responder, logger: serverLogger))
+                    try channel.pipeline.syncOperations.addHandler(
+                        HTTPProtocolSelector(limits: limits, responder: responder, guardian: guardian, logger: serverLogger))
                 }
             }
         let channel = try await bootstrap.bind(host: address.host, port: address.port).get()
@@ -142,140 +164,23 @@ public final class HTTPServer: Sendable {
     }
 }
 
-/// One connection: collects each request's body up to the limit, hands complete
-/// requests to the responder, writes the answers in order. Not Sendable: it lives on
-/// its channel's event loop.
-final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
 
-    private let limits: HTTPServerLimits
-    private let responder: any HTTPRequestResponder
-
-    private enum State {
-        case idle
-        case receiving(HTTPRequestHead, ByteBuffer)
-        /// Answered early (413, 408): the rest of the body is read and dropped, up to
-        /// a cap, so the client sees the answer instead of a reset while it sends.
-        case discarding(remaining: Int)
-        case responding
+extension HTTPServer {
+    /// A 408 as HTTP/1.1 bytes, for a request whose headers never completed: no
+    /// request head exists for NIO's encoder to answer.
+    static func rawTimeoutResponse(_ message: String, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let body = message + "\n"
+        return allocator.buffer(string: "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                                    + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)")
     }
 
-    private var state = State.idle
-    private var lastActivity = NIODeadline.now()
-
-    init(limits: HTTPServerLimits, responder: any HTTPRequestResponder) {
-        self.limits = limits
-        self.responder = responder
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        lastActivity = .now()
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            guard case .idle = state else { return }
-            if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > limits.maxBodyBytes {
-                reject(context, head: head, status: .payloadTooLarge,
-                       message: "request body of \(length) bytes is over max_request_body_size (\(limits.maxBodyBytes) bytes)")
-                return
-            }
-            if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
-                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
-            }
-            let initial = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
-            state = .receiving(head, context.channel.allocator.buffer(capacity: min(initial, limits.maxBodyBytes)))
-        case .body(var chunk):
-            switch state {
-            case .discarding(let remaining):
-                if chunk.readableBytes >= remaining {
-                    context.close(promise: nil)
-                } else {
-                    state = .discarding(remaining: remaining - chunk.readableBytes)
-                }
-            case .receiving(let head, var body):
-                if body.readableBytes + chunk.readableBytes > limits.maxBodyBytes {
-                    reject(context, head: head, status: .payloadTooLarge,
-                           message: "request body is over max_request_body_size (\(limits.maxBodyBytes) bytes)")
-                    return
-                }
-                state = .idle  // drop the reference so the write below does not copy
-                body.writeBuffer(&chunk)
-                state = .receiving(head, body)
-            default:
-                break
-            }
-        case .end:
-            switch state {
-            case .receiving(let head, let body):
-                state = .responding
-                let request = HTTPServerRequest(method: head.method, uri: head.uri, headers: head.headers, body: body,
-                                                remoteAddress: context.channel.remoteAddress, version: head.version)
-                let keepAlive = head.isKeepAlive
-                let version = head.version
-                let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-                responder.respond(to: request, on: context.eventLoop).hop(to: context.eventLoop).whenComplete { result in
-                    let (handler, context) = loopBound.value
-                    let response = (try? result.get()) ?? .text(.internalServerError, "internal error\n")
-                    handler.write(response, version: version, keepAlive: keepAlive, context: context)
-                }
-            case .discarding:
-                context.close(promise: nil)
-            default:
-                break
-            }
-        }
-    }
-
-    private func reject(_ context: ChannelHandlerContext, head: HTTPRequestHead, status: HTTPResponseStatus, message: String) {
-        // Answer at once. The connection closes when the request ends or after 8 MiB
-        // more (whichever is first): a client cannot keep it busy, and one that is
-        // still sending reads the answer instead of a broken pipe.
-        state = .discarding(remaining: 8 << 20)
-        let response = responder.errorResponse(status, message: message, requestHeaders: head.headers)
-        var headers = response.headers
-        headers.replaceOrAdd(name: "Connection", value: "close")
-        headers.replaceOrAdd(name: "Content-Length", value: String(response.body?.readableBytes ?? 0))
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-        if let body = response.body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-    }
-
-    private func write(_ response: HTTPServerResponse, version: HTTPVersion, keepAlive: Bool, context: ChannelHandlerContext) {
-        var headers = response.headers
-        headers.replaceOrAdd(name: "Content-Length", value: String(response.body?.readableBytes ?? 0))
-        if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: response.status, headers: headers))), promise: nil)
-        if let body = response.body, body.readableBytes > 0 {
-            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        }
-        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        state = .idle
-        lastActivity = .now()
-        if !keepAlive {
-            let channel = context.channel
-            done.whenComplete { _ in channel.close(promise: nil) }
-        }
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read else {
-            context.fireUserInboundEventTriggered(event)
+    /// Writes that 408 beneath the HTTP/1.1 encoder of `pipeline` and closes.
+    static func writeRawTimeout(_ message: String, from pipeline: ChannelPipeline, fallback: ChannelHandlerContext) {
+        guard let encoder = try? pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self) else {
+            fallback.close(promise: nil)
             return
         }
-        switch state {
-        case .receiving(let head, _):
-            // A request started and stalled: tell the client, then close.
-            reject(context, head: head, status: .requestTimeout, message: "request not received within the read timeout")
-        case .responding:
-            break  // the answer is being worked out; the client is waiting, not us
-        case .idle, .discarding:
-            if NIODeadline.now() - lastActivity >= min(limits.readTimeout, limits.idleTimeout) {
-                context.close(promise: nil)
-            }
-        }
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
+        let channel = encoder.channel
+        encoder.writeAndFlush(NIOAny(rawTimeoutResponse(message, allocator: channel.allocator))).whenComplete { _ in channel.close(promise: nil) }
     }
 }

@@ -126,7 +126,7 @@ final class DatadogExporter: Exporter {
         }
         count(String(response.status.code))
         payloadBytes.add(payload.body.count)
-        let reason = "HTTP \(response.status.code) from \(place): \(ResponseClass.excerpt(response))"
+        let reason = "HTTP \(response.status.code) from \(place): \(ResponseClass.excerpt(response, masking: secrets))"
         switch ResponseClass.of(response) {
         case .success:
             return .accepted

@@ -77,7 +77,7 @@ struct ElasticsearchConfig: Sendable {
         }
         for (key, url) in urls {
             guard let endpoint = HTTPEndpoint(url) else {
-                config.report(key, "'\(url)' is not an http:// or https:// URL, like https://elasticsearch:9200")
+                config.report(key, "'\(URLCredentials.redacted(url))' is not an http:// or https:// URL, like https://elasticsearch:9200")
                 continue
             }
             endpoints.append(endpoint)
@@ -160,7 +160,7 @@ struct ElasticsearchConfig: Sendable {
         if authorization != nil, http.authenticator != nil {
             config.report("auth", "set either auth.authenticator or user/password/api_key, not both")
         }
-        secrets += http.secrets
+        secrets += http.secrets + endpoints.flatMap { $0.credentials?.secretValues ?? [] }
         config.keysWithoutEffect([("num_workers", "one bulk request is in flight per pipeline, in log order"),
                            ("discover", "nodes are the configured endpoints; sniffing is not done"),
                            ("include_source_on_error", "a refused document's source is in the dead-letter file"),

@@ -124,18 +124,18 @@ final class ElasticsearchExporter: Exporter {
             guard let results = BulkResponse.results(response.body, retryOn: config.retryOnStatus) else {
                 // Unreadable: what was indexed is unknown. Sending again is safe, since
                 // `create` with the same ids makes what is there a 409.
-                return .retry("\(reason): not a bulk answer: \(ResponseClass.excerpt(response))", after: nil)
+                return .retry("\(reason): not a bulk answer: \(ResponseClass.excerpt(response, masking: secrets))", after: nil)
             }
             if results.count == payload.records.count, !results.contains(where: { $0 != .delivered }) { return .accepted }
             return .perRecord(results)
         case .tooLarge:
             return .tooLarge(reason)
         case .unauthorized:
-            return .refused("\(reason): \(ResponseClass.excerpt(response)); check user/password, api_key or the authenticator's credential (not shown here), and that it may write to the index")
+            return .refused("\(reason): \(ResponseClass.excerpt(response, masking: secrets)); check user/password, api_key or the authenticator's credential (not shown here), and that it may write to the index")
         case .retry(let after):
-            return .retry("\(reason): \(ResponseClass.excerpt(response))", after: after)
+            return .retry("\(reason): \(ResponseClass.excerpt(response, masking: secrets))", after: after)
         case .refused:
-            return .refused("\(reason): \(ResponseClass.excerpt(response))")
+            return .refused("\(reason): \(ResponseClass.excerpt(response, masking: secrets))")
         }
     }
 

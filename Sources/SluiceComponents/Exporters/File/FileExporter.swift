@@ -40,7 +40,7 @@ final class FileExporter: Exporter {
         let options = RotatingFile.Options(
             rotation: config.rotation, format: config.format,
             truncateAtStart: config.rotation == nil && !config.append,
-            fsync: config.fsync, directoryMode: config.directoryMode)
+            fsync: config.fsync, directoryMode: config.directoryMode, fileMode: config.fileMode)
         file = Mutex(RotatingFile(path: config.path, options: options, logger: logger, now: now))
     }
 

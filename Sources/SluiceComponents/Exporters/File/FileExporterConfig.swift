@@ -45,7 +45,10 @@ struct FileExporterConfig: Sendable {
     /// `compression: zstd`: each request is a zstd frame behind its length.
     var zstd = false
     /// `directory_permissions`: the mode of parent directories Sluice creates.
-    var directoryMode: mode_t = 0o755
+    var directoryMode: mode_t = POSIXFile.privateDirectoryMode
+    /// `file_mode`: the mode of the files it writes (0600, as the Collector's
+    /// file exporter creates them; 0640 lets a log shipper in the pod's group read).
+    var fileMode: mode_t = POSIXFile.privateFileMode
     var retry = RetrySettings()
     var queue = QueueSettings()
 
@@ -81,13 +84,8 @@ struct FileExporterConfig: Sendable {
         // The Collector creates parent directories only when asked; Sluice always
         // does, so create_directory is read for validity only.
         _ = config.bool("create_directory")
-        if let text = config.string("directory_permissions") {
-            if let mode = mode_t(text, radix: 8), mode & 0o777 == mode {
-                directoryMode = mode
-            } else {
-                config.report("directory_permissions", "expected octal permission bits, like \"0755\", not '\(text)'")
-            }
-        }
+        if let mode = config.fileMode("directory_permissions") { directoryMode = mode }
+        if let mode = config.fileMode("file_mode") { fileMode = mode }
 
         retry = RetrySettings(config.map("retry_on_failure"))
         queue = QueueSettings(config.map("sending_queue"))

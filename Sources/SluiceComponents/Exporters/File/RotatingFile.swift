@@ -42,11 +42,9 @@ struct RotatingFile {
         var truncateAtStart: Bool
         var fsync: Bool
         var directoryMode: mode_t
+        /// Output and rotated files (`file_mode`).
+        var fileMode: mode_t
     }
-
-    /// Output files are readable by the group, so a log shipper in the pod's
-    /// `fsGroup` can read them; nobody else needs an audit trail.
-    static let fileMode: mode_t = 0o640
     /// Rotated files are gzipped this much at a time, each piece a gzip member of
     /// its own (RFC 1952 §2.2 allows a file of several; gunzip and zlib read them
     /// as one stream), so a 100 MiB rotation never holds 100 MiB in memory.
@@ -121,10 +119,14 @@ struct RotatingFile {
     private mutating func openFile(truncate: Bool) throws(FileExporterError) {
         // Read-write: repairing a torn tail reads the file back.
         let flags = O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | (truncate ? O_TRUNC : 0)
-        var descriptor = Foundation.open(path, flags, Self.fileMode)
+        var descriptor = POSIXFile.openPrivate(path, flags: flags, mode: options.fileMode)
         if descriptor < 0 && errno == ENOENT {
-            try Self.makeDirectories(naming.directory, mode: options.directoryMode)
-            descriptor = Foundation.open(path, flags, Self.fileMode)
+            do {
+                try POSIXFile.makeDirectories(naming.directory, mode: options.directoryMode)
+            } catch {
+                throw FileExporterError(error.path, error.code, "cannot create the directory")
+            }
+            descriptor = POSIXFile.openPrivate(path, flags: flags, mode: options.fileMode)
         }
         guard descriptor >= 0 else { throw FileExporterError(path, errno, "cannot open") }
         var status = stat()
@@ -291,7 +293,7 @@ struct RotatingFile {
                     continue
                 }
                 do {
-                    try Self.gzip(plainPath)
+                    try Self.gzip(plainPath, mode: options.fileMode)
                 } catch {
                     logger.warning("file exporter: cannot gzip a rotated file; it stays uncompressed and is tried again at the next rotation",
                                    metadata: ["error": "\(error)"])
@@ -302,13 +304,13 @@ struct RotatingFile {
 
     /// `x` → `x.gz`: compressed into `x.gz.tmp`, synced, renamed, and only then is
     /// `x` deleted, so at every moment one complete copy is on disk.
-    static func gzip(_ source: String) throws(FileExporterError) {
+    static func gzip(_ source: String, mode: mode_t) throws(FileExporterError) {
         let target = source + ".gz"
         let temporary = target + ".tmp"
         let input = Foundation.open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw FileExporterError(source, errno, "cannot open") }
         defer { Foundation.close(input) }
-        let output = Foundation.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, fileMode)
+        let output = POSIXFile.openPrivate(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: mode)
         guard output >= 0 else { throw FileExporterError(temporary, errno, "cannot create") }
         var finished = false
         defer {
@@ -377,16 +379,6 @@ struct RotatingFile {
 
     private static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(FileExporterError) {
         if let failure = writeLoop(fd, bytes).failure { throw FileExporterError(path, failure) }
-    }
-
-    static func makeDirectories(_ directory: String, mode: mode_t) throws(FileExporterError) {
-        var status = stat()
-        guard !directory.isEmpty, stat(directory, &status) != 0 else { return }
-        let parent = (directory as NSString).deletingLastPathComponent
-        if !parent.isEmpty && parent != directory { try makeDirectories(parent, mode: mode) }
-        if mkdir(directory, mode) != 0 && errno != EEXIST {
-            throw FileExporterError(directory, errno, "cannot create the directory")
-        }
     }
 
     static func syncDirectory(_ directory: String) {

@@ -1,4 +1,5 @@
 import Foundation
+import SluiceCore
 import SluiceNet
 
 /// What an HTTP answer means for delivery, before an exporter reads its body.
@@ -29,9 +30,10 @@ enum ResponseClass: Equatable, Sendable {
         }
     }
 
-    /// The first 300 characters of a body, on one line, for reasons and logs.
-    static func excerpt(_ response: HTTPClientResponse) -> String {
-        String(response.bodyText.prefix(300)).filter { !$0.isNewline }
+    /// A body quoted in a reason: the exporter's secrets masked in the whole body
+    /// before it is cut to `SecretMask.excerptLength` characters on one line.
+    static func excerpt(_ response: HTTPClientResponse, masking secrets: SecretMask) -> String {
+        secrets.clean(response.bodyText, limit: SecretMask.excerptLength)
     }
 
     /// How far the destination's clock is from this host's, from its `Date`

@@ -47,7 +47,8 @@ public struct OTLPHTTPExporterFactory: ExporterFactory {
             clients[key] = client
             targets[signal] = (client, "\(client.endpoint)", path)
         }
-        return OTLPHTTPExporter(id: id, targets: targets, json: encoding == "json", settings: settings)
+        let endpointSecrets = endpoints.values.flatMap { $0.0.credentials?.secretValues ?? [] }
+        return OTLPHTTPExporter(id: id, targets: targets, json: encoding == "json", settings: settings, endpointSecrets: endpointSecrets)
     }
 }
 
@@ -67,11 +68,12 @@ final class OTLPHTTPExporter: Exporter {
     /// https://opentelemetry.io/docs/specs/otlp/#retryable-response-codes
     static let retryable: Set<Int> = [429, 502, 503, 504]
 
-    init(id: ComponentID, targets: [OTLPSignal: (client: any HTTPTransport, endpoint: String, path: String)], json: Bool, settings: HTTPExporterSettings) {
+    init(id: ComponentID, targets: [OTLPSignal: (client: any HTTPTransport, endpoint: String, path: String)], json: Bool, settings: HTTPExporterSettings,
+         endpointSecrets: [String] = []) {
         self.id = id
         self.json = json
         self.settings = settings
-        secrets = SecretMask(settings.secrets)
+        secrets = SecretMask(settings.secrets + endpointSecrets)
         self.targets = targets
         signals = Set(targets.keys)
     }
@@ -129,10 +131,10 @@ final class OTLPHTTPExporter: Exporter {
         case .success: return .accepted
         case .retry(let after): return .retry(reason, after: after)
         case .tooLarge: return .tooLarge(reason)
-        case .unauthorized: return .refused("\(reason): \(ResponseClass.excerpt(response)); check the credential in headers or auth")
+        case .unauthorized: return .refused("\(reason): \(ResponseClass.excerpt(response, masking: secrets)); check the credential in headers or auth")
         case .refused where response.status.code == 404:
-            return .refused("\(reason): \(ResponseClass.excerpt(response)); check the endpoint and its path (<endpoint>/v1/logs, or logs_endpoint as the full URL)")
-        case .refused: return .refused("\(reason): \(ResponseClass.excerpt(response))")
+            return .refused("\(reason): \(ResponseClass.excerpt(response, masking: secrets)); check the endpoint and its path (<endpoint>/v1/logs, or logs_endpoint as the full URL)")
+        case .refused: return .refused("\(reason): \(ResponseClass.excerpt(response, masking: secrets))")
         }
     }
 }

@@ -37,6 +37,11 @@ actor EntraToken {
     let now: @Sendable () -> Date
     private var cached: Token?
     private var fetching: Task<Result<Token, Failure>, Never>?
+    /// The client secret, masked in whatever the token endpoint answers.
+    private var clientSecretMask: SecretMask {
+        if case .clientSecret(let secret) = settings.credential { return SecretMask([secret]) }
+        return SecretMask([])
+    }
 
     init(settings: SentinelConfig.LogsIngestion, transport: any HTTPTransport, now: @escaping @Sendable () -> Date = { Date() }) {
         self.settings = settings
@@ -103,7 +108,7 @@ actor EntraToken {
         let code = Int(response.status.code)
         guard code == 200 else {
             let error = object["error"] as? String ?? ""
-            let description = (object["error_description"] as? String ?? ResponseClass.excerpt(response)).split(separator: "\r\n").first.map(String.init) ?? ""
+            let description = (object["error_description"] as? String ?? ResponseClass.excerpt(response, masking: clientSecretMask)).split(separator: "\r\n").first.map(String.init) ?? ""
             let reason = "HTTP \(code) from \(place): \(error.isEmpty ? "" : "\(error): ")\(description)"
             if code == 429 || code >= 500 { return .failure(.retry(reason)) }
             // AADSTS700024: the client assertion is not within its valid time range

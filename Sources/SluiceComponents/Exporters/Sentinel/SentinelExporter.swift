@@ -152,7 +152,7 @@ final class SentinelExporter: Exporter {
         case .success(let answer): response = answer
         case .failure(let error): return .retry("cannot send to \(place): \(error)", after: nil)
         }
-        let reason = "HTTP \(response.status.code) from \(place): \(ResponseClass.excerpt(response))"
+        let reason = "HTTP \(response.status.code) from \(place): \(ResponseClass.excerpt(response, masking: secrets))"
         switch ResponseClass.of(response) {
         case .success:
             return .accepted
@@ -189,7 +189,7 @@ final class SentinelExporter: Exporter {
         case .success(let answer): response = answer
         case .failure(let error): return .retry("cannot send to \(place): \(error)", after: nil)
         }
-        let reason = "HTTP \(response.status.code) from \(place): \(ResponseClass.excerpt(response))"
+        let reason = "HTTP \(response.status.code) from \(place): \(ResponseClass.excerpt(response, masking: secrets))"
         // Read only for a refusal: parsing the Date header costs more than the rest.
         func skew() -> String {
             ResponseClass.clockSkewNote(response, now: now(), window: "the Data Collector API refuses an x-ms-date more than 15 minutes off")

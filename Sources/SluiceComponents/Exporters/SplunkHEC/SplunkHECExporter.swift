@@ -101,7 +101,7 @@ final class SplunkHECExporter: Exporter {
             headers.replaceOrAdd(name: "X-Splunk-Request-Channel", value: UUID().uuidString.lowercased())
         }
         baseHeaders = headers
-        secrets = SecretMask([config.token.value] + SecretMask.secrets(inHeaders: config.headers))
+        secrets = SecretMask([config.token.value] + SecretMask.secrets(inHeaders: config.headers) + (config.endpoint.credentials?.secretValues ?? []))
         let labels = [("exporter", id.description)]
         counters = Counters(
             payloadBytes: metrics.counter("sluice_splunk_hec_payload_bytes_total", "Bytes of event payloads sent to HEC (as sent, compressed or not).", labels: labels),
@@ -317,7 +317,7 @@ final class SplunkHECExporter: Exporter {
     /// The token must never reach a log line, an error or the dead-letter file,
     /// whatever a server echoes back; masked where it stands whole, so that Splunk's
     /// own words ("Invalid token") stay readable.
-    func redact(_ text: String) -> String { secrets(text) }
+    func redact(_ text: String) -> String { secrets.clean(text, limit: SecretMask.reasonLength) }
 
     // MARK: Health and heartbeat
 

@@ -168,7 +168,7 @@ final class WebhookExporter: Exporter {
             return .retry("cannot send to \(place): \(error)", after: nil)
         }
         count(String(response.status.code))
-        let reason = "HTTP \(response.status.code) from \(place): \(ResponseClass.excerpt(response))"
+        let reason = "HTTP \(response.status.code) from \(place): \(ResponseClass.excerpt(response, masking: secrets))"
         // Read only for a refusal: parsing the Date header costs more than the rest.
         func skew() -> String {
             ResponseClass.clockSkewNote(response, now: now(), window: "Standard Webhooks receivers refuse a webhook-timestamp more than 5 minutes off")

@@ -39,7 +39,8 @@ public struct FileStorageSettings: Sendable, Equatable {
         }
         if let direct = config.bool("direct_io") { log.directIO = direct }
         if let mode = config.enumeration("when_full", ["block", "drop_oldest"]) { log.whenFull = WhenFull(rawValue: mode)! }
-        config.accept("timeout", "compaction", "create_directory", "directory_permissions", "recreate")
+        if let mode = config.fileMode("directory_permissions") { log.directoryMode = mode }
+        config.accept("timeout", "compaction", "create_directory", "recreate")
         config.finish()
     }
 }

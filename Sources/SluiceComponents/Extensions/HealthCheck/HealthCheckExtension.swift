@@ -5,7 +5,7 @@ import SluiceNet
 import Synchronization
 
 /// `health_check`: 200 while the pipelines run, 503 while starting or shutting down,
-/// on `endpoint` (default 0.0.0.0:13133) and `path` (default `/`), as the
+/// on `endpoint` (default localhost:13133, as the Collector's since v0.104) and `path` (default `/`), as the
 /// Collector's extension answers Kubernetes probes.
 public struct HealthCheckExtensionFactory: ExtensionFactory {
     public let type = "health_check"
@@ -13,9 +13,9 @@ public struct HealthCheckExtensionFactory: ExtensionFactory {
 
     public func make(id: ComponentID, config: ConfigMap, context: ComponentContext) -> (any Extension)? {
         let before = config.diagnostics.all.count
-        var endpoint = HostPort(host: "0.0.0.0", port: 13133)
+        var endpoint = HostPort(host: "localhost", port: 13133)
         if let text = config.string("endpoint") {
-            if let parsed = HostPort(text) { endpoint = parsed } else { config.report("endpoint", "expected host:port, like 0.0.0.0:13133") }
+            if let parsed = HostPort(text) { endpoint = parsed } else { config.report("endpoint", "expected host:port, like localhost:13133") }
         }
         let path = config.string("path") ?? "/"
         if !path.hasPrefix("/") { config.report("path", "must start with \"/\", like /health/status") }
@@ -80,10 +80,12 @@ final class HealthCheckExtension: Extension {
     }
 
     func start(health: HealthState) async throws {
-        let started = try await HTTPServer.start(at: endpoint, limits: HTTPServerLimits(maxBodyBytes: 4096), responder: Responder(path: path, bodies: bodies, health: health), tls: tls?.context)
+        let started = try await HTTPServer.start(at: endpoint, name: "\(id)", limits: HTTPServerLimits(maxBodyBytes: 4096),
+                                                 responder: Responder(path: path, bodies: bodies, health: health), tls: tls?.context)
         server.withLock { $0 = started }
         context.logger.info("health check listening", metadata: ["extension": "\(id)", "endpoint": "\(endpoint)", "path": "\(path)", "tls": "\(tls == nil ? "off" : "on")"])
         for warning in tls?.warnings ?? [] { context.logger.warning("\(warning)", metadata: ["extension": "\(id)"]) }
+        ListenerExposure.warnIfOpen(endpoint, listener: "extensions.\(id)", tls: tls != nil, auth: false, logger: context.logger)
     }
 
     func shutdown() async {

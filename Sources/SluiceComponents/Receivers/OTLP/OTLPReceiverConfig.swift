@@ -6,28 +6,35 @@ import NIOCore
 /// (receiver/otlpreceiver, config/confighttp).
 struct OTLPReceiverConfig: Sendable {
     struct HTTP: Sendable {
-        var endpoint = HostPort(host: "0.0.0.0", port: 4318)
+        /// localhost, as the Collector's default since v0.104
+        /// (component.UseLocalHostAsDefaultHost): a sidecar's client is in its pod.
+        var endpoint = HostPort(host: "localhost", port: 4318)
         var maxRequestBodySize = 20 << 20
         var paths: [OTLPSignal: String] = [.logs: "/v1/logs", .traces: "/v1/traces", .metrics: "/v1/metrics"]
         var cors: CORSSettings?
+        /// `read_header_timeout`, `read_timeout` (the whole request), `idle_timeout`.
+        var headerTimeout: TimeAmount = .seconds(10)
         var readTimeout: TimeAmount = .seconds(30)
         var idleTimeout: TimeAmount = .seconds(120)
         var maxNestingDepth = 64
+        var maxConnections = ConnectionLimits.defaultMaxConnections
         var tls: ReceiverTLS?
         var auth: ReceiverAuth?
     }
 
     /// `protocols.grpc` (config/configgrpc ServerConfig).
     struct GRPC: Sendable {
-        var endpoint = HostPort(host: "0.0.0.0", port: 4317)
+        var endpoint = HostPort(host: "localhost", port: 4317)
         /// `max_recv_msg_size_mib`: the largest message, before and after
         /// decompression (the Collector's default is 4 MiB).
         var maxRecvMsgSize = 4 << 20
         var maxConcurrentStreams: Int?
         /// `keepalive.server_parameters.max_connection_idle`.
         var idleTimeout: TimeAmount = .seconds(120)
+        var headerTimeout: TimeAmount = .seconds(10)
         var readTimeout: TimeAmount = .seconds(30)
         var maxNestingDepth = 64
+        var maxConnections = ConnectionLimits.defaultMaxConnections
         var tls: ReceiverTLS?
         var auth: ReceiverAuth?
     }
@@ -48,7 +55,7 @@ struct OTLPReceiverConfig: Sendable {
             var http = HTTP()
             if let section = protocols.map("http") {
                 if let text = section.string("endpoint") {
-                    if let endpoint = HostPort(text) { http.endpoint = endpoint } else { section.report("endpoint", "expected host:port, like 0.0.0.0:4318") }
+                    if let endpoint = HostPort(text) { http.endpoint = endpoint } else { section.report("endpoint", "expected host:port, like localhost:4318") }
                 }
                 if let size = section.int("max_request_body_size", min: 1) { http.maxRequestBodySize = size }
                 for (key, signal) in [("logs_url_path", OTLPSignal.logs), ("traces_url_path", .traces), ("metrics_url_path", .metrics)] {
@@ -57,8 +64,10 @@ struct OTLPReceiverConfig: Sendable {
                 if let cors = section.map("cors") { http.cors = CORSSettings(cors) }
                 if let timeout = section.duration("read_timeout"), timeout > .zero { http.readTimeout = TimeAmount(timeout) }
                 if let timeout = section.duration("idle_timeout"), timeout > .zero { http.idleTimeout = TimeAmount(timeout) }
+                if let timeout = section.duration("read_header_timeout"), timeout > .zero { http.headerTimeout = TimeAmount(timeout) }
                 if let depth = section.int("max_nesting_depth", min: 8, max: OTLPDecodeLimits.nestingCeiling) { http.maxNestingDepth = depth }
-                section.accept("include_metadata", "read_header_timeout", "write_timeout", "response_headers", "compression_algorithms")
+                if let limit = section.int("max_connections", min: 1, max: 1 << 20) { http.maxConnections = limit }
+                section.accept("include_metadata", "write_timeout", "response_headers", "compression_algorithms")
                 // Both HTTP versions: h2 preferred by ALPN, HTTP/1.1 for the rest.
                 http.tls = ReceiverTLS(section, alpn: ["h2", "http/1.1"], transport: "http", context: context)
                 http.auth = ReceiverAuth(section, extensions: context.extensions)
@@ -81,7 +90,7 @@ struct OTLPReceiverConfig: Sendable {
 extension OTLPReceiverConfig.GRPC {
     init(_ section: ConfigMap, context: ComponentContext) {
         if let text = section.string("endpoint") {
-            if let endpoint = HostPort(text) { self.endpoint = endpoint } else { section.report("endpoint", "expected host:port, like 0.0.0.0:4317") }
+            if let endpoint = HostPort(text) { self.endpoint = endpoint } else { section.report("endpoint", "expected host:port, like localhost:4317") }
         }
         if let transport = section.string("transport"), transport != "tcp" {
             section.report("transport", "'\(transport)' is not served by Sluice; use tcp (or remove transport)")
@@ -90,6 +99,7 @@ extension OTLPReceiverConfig.GRPC {
         if let mib = section.int("max_recv_msg_size_mib", min: 0, max: 1024), mib > 0 { maxRecvMsgSize = mib << 20 }
         if let streams = section.int("max_concurrent_streams", min: 0), streams > 0 { maxConcurrentStreams = streams }
         if let depth = section.int("max_nesting_depth", min: 8, max: OTLPDecodeLimits.nestingCeiling) { maxNestingDepth = depth }
+        if let limit = section.int("max_connections", min: 1, max: 1 << 20) { maxConnections = limit }
         if let keepalive = section.map("keepalive") { readKeepalive(keepalive) }
         // Socket buffer sizes are the kernel's business here, and metadata is not
         // passed on to processors; both are accepted so Collector configs load.

@@ -51,7 +51,7 @@ struct CursorStore {
         }
         let target = path(reader)
         let temporary = target + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let fd = POSIXFile.openPrivate(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC)
         guard fd >= 0 else { throw POSIXFile.Failure(operation: "open", path: temporary, code: errno) }
         do throws(POSIXFile.Failure) {
             try POSIXFile.writeAll(fd, bytes, at: 0, path: temporary)

@@ -43,6 +43,10 @@ public struct DiskLogSettings: Sendable, Equatable {
     /// Falls back to buffered writes by itself where the file system refuses it.
     public var directIO = true
 
+    /// Mode of the directories the log creates (`file_storage.directory_permissions`);
+    /// its files are always `POSIXFile.privateFileMode`.
+    public var directoryMode: mode_t = POSIXFile.privateDirectoryMode
+
     /// An event loop's inline write that takes longer than this plus 1 ms per 400 KB
     /// (a local disk's pace) hands writing to the writer thread for 10 s.
     var slowInlineWrite: Duration = .milliseconds(1)

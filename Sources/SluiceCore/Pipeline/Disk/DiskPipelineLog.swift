@@ -230,7 +230,7 @@ public final class DiskPipelineLog: PipelineLog {
         let path = (directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory) + "/" + SegmentFormat.fileSafe(name)
         let cursorsPath = path + "/cursors"
         do {
-            try POSIXFile.makeDirectories(cursorsPath)
+            try POSIXFile.makeDirectories(cursorsPath, mode: settings.directoryMode)
         } catch {
             throw DiskLogError.notWritable(error.path, pipeline: name, operation: "mkdir", errno: error.code)
         }
@@ -290,7 +290,7 @@ public final class DiskPipelineLog: PipelineLog {
 
     private static func checkWritable(_ path: String, pipeline: String) throws {
         let probe = path + "/.write-test"
-        let fd = Foundation.open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        let fd = POSIXFile.openPrivate(probe, flags: O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC)
         guard fd >= 0 else { throw DiskLogError.notWritable(path, pipeline: pipeline, operation: "creating a file", errno: errno) }
         defer { Foundation.close(fd); unlink(probe) }
         do throws(POSIXFile.Failure) {
@@ -304,7 +304,7 @@ public final class DiskPipelineLog: PipelineLog {
     /// One process per directory: a second one would interleave writes.
     private static func lock(_ path: String, pipeline: String) throws -> Int32 {
         let lockPath = path + "/lock"
-        let fd = Foundation.open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let fd = POSIXFile.openPrivate(lockPath, flags: O_RDWR | O_CREAT | O_CLOEXEC)
         guard fd >= 0 else { throw DiskLogError.notWritable(path, pipeline: pipeline, operation: "creating \(lockPath)", errno: errno) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let code = errno

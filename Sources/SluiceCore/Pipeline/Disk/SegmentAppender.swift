@@ -132,11 +132,11 @@ final class SegmentAppender {
     static func open(_ path: String, flags: Int32, direct: Bool) -> (fd: Int32, direct: Bool) {
         let base = O_RDWR | O_CLOEXEC | flags
         if direct {
-            let fd = Foundation.open(path, base | sluice_o_direct(), 0o644)
+            let fd = POSIXFile.openPrivate(path, flags: base | sluice_o_direct())
             if fd >= 0 { return (fd, true) }
             if errno != EINVAL { return (-1, false) }
         }
-        return (Foundation.open(path, base, 0o644), false)
+        return (POSIXFile.openPrivate(path, flags: base), false)
     }
 
     /// Copies `bytes` into the staging buffer, writing out whole blocks when it fills.

@@ -143,12 +143,31 @@ enum SegmentFormat {
 }
 
 /// Small POSIX helpers that keep errno.
-enum POSIXFile {
-    struct Failure: Error, CustomStringConvertible {
-        let operation: String
-        let path: String
-        let code: Int32
-        var description: String { "\(operation) \(path): \(String(cString: strerror(code))) (errno \(code))" }
+public enum POSIXFile {
+    /// Files Sluice creates that hold data or state (log segments, cursors, dead
+    /// letters, the file exporter's output) are its own: another local user must
+    /// not read audit records. The Collector's file_storage creates its files 0600.
+    public static let privateFileMode: mode_t = 0o600
+    /// Directories Sluice creates for them, unless configured
+    /// (`file_storage.directory_permissions`, the file exporter's).
+    public static let privateDirectoryMode: mode_t = 0o700
+
+    /// `open` of one of Sluice's own files: one it creates (`O_CREAT` in `flags`)
+    /// gets `mode` exactly whatever the umask, and so does one an older version
+    /// created with a looser mode. -1 with errno on failure.
+    public static func openPrivate(_ path: String, flags: Int32, mode: mode_t = privateFileMode) -> Int32 {
+        let fd = open(path, flags, mode)
+        guard fd >= 0 else { return fd }
+        var info = stat()
+        if fstat(fd, &info) == 0, info.st_mode & 0o7777 != mode { _ = fchmod(fd, mode) }
+        return fd
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public let operation: String
+        public let path: String
+        public let code: Int32
+        public var description: String { "\(operation) \(path): \(String(cString: strerror(code))) (errno \(code))" }
     }
 
     /// Writes all of `bytes` at `offset`, retrying short writes and EINTR.
@@ -261,12 +280,16 @@ enum POSIXFile {
         return Int(info.st_size)
     }
 
-    /// `mkdir -p`, keeping the errno of the step that failed.
-    static func makeDirectories(_ path: String) throws(Failure) {
+    /// `mkdir -p`, keeping the errno of the step that failed. Directories it
+    /// creates get `mode` exactly, whatever the umask; existing ones are left as
+    /// they are (a mounted volume's owner decides those).
+    public static func makeDirectories(_ path: String, mode: mode_t = privateDirectoryMode) throws(Failure) {
         var current = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/") {
             current += "/" + part
-            if mkdir(current, 0o755) != 0, errno != EEXIST {
+            if mkdir(current, mode) == 0 {
+                _ = chmod(current, mode)
+            } else if errno != EEXIST {
                 throw Failure(operation: "mkdir", path: current, code: errno)
             }
         }
