@@ -40,7 +40,12 @@ public struct FileStorageSettings: Sendable, Equatable {
         if let direct = config.bool("direct_io") { log.directIO = direct }
         if let mode = config.enumeration("when_full", ["block", "drop_oldest"]) { log.whenFull = WhenFull(rawValue: mode)! }
         if let mode = config.fileMode("directory_permissions") { log.directoryMode = mode }
-        config.accept("timeout", "compaction", "create_directory", "recreate")
+        config.keysWithoutEffect([
+            ("timeout", "the disk log's lock is taken at once or the start fails, saying the directory is in use by another Sluice"),
+            ("compaction", "segments are deleted once every exporter has delivered them; there is nothing to compact"),
+            ("create_directory", "the directory is always created when missing (0700, or directory_permissions)"),
+            ("recreate", "what the disk log holds at start is delivered, never discarded"),
+        ])
         config.finish()
     }
 }

@@ -67,7 +67,12 @@ struct OTLPReceiverConfig: Sendable {
                 if let timeout = section.duration("read_header_timeout"), timeout > .zero { http.headerTimeout = TimeAmount(timeout) }
                 if let depth = section.int("max_nesting_depth", min: 8, max: OTLPDecodeLimits.nestingCeiling) { http.maxNestingDepth = depth }
                 if let limit = section.int("max_connections", min: 1, max: 1 << 20) { http.maxConnections = limit }
-                section.accept("include_metadata", "write_timeout", "response_headers", "compression_algorithms")
+                section.keysWithoutEffect([
+                    ("include_metadata", "client metadata is not passed on to processors"),
+                    ("write_timeout", "answers are small and written at once; read_header_timeout, read_timeout and idle_timeout bound a connection"),
+                    ("response_headers", "answers carry only the headers OTLP defines"),
+                    ("compression_algorithms", "every request may use gzip, deflate, zstd or none; other encodings are answered 415"),
+                ])
                 // Both HTTP versions: h2 preferred by ALPN, HTTP/1.1 for the rest.
                 http.tls = ReceiverTLS(section, alpn: ["h2", "http/1.1"], transport: "http", context: context)
                 http.auth = ReceiverAuth(section, extensions: context.extensions)
