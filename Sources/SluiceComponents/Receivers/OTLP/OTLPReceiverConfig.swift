@@ -106,11 +106,13 @@ extension OTLPReceiverConfig.GRPC {
         if let depth = section.int("max_nesting_depth", min: 8, max: OTLPDecodeLimits.nestingCeiling) { maxNestingDepth = depth }
         if let limit = section.int("max_connections", min: 1, max: 1 << 20) { maxConnections = limit }
         if let keepalive = section.map("keepalive") { readKeepalive(keepalive) }
-        // Socket buffer sizes are the kernel's business here, and metadata is not
-        // passed on to processors; both are accepted so Collector configs load.
-        _ = section.byteSize("read_buffer_size")
-        _ = section.byteSize("write_buffer_size")
-        _ = section.bool("include_metadata")
+        // Read so a wrong value is still named, and warned about as changing nothing.
+        for key in ["read_buffer_size", "write_buffer_size"] where section.byteSize(key) != nil {
+            section.warn(key, "has no effect in Sluice (socket buffers are the kernel's); remove it to silence this warning")
+        }
+        if section.bool("include_metadata") != nil {
+            section.warn("include_metadata", "has no effect in Sluice (client metadata is not passed on to processors); remove it to silence this warning")
+        }
         // gRPC is HTTP/2 only: ALPN offers h2 alone, as gRPC clients require it.
         tls = ReceiverTLS(section, alpn: ["h2"], transport: "grpc", context: context)
         auth = ReceiverAuth(section, extensions: context.extensions)
@@ -119,16 +121,20 @@ extension OTLPReceiverConfig.GRPC {
 
     /// `keepalive.server_parameters` and `keepalive.enforcement_policy`: the idle
     /// limit closes quiet connections; the rest shape pings and connection ages,
-    /// which HTTP/2 here leaves to the client, so they are accepted and not enforced.
+    /// which HTTP/2 here leaves to the client: they are read and warned about.
     private mutating func readKeepalive(_ keepalive: ConfigMap) {
         if let server = keepalive.map("server_parameters") {
             if let idle = server.duration("max_connection_idle"), idle > .zero { idleTimeout = TimeAmount(idle) }
-            for key in ["max_connection_age", "max_connection_age_grace", "time", "timeout"] { _ = server.duration(key) }
+            for key in ["max_connection_age", "max_connection_age_grace", "time", "timeout"] where server.duration(key) != nil {
+                server.warn(key, "has no effect in Sluice (connections end when idle for max_connection_idle, or at the read deadlines); remove it to silence this warning")
+            }
             server.finish()
         }
         if let policy = keepalive.map("enforcement_policy") {
-            _ = policy.duration("min_time")
-            _ = policy.bool("permit_without_stream")
+            let minTime = policy.duration("min_time"), permit = policy.bool("permit_without_stream")
+            if minTime != nil || permit != nil {
+                keepalive.warn("enforcement_policy", "has no effect in Sluice (client pings are answered, never counted against the client); remove it to silence this warning")
+            }
             policy.finish()
         }
         keepalive.finish()
