@@ -41,7 +41,7 @@ KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
 # Exporter types whose engineers are still building them (issue 14): a
 # config naming them is checked by `sluice validate` for everything else, and must
 # fail only on the type. Once a type is in `sluice components` it is checked whole.
-PENDING_EXPORTERS = {"datadog", "azuremonitor"}
+PENDING_EXPORTERS: set[str] = set()
 
 DEFAULT_SHUTDOWN_SECONDS = 25
 MIB = 1 << 20
@@ -410,7 +410,7 @@ def destination_port(exporter_id: str, settings: dict) -> int:
     if endpoint:
         url = urlsplit(endpoint)
         return url.port or (443 if url.scheme == "https" else 80)
-    assert kind in PENDING_EXPORTERS | {"awscloudwatchlogs"}, f"exporter {exporter_id} has no endpoint"
+    assert kind in PENDING_EXPORTERS | {"awscloudwatchlogs", "datadog"}, f"exporter {exporter_id} has no endpoint"
     return 443   # SaaS APIs (CloudWatch, Datadog, Azure) on their default HTTPS endpoints
 
 
