@@ -362,23 +362,10 @@ import SluiceCore
     // MARK: Helpers
 
     private func make(_ section: String) -> ((any Exporter)?, [ConfigDiagnostic]) {
-        let indented = section.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\n    ")
-        let yaml = """
-        receivers:
-          otlp:
-        exporters:
-          file:
-            \(indented)
-        service:
-          pipelines:
-            logs:
-              receivers: [otlp]
-              exporters: [file]
-        """
-        let config = CollectorConfig.load(text: yaml, file: "test.yaml")
-        guard let section = config.exporters.first?.config else { return (nil, config.diagnostics.all) }
-        let exporter = FileExporterFactory().make(id: ComponentID(type: "file"), config: section, context: ComponentContext(logger: Logger(label: "test")))
-        return (exporter, config.diagnostics.all)
+        let (map, diagnostics) = exporterSection("file", section)
+        guard let map else { return (nil, diagnostics.all) }
+        let exporter = FileExporterFactory().make(id: ComponentID(type: "file"), config: map, context: ComponentContext(logger: Logger(label: "test")))
+        return (exporter, diagnostics.all)
     }
 
     private func makeExporter(_ section: String) -> (any Exporter)? {

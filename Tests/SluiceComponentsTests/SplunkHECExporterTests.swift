@@ -311,23 +311,10 @@ import SluiceCore
     // MARK: Helpers
 
     func parse(_ section: String) -> (SplunkHECConfig?, [ConfigDiagnostic]) {
-        let indented = section.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\n    ")
-        let yaml = """
-        receivers:
-          otlp:
-        exporters:
-          splunk_hec:
-            \(indented)
-        service:
-          pipelines:
-            logs:
-              receivers: [otlp]
-              exporters: [splunk_hec]
-        """
-        let loaded = CollectorConfig.load(text: yaml, file: "test.yaml")
-        guard let map = loaded.exporters.first?.config else { return (nil, loaded.diagnostics.all) }
+        let (map, diagnostics) = exporterSection("splunk_hec", section)
+        guard let map else { return (nil, diagnostics.all) }
         let config = SplunkHECConfig(map)
-        return (config, loaded.diagnostics.all)
+        return (config, diagnostics.all)
     }
 
     func makeExporter(_ hec: FakeHEC, clock: HECTestClock = HECTestClock(), _ adjust: (inout SplunkHECConfig) -> Void = { _ in }) -> SplunkHECExporter {

@@ -186,23 +186,10 @@ import Testing
     }
 
     func parseWithWarnings(_ section: String, environment: [String: String] = ["AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret-example"]) -> (CloudWatchLogsConfig?, [ConfigDiagnostic], [ConfigDiagnostic]) {
-        let indented = section.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\n    ")
-        let yaml = """
-        receivers:
-          otlp:
-        exporters:
-          awscloudwatchlogs:
-            \(indented)
-        service:
-          pipelines:
-            logs:
-              receivers: [otlp]
-              exporters: [awscloudwatchlogs]
-        """
-        let loaded = CollectorConfig.load(text: yaml, file: "test.yaml")
-        guard let map = loaded.exporters.first?.config else { return (nil, loaded.diagnostics.all, []) }
+        let (map, diagnostics) = exporterSection("awscloudwatchlogs", section)
+        guard let map else { return (nil, diagnostics.all, []) }
         let config = CloudWatchLogsConfig(map, environment: environment)
-        return (config, loaded.diagnostics.all, loaded.diagnostics.warnings)
+        return (config, diagnostics.all, diagnostics.warnings)
     }
 
     @Test func mistakesAreNamedByKey() {

@@ -158,22 +158,9 @@ import SluiceCore
     }
 
     func parseWithWarnings(_ section: String) -> (ElasticsearchConfig?, [ConfigDiagnostic], [ConfigDiagnostic]) {
-        let indented = section.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\n    ")
-        let yaml = """
-        receivers:
-          otlp:
-        exporters:
-          elasticsearch:
-            \(indented)
-        service:
-          pipelines:
-            logs:
-              receivers: [otlp]
-              exporters: [elasticsearch]
-        """
-        let loaded = CollectorConfig.load(text: yaml, file: "test.yaml")
-        guard let map = loaded.exporters.first?.config else { return (nil, loaded.diagnostics.all, []) }
+        let (map, diagnostics) = exporterSection("elasticsearch", section)
+        guard let map else { return (nil, diagnostics.all, []) }
         let config = ElasticsearchConfig(map, extensions: [:], environment: [:])
-        return (config, loaded.diagnostics.all, loaded.diagnostics.warnings)
+        return (config, diagnostics.all, diagnostics.warnings)
     }
 }

@@ -51,7 +51,7 @@ final class CloudWatchLogsExporter: Exporter {
     private let created: Counter
     private let splits: Counter
     /// The temporary credentials' secrets, masked like the configured ones.
-    private let fetchedSecrets = Mutex<SecretMask>(SecretMask([]))
+    private let fetchedSecrets = Mutex<(token: String, mask: SecretMask)>(("", SecretMask([])))
     private let nowMillis: @Sendable () -> Int64
 
     init(id: ComponentID, config: CloudWatchLogsConfig, transport: any HTTPTransport, credentials: AWSCredentialsProvider,
@@ -208,8 +208,8 @@ final class CloudWatchLogsExporter: Exporter {
             return .failed(error.permanent ? .refused(reason) : .retry(reason, after: nil))
         }
         if let token = credentials.sessionToken {
-            let mask = SecretMask([credentials.secretAccessKey, token])
-            fetchedSecrets.withLock { $0 = mask }
+            // Built again only when the credentials were: not once per call.
+            fetchedSecrets.withLock { if $0.token != token { $0 = (token, SecretMask([credentials.secretAccessKey, token])) } }
         }
         var headers: [(String, String)] = [("Host", config.endpoint.authority), ("Content-Type", "application/x-amz-json-1.1"),
                                            ("X-Amz-Target", "Logs_20140328.\(action)")]
@@ -236,5 +236,5 @@ final class CloudWatchLogsExporter: Exporter {
     }
 
     /// Credentials must never reach a log line, an error or the dead-letter file.
-    func redact(_ text: String) -> String { fetchedSecrets.withLock { $0 }(secrets(text)) }
+    func redact(_ text: String) -> String { fetchedSecrets.withLock { $0.mask }(secrets(text)) }
 }
