@@ -46,11 +46,12 @@ test-asan: deps
 fuzz: deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
-# Decode throughput on one core, then the whole collector under load.
+# Decode and encode loops on one core, then the whole collector under load with
+# Rotel beside it (Benchmarks/README.md). BENCH_JSON=FILE also writes the figures as JSON.
+BENCH_JSON ?=
 bench: deps
 	$(SWIFT) build -c release
-	taskset -c 0 .build/release/sluice-bench
-	Benchmarks/runtime.sh
+	$(PYTHON) Benchmarks/runtime.py $(if $(BENCH_JSON),--json $(BENCH_JSON))
 
 # Builds the release binary and runs the default configuration (collector.yaml).
 run: deps
