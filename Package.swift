@@ -2,6 +2,10 @@
 import PackageDescription
 
 let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+// Release builds let the optimizer inline across our modules: an encoder in
+// SluiceComponents calls SluiceOTLP's views and JSONOutput a few dozen times per record,
+// and a call each costs more than what it does (issue 20's profile).
+let fast: [SwiftSetting] = strict + [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
 
 // Linux only: the disk log writes through Linux AIO (io_submit) and sizes memory
 // with malloc.h, and the C libraries come from Debian's -dev packages. No
@@ -32,7 +36,7 @@ let package = Package(
         .target(name: "COTLP", dependencies: ["CProtobufC", "CBlockCache"], exclude: []),
 
         // Decoded OTLP, its codecs and views: the C libraries and nothing else.
-        .target(name: "SluiceOTLP", dependencies: ["COTLP", "CProtobufC", "CZlib", "CZstd", "CSluiceShims"], swiftSettings: strict),
+        .target(name: "SluiceOTLP", dependencies: ["COTLP", "CProtobufC", "CZlib", "CZstd", "CSluiceShims"], swiftSettings: fast),
         .target(
             name: "SluiceCore",
             dependencies: [
@@ -75,7 +79,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .executableTarget(name: "sluice-bench", dependencies: ["SluiceOTLP", "COTLP"], path: "Benchmarks/sluice-bench", swiftSettings: strict),
+        .executableTarget(name: "sluice-bench", dependencies: ["SluiceOTLP", "SluiceComponents", "COTLP"], path: "Benchmarks/sluice-bench", swiftSettings: strict),
 
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "CChecksum"], swiftSettings: strict),
         .testTarget(name: "SluiceNetTests", dependencies: ["SluiceNet", "SluiceCore", "CBlockCache"], swiftSettings: strict),

@@ -1,4 +1,6 @@
 // `make bench`: throughput numbers every later change is held against.
+// `BENCH_ONLY=<words>` runs only the rows whose names contain them, and
+// `BENCH_ITERATIONS=N` each exactly N times: for a profiler (Benchmarks/README.md).
 //
 // Decode: one OTLP/HTTP logs request of 1,000 governance events (ten attributes
 // each, docs/events.md's fields), decoded over and over on one core:
@@ -7,6 +9,7 @@
 //   - the same unpack with protobuf-c's default malloc allocator, for comparison;
 //   - OTLP/JSON into the same structs.
 import COTLP
+import SluiceComponents
 import SluiceOTLP
 #if canImport(Glibc)
 import Glibc
@@ -86,6 +89,13 @@ func now() -> Double {
 }
 
 func measure(minimumSeconds: Double, _ body: () -> Void) -> Measurement {
+    // BENCH_ITERATIONS=N: exactly N runs, no warm-up (instruction counts under
+    // valgrind --tool=callgrind, which hold on a busy host where seconds do not).
+    if let value = getenv("BENCH_ITERATIONS"), let n = Int(String(cString: value)) {
+        let start = now(), cpuStart = cpuTime()
+        for _ in 0..<n { body() }
+        return Measurement(seconds: now() - start, cpuSeconds: cpuTime() - cpuStart, iterations: n)
+    }
     for _ in 0..<20 { body() }  // warm-up
     let start = now(), cpuStart = cpuTime()
     var iterations = 0
@@ -94,6 +104,12 @@ func measure(minimumSeconds: Double, _ body: () -> Void) -> Measurement {
         iterations += 10
     }
     return Measurement(seconds: now() - start, cpuSeconds: cpuTime() - cpuStart, iterations: iterations)
+}
+
+/// Measures and prints one row, unless BENCH_ONLY names others.
+func row(_ name: String, bytes: Int, _ body: () -> Void) {
+    if let only = getenv("BENCH_ONLY"), !name.contains(String(cString: only)) { return }
+    report(name, bytes: bytes, records: records, measure(minimumSeconds: seconds, body))
 }
 
 func report(_ name: String, bytes: Int, records: Int, _ m: Measurement) {
@@ -135,37 +151,37 @@ let json = try! OTLPBatch.decode(protobuf: payload, signal: .logs).encodeJSON()
 print("payload: \(records) log records, \(payload.count) bytes protobuf, \(json.count) bytes OTLP/JSON; one core, \(Int(seconds)) s per row")
 
 var sink = 0
-let arena = measure(minimumSeconds: seconds) {
+row("decode protobuf, arena + views", bytes: payload.count) {
     let batch = try! OTLPBatch.decode(protobuf: payload, signal: .logs)
     sink &+= readEveryField(batch)
 }
-report("decode protobuf, arena + views", bytes: payload.count, records: records, arena)
 
-let arenaOnly = measure(minimumSeconds: seconds) {
+row("decode protobuf, arena", bytes: payload.count) {
     let batch = try! OTLPBatch.decode(protobuf: payload, signal: .logs)
     sink &+= batch.memoryBytes
 }
-report("decode protobuf, arena", bytes: payload.count, records: records, arenaOnly)
 
 let descriptor = sluice_logs_request_descriptor()
-let malloc = measure(minimumSeconds: seconds) {
+row("decode protobuf, malloc (protobuf-c)", bytes: payload.count) {
     payload.withUnsafeBufferPointer { buffer in
         let message = protobuf_c_message_unpack(descriptor, nil, buffer.count, buffer.baseAddress)!
         sink &+= Int(message.pointee.n_unknown_fields)
         protobuf_c_message_free_unpacked(message, nil)
     }
 }
-report("decode protobuf, malloc (protobuf-c)", bytes: payload.count, records: records, malloc)
 
-let fromJSON = measure(minimumSeconds: seconds) {
+row("decode OTLP/JSON, arena + views", bytes: json.count) {
     let batch = try! OTLPBatch.decode(json: json, signal: .logs)
     sink &+= readEveryField(batch)
 }
-report("decode OTLP/JSON, arena + views", bytes: json.count, records: records, fromJSON)
 
 let decoded = try! OTLPBatch.decode(protobuf: payload, signal: .logs)
-let encodeProtobuf = measure(minimumSeconds: seconds) { sink &+= decoded.encodeProtobuf().count }
-report("encode protobuf", bytes: payload.count, records: records, encodeProtobuf)
-let encodeJSON = measure(minimumSeconds: seconds) { sink &+= decoded.encodeJSON().count }
-report("encode OTLP/JSON", bytes: json.count, records: records, encodeJSON)
+row("encode protobuf", bytes: payload.count) { sink &+= decoded.encodeProtobuf().count }
+row("encode OTLP/JSON", bytes: json.count) { sink &+= decoded.encodeJSON().count }
+let hecBytes = HECEncoderBenchmark.encodeLogs(decoded, sourcetype: "ai:gateway:audit")
+row("encode HEC events", bytes: hecBytes) { sink &+= HECEncoderBenchmark.encodeLogs(decoded, sourcetype: "ai:gateway:audit") }
+row("decode protobuf + encode HEC", bytes: payload.count) {
+    let batch = try! OTLPBatch.decode(protobuf: payload, signal: .logs)
+    sink &+= HECEncoderBenchmark.encodeLogs(batch, sourcetype: "ai:gateway:audit")
+}
 if sink == 42 { print("") }

@@ -125,6 +125,35 @@ import Testing
         #expect(String(decoding: out.bytes, as: UTF8.self) == #""q\"b\\n\n\u0001\#u{7F}é""#)
     }
 
+    /// The word-at-a-time scan must find a byte to escape or check wherever it sits
+    /// in an 8-byte word, and a flagged byte must not hide one below it: every byte
+    /// value at every position of strings around the word size, against Foundation's
+    /// JSON encoder (ill-formed bytes as U+FFFD, as String(decoding:) repairs them).
+    @Test func escapingFindsEveryByteAtEveryPosition() throws {
+        for length in [1, 7, 8, 9, 15, 16, 17, 24] {
+            for position in 0..<length {
+                for special: UInt8 in [0x00, 0x01, 0x1F, 0x20, 0x21, 0x22, 0x5C, 0x5B, 0x7F, 0x80, 0xC3, 0xFF] {
+                    var input = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                    input[position] = special
+                    if position + 1 < length, special == 0x5C { input[position + 1] = 0x22 }
+                    var out = JSONOutput()
+                    input.withUnsafeBufferPointer { out.appendString($0) }
+                    let decoded = try JSONDecoder().decode(String.self, from: Data(out.bytes))
+                    #expect(decoded == String(decoding: input, as: UTF8.self), "length \(length), byte \(special) at \(position)")
+                }
+            }
+        }
+    }
+
+    @Test func hexIDsAreLowercaseAtAnyLength() {
+        for length in [0, 8, 16, 40] {
+            let data = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ 3) }
+            var out = JSONOutput()
+            data.withUnsafeBufferPointer { out.appendHexString($0) }
+            #expect(String(decoding: out.bytes, as: UTF8.self) == "\"" + data.map { String(format: "%02x", $0) }.joined() + "\"")
+        }
+    }
+
     @Test func base64AndHexHelpersRoundTrip() {
         for length in 0..<20 {
             let data = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }

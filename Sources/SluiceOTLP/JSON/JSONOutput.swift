@@ -12,15 +12,17 @@ public struct JSONOutput: Sendable {
         bytes.reserveCapacity(capacity)
     }
 
-    public var count: Int { bytes.count }
+    // The small appends are @inlinable: an encoder calls them a few dozen times per
+    // record from other modules, where a call each would cost more than the append.
+    @inlinable public var count: Int { bytes.count }
 
-    @inline(__always) public mutating func append(_ byte: UInt8) { bytes.append(byte) }
+    @inlinable @inline(__always) public mutating func append(_ byte: UInt8) { bytes.append(byte) }
 
-    @inline(__always) public mutating func append(ascii: StaticString) {
+    @inlinable @inline(__always) public mutating func append(ascii: StaticString) {
         ascii.withUTF8Buffer { bytes.append(contentsOf: $0) }
     }
 
-    public mutating func appendRaw(_ raw: some Sequence<UInt8>) { bytes.append(contentsOf: raw) }
+    @inlinable public mutating func appendRaw(_ raw: some Sequence<UInt8>) { bytes.append(contentsOf: raw) }
 
     public mutating func appendNull() { append(ascii: "null") }
 
@@ -75,21 +77,21 @@ public struct JSONOutput: Sendable {
     }
 
     /// The escaped contents of a string without the quotes (for building keys).
+    ///
+    /// Most strings need no escaping and are ASCII: `nextSpecial` finds the next byte
+    /// that needs a look eight bytes at a time, and each run between such bytes is
+    /// copied at once.
     public mutating func appendStringContents(_ utf8: UnsafeBufferPointer<UInt8>) {
-        var i = 0
+        guard let base = utf8.baseAddress else { return }
         let n = utf8.count
+        var i = 0
         var runStart = 0
-        @inline(__always) func flush(_ upTo: Int) {
-            if upTo > runStart { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<upTo])) }
-        }
-        while i < n {
-            let c = utf8[i]
-            if c >= 0x20, c < 0x80, c != UInt8(ascii: "\""), c != UInt8(ascii: "\\") {
-                i += 1
-                continue
-            }
+        while true {
+            i = Self.nextSpecial(base, from: i, count: n)
+            if i >= n { break }
+            let c = base[i]
             if c < 0x80 {
-                flush(i)
+                if i > runStart { bytes.append(contentsOf: UnsafeBufferPointer(start: base + runStart, count: i - runStart)) }
                 appendEscape(c)
                 i += 1
                 runStart = i
@@ -97,7 +99,7 @@ public struct JSONOutput: Sendable {
             }
             let length = Self.validSequenceLength(utf8, at: i)
             if length == 0 {
-                flush(i)
+                if i > runStart { bytes.append(contentsOf: UnsafeBufferPointer(start: base + runStart, count: i - runStart)) }
                 bytes.append(contentsOf: [0xEF, 0xBF, 0xBD] as [UInt8])
                 i += 1
                 runStart = i
@@ -105,7 +107,33 @@ public struct JSONOutput: Sendable {
                 i += length
             }
         }
-        flush(n)
+        if n > runStart { bytes.append(contentsOf: UnsafeBufferPointer(start: base + runStart, count: n - runStart)) }
+    }
+
+    /// The index of the first byte at or after `from` that is not printable ASCII
+    /// other than `"` and `\` (a byte to escape, or the start of a UTF-8 sequence to
+    /// check), or `count`. Eight bytes per step: a byte is flagged when its top bit is
+    /// set, when it is below 0x20, or when it equals 0x22 or 0x5C (the zero-byte test
+    /// on the word xor the pattern). A borrow can flag a byte above a flagged one,
+    /// never below, so the lowest flag is exact.
+    @inline(__always)
+    static func nextSpecial(_ p: UnsafePointer<UInt8>, from start: Int, count n: Int) -> Int {
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        var i = start
+        while i + 8 <= n {
+            let w = UInt64(littleEndian: UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self))
+            let control = (w &- 0x2020_2020_2020_2020) & ~w
+            let q = w ^ 0x2222_2222_2222_2222, b = w ^ 0x5C5C_5C5C_5C5C_5C5C
+            let flags = (w | control | ((q &- ones) & ~q) | ((b &- ones) & ~b)) & highs
+            if flags != 0 { return i + flags.trailingZeroBitCount / 8 }
+            i += 8
+        }
+        while i < n {
+            let c = p[i]
+            if c < 0x20 || c >= 0x80 || c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") { return i }
+            i += 1
+        }
+        return n
     }
 
     private mutating func appendEscape(_ c: UInt8) {
@@ -151,12 +179,25 @@ public struct JSONOutput: Sendable {
 
     /// Lowercase hex in quotes, as OTLP/JSON writes trace and span ids.
     public mutating func appendHexString(_ data: UnsafeBufferPointer<UInt8>) {
-        bytes.append(UInt8(ascii: "\""))
-        for b in data {
-            bytes.append(Self.hexDigits[Int(b >> 4)])
-            bytes.append(Self.hexDigits[Int(b & 0xF)])
+        // Ids are 8 or 16 bytes: written into a stack buffer, then appended at once.
+        var scratch: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &scratch) { raw in
+            let scratch = raw.bindMemory(to: UInt8.self)
+            let digits = "0123456789abcdef" as StaticString
+            var k = 0
+            scratch[k] = UInt8(ascii: "\""); k += 1
+            for b in data {
+                if k + 3 > scratch.count {
+                    bytes.append(contentsOf: UnsafeBufferPointer(rebasing: scratch[0..<k]))
+                    k = 0
+                }
+                scratch[k] = digits.utf8Start[Int(b >> 4)]
+                scratch[k + 1] = digits.utf8Start[Int(b & 0xF)]
+                k += 2
+            }
+            scratch[k] = UInt8(ascii: "\""); k += 1
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: scratch[0..<k]))
         }
-        bytes.append(UInt8(ascii: "\""))
     }
 
     /// Standard padded base64 in quotes, as proto3 JSON writes `bytes`.

@@ -671,3 +671,16 @@ extension JSONOutput {
         append(UInt8(ascii: "0") + UInt8(fraction % 10))
     }
 }
+
+/// `sluice-bench`'s HEC rows (Benchmarks/sluice-bench): the encoder as `splunk_hec`
+/// runs it by default (indexed fields, a configured sourcetype), without the exporter
+/// around it, so its cost per record can be held against the decoder's and the C
+/// reference loop's.
+public enum HECEncoderBenchmark {
+    /// Encodes every log record of `batch` as a HEC event; the bytes written.
+    public static func encodeLogs(_ batch: OTLPBatch, sourcetype: String) -> Int {
+        var settings = HECEncoder.Settings()
+        settings.sourcetype = sourcetype
+        return HECEncoder(settings).encode([batch], signal: .logs).bytes.count
+    }
+}

@@ -18,17 +18,25 @@ struct OTLPJSONWriter {
     init(capacity: Int) { out = JSONOutput(reservingCapacity: capacity) }
 
     mutating func writeMessage(_ message: UnsafeRawPointer, schema: MessageSchema) {
+        let table = OTLPSchemas.shared.jsonTable!
+        writeMessage(message, row: schema.index, table.rows)
+    }
+
+    /// Walks `OTLPSchemas.JSONTable`: plain data, no reference counting per field or
+    /// per nested message.
+    private mutating func writeMessage(_ message: UnsafeRawPointer, row: Int, _ rows: UnsafeBufferPointer<UnsafeBufferPointer<OTLPSchemas.JSONTable.Field>>) {
         out.append(UInt8(ascii: "{"))
         var first = true
-        for field in schema.fields {
+        for field in rows[row] {
             if field.isRepeated {
                 let count = message.load(fromByteOffset: field.quantifierOffset, as: Int.self)
                 guard count > 0, let array = message.load(fromByteOffset: field.offset, as: UnsafeRawPointer?.self) else { continue }
                 key(field, &first)
                 out.append(UInt8(ascii: "["))
+                let size = field.type.storageSize
                 for i in 0..<count {
                     if i > 0 { out.append(UInt8(ascii: ",")) }
-                    writeValue(array + i * field.type.storageSize, field)
+                    writeValue(array + i * size, field, rows)
                 }
                 out.append(UInt8(ascii: "]"))
                 continue
@@ -37,25 +45,25 @@ struct OTLPJSONWriter {
                 guard message.load(fromByteOffset: field.quantifierOffset, as: UInt32.self) == field.number else { continue }
             } else if field.hasPresenceFlag {
                 guard message.load(fromByteOffset: field.quantifierOffset, as: Int32.self) != 0 else { continue }
-            } else if isDefault(message + field.offset, field) {
+            } else if isDefault(message + field.offset, field.type) {
                 continue
             }
             key(field, &first)
-            writeValue(message + field.offset, field)
+            writeValue(message + field.offset, field, rows)
         }
         out.append(UInt8(ascii: "}"))
     }
 
-    private mutating func key(_ field: FieldSchema, _ first: inout Bool) {
+    private mutating func key(_ field: OTLPSchemas.JSONTable.Field, _ first: inout Bool) {
         if !first { out.append(UInt8(ascii: ",")) }
         first = false
         out.append(UInt8(ascii: "\""))
-        out.appendRaw(field.jsonName)
+        out.bytes.append(contentsOf: field.jsonName)
         out.append(ascii: "\":")
     }
 
-    private func isDefault(_ p: UnsafeRawPointer, _ field: FieldSchema) -> Bool {
-        switch field.type {
+    private func isDefault(_ p: UnsafeRawPointer, _ type: FieldType) -> Bool {
+        switch type {
         case .int32, .sint32, .sfixed32, .uint32, .fixed32, .enumeration, .bool:
             return p.load(as: UInt32.self) == 0
         case .float:
@@ -70,7 +78,8 @@ struct OTLPJSONWriter {
     }
 
     /// One value stored at `p` (a struct member or an element of a repeated array).
-    private mutating func writeValue(_ p: UnsafeRawPointer, _ field: FieldSchema) {
+    private mutating func writeValue(_ p: UnsafeRawPointer, _ field: OTLPSchemas.JSONTable.Field,
+                                     _ rows: UnsafeBufferPointer<UnsafeBufferPointer<OTLPSchemas.JSONTable.Field>>) {
         switch field.type {
         case .int32, .sint32, .sfixed32:
             out.appendInt(Int64(p.load(as: Int32.self)))
@@ -100,8 +109,8 @@ struct OTLPJSONWriter {
             let buffer = UnsafeBufferPointer(start: data.data, count: data.len)
             if field.isHexID { out.appendHexString(buffer) } else { out.appendBase64String(buffer) }
         case .message:
-            if let child = p.load(as: UnsafeRawPointer?.self), let schema = field.message {
-                writeMessage(child, schema: schema)
+            if let child = p.load(as: UnsafeRawPointer?.self), field.child >= 0 {
+                writeMessage(child, row: field.child, rows)
             } else {
                 out.append(ascii: "{}")
             }
