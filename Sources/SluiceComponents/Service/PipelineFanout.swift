@@ -66,14 +66,9 @@ struct PipelineFanout: ReceiverSink {
             return (refusal(pipeline), [])
         }
         var copies: [OTLPBatch] = [batch]
-        if pipelines.count > 1 {
-            let encoded = batch.encodeProtobuf()
-            for _ in 1..<pipelines.count {
-                guard let copy = try? OTLPBatch.decode(protobuf: encoded, signal: batch.signal, limits: OTLPDecodeLimits(maxBodyBytes: .max)) else {
-                    return (.refused(.memoryLimit, retryAfter: .seconds(1)), [])
-                }
-                copies.append(copy)
-            }
+        for _ in pipelines.dropFirst() {
+            guard let copy = try? batch.copy() else { return (.refused(.memoryLimit, retryAfter: .seconds(1)), []) }
+            copies.append(copy)
         }
         var dropped = 0
         for (pipeline, copy) in zip(pipelines, copies) {
