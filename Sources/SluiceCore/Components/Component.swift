@@ -58,6 +58,10 @@ public enum RefusalReason: Sendable, Equatable, CustomStringConvertible {
     case memoryLimit
     case shuttingDown
     case noPipeline(OTLPSignal)
+    /// A processor or connector could not handle the data as configured (an OTTL
+    /// condition failed with `error_mode: propagate`): a retry would fail the same
+    /// way, so the client hears 400 / INVALID_ARGUMENT and the reason.
+    case unprocessable(String)
 
     public var description: String {
         switch self {
@@ -66,6 +70,7 @@ public enum RefusalReason: Sendable, Equatable, CustomStringConvertible {
         case .memoryLimit: "memory limit reached; retry later"
         case .shuttingDown: "the collector is shutting down"
         case .noPipeline(let signal): "no pipeline takes \(signal) from this receiver"
+        case .unprocessable(let why): why
         }
     }
 
@@ -73,6 +78,7 @@ public enum RefusalReason: Sendable, Equatable, CustomStringConvertible {
     public var httpStatus: Int {
         switch self {
         case .logFull: 429
+        case .unprocessable: 400
         case .memoryLimit, .shuttingDown, .noPipeline, .storageUnavailable: 503
         }
     }

@@ -134,6 +134,7 @@ public final class CollectorConfig: @unchecked Sendable {
 
     public static func load(text: String, file: String, overrides: [String] = [], substitution: ConfigSubstitution = ConfigSubstitution()) -> CollectorConfig {
         let config = CollectorConfig(file: file, diagnostics: ConfigDiagnostics(file: file))
+        config.diagnostics.sourceLines = text.split(separator: "\n", omittingEmptySubsequences: false)
         var root: Node
         do {
             root = try Yams.compose(yaml: text) ?? Node.mapping(Node.Mapping([]))

@@ -128,6 +128,8 @@ struct OTLPGRPCResponder: OTLPTransportResponder {
             let headers = HTTPHeaders([("content-type", "application/grpc"), ("grpc-accept-encoding", acceptEncoding)])
             let body = GRPCMessage.framed(exportResponseProtobuf(rejected: rejected, message: message))
             return HTTPServerResponse(status: .ok, headers: headers, body: body, trailers: GRPCStatus(.ok, "").trailers)
+        case .refused(.unprocessable(let why), _):
+            return GRPCStatus(.invalidArgument, why).trailersOnlyResponse()
         case .refused(let reason, let retryAfter):
             // A full log is RESOURCE_EXHAUSTED with RetryInfo (retryable for OTLP
             // clients only with it); shutting down, storage and memory are UNAVAILABLE.

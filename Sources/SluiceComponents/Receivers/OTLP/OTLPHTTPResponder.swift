@@ -95,6 +95,8 @@ struct OTLPHTTPResponder: OTLPTransportResponder {
         switch outcome {
         case .accepted(let rejected, let message):
             return success(signal, rejected: rejected, message: message, encoding)
+        case .refused(.unprocessable(let why), _):
+            return status(.badRequest, code: 3, why, encoding)  // INVALID_ARGUMENT: not worth a retry
         case .refused(let reason, let retryAfter):
             let code = reason.httpStatus == 429 ? 8 : 14  // RESOURCE_EXHAUSTED, UNAVAILABLE
             return retryLater(HTTPResponseStatus(statusCode: reason.httpStatus), code: code, reason.description, retryAfter, encoding)

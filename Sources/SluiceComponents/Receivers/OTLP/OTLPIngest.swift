@@ -168,7 +168,7 @@ struct ReceiverCounters: Sendable {
         let labels = [("receiver", id.description), ("transport", transport)]
         receivedBySignal = family("sluice_receiver_received_items_total", "Items in requests that decoded.")
         acceptedBySignal = family("sluice_receiver_accepted_items_total", "Items appended to the pipeline log and acknowledged.")
-        refusedBySignal = family("sluice_receiver_refused_items_total", "Items refused with a retryable answer (log full, memory limit).")
+        refusedBySignal = family("sluice_receiver_refused_items_total", "Items refused: with a retryable answer (log full, memory limit), or because a condition failed under error_mode: propagate.")
         droppedBySignal = family("sluice_receiver_dropped_items_total", "Items dropped on purpose by processors (reported as partial success).")
         refusedRequests = metrics.counter("sluice_receiver_refused_requests_total", "Requests refused before decoding because a pipeline log was full.",
                                           labels: labels)
