@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import SluiceCore
 import SluiceOTTL
@@ -32,7 +33,8 @@ extension ConfigString {
             if let editor = statementEditor { return try OTTLCondition(statement: text, editor: editor, context: context) }
             return try OTTLCondition(text, context: context)
         } catch {
-            let shown = text.count > 200 ? text.prefix(200) + "…" : Substring(text)
+            let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            let shown = trimmed.count > 200 ? trimmed.prefix(200) + "…" : Substring(trimmed)
             report(at: error.scalarOffset, "\(error.message) — in: \(shown)")
             return nil
         }
