@@ -1,4 +1,4 @@
-// SluiceComponents: every receiver, processor, exporter and extension, one folder
+// SluiceComponents: every receiver, processor, exporter, connector and extension, one folder
 // each, and the one list that registers them.
 import SluiceCore
 
@@ -21,6 +21,7 @@ extension ComponentRegistry {
         registry.register(DatadogExporterFactory())
         registry.register(SentinelExporterFactory())
         registry.register(WebhookExporterFactory())
+        registry.register(RoutingConnectorFactory())
         registry.register(HealthCheckExtensionFactory())
         registry.register(FileStorageExtensionFactory())
         registry.register(BearerTokenAuthExtensionFactory())
