@@ -174,7 +174,7 @@ let encodeJSON = measure(minimumSeconds: seconds) { sink &+= decoded.encodeJSON(
 report("encode OTLP/JSON", bytes: json.count, records: records, encodeJSON)
 
 /// Evaluates `condition` on every record of `decoded`; ns per record.
-func evaluate(_ text: String) -> Double {
+@MainActor func evaluate(_ text: String) -> Double {
     let condition = try! OTTLCondition(text, context: .log)
     let m = measure(minimumSeconds: seconds) {
         _ = decoded.withLogs { request in

@@ -141,7 +141,7 @@ extension ConfigMap {
             var values: [ConfigString] = []
             for (i, item) in sequence.enumerated() {
                 guard case .scalar(let scalar) = item else {
-                    report(key, "expected a list of strings; item \(i) is a \(item.kindName)")
+                    report(key, "expected a list of values; item \(i) is a \(item.kindName)")
                     return nil
                 }
                 values.append(ConfigString(text: scalar.string, path: "\(childPath(key))[\(i)]", line: scalar.mark?.line,
