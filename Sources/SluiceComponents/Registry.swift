@@ -9,6 +9,7 @@ extension ComponentRegistry {
         registry.register(OTLPReceiverFactory())
         registry.register(BatchProcessorFactory())
         registry.register(MemoryLimiterProcessorFactory())
+        registry.register(IntegrityProcessorFactory())
         registry.register(DebugExporterFactory())
         registry.register(FileExporterFactory())
         registry.register(NopExporterFactory())
