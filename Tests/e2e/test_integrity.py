@@ -274,3 +274,24 @@ def test_a_script_following_the_documented_canonical_form_recomputes_every_hash(
                     assert reference_hash(resource_logs.get("resource", {}), record) == attr(record, "integrity_hash")
                     checked += 1
     assert checked == 40
+
+
+def test_elasticsearch_otel_documents_verify(tmp_path, track_sluice):
+    from es_server import ESServer
+    with ESServer() as es:
+        exporters = {"elasticsearch": {"endpoint": es.endpoint, "mapping": {"mode": "otel"}, "logs_index": "sealed"}}
+        process = rt.start_sluice(tmp_path, integrity_config(tmp_path, {"chain": True}, exporters, ["elasticsearch"]), track_sluice)
+        assert rt.post(process.ports.url("otlp", "/v1/logs"), events_request(0, 30, body_map=True), "application/json").status == 200
+        wait_sent(process, "elasticsearch", 30)
+        assert process.stop(timeout=30) == 0
+        documents = es.documents("sealed")
+    assert len(documents) == 30
+    # As Elasticsearch returns _source: the bytes the exporter sent.
+    delivered = tmp_path / "es.jsonl"
+    delivered.write_text("".join(json.dumps(d, separators=(",", ":"), ensure_ascii=False) + "\n" for d in documents))
+    result = verify(str(delivered))
+    assert result.returncode == 0, result.stderr
+    documents[4]["attributes"]["action"] = "allow" if documents[4]["attributes"]["action"] != "allow" else "block"
+    delivered.write_text("".join(json.dumps(d, separators=(",", ":"), ensure_ascii=False) + "\n" for d in documents))
+    result = verify(str(delivered))
+    assert result.returncode == 1 and "line 5: altered" in result.stderr, result.stderr

@@ -64,7 +64,7 @@ public struct IntegrityVerifier {
         if object["event"] != nil { return addHEC(document, object, location: location) }
         if object.count == 1, let action = object.keys.first, ["create", "index"].contains(action) { return }
         if object["attributes"] != nil || object["resource"] != nil || object["@timestamp"] != nil {
-            return addElasticsearch(object, location: location)
+            return addElasticsearch(document, object, location: location)
         }
         problems.append("\(location): neither OTLP/JSON (resourceLogs), a HEC event (event) nor an Elasticsearch otel document (attributes)")
     }
@@ -148,16 +148,24 @@ public struct IntegrityVerifier {
     }
 
     /// An Elasticsearch document in the exporter's `otel` mapping mode.
-    private mutating func addElasticsearch(_ object: [String: Any], location: String) {
+    private mutating func addElasticsearch(_ document: [UInt8], _ object: [String: Any], location: String) {
         var pairs: [OTLPKeyValue] = []
         let resource = ((object["resource"] as? [String: Any])?["attributes"] as? [String: Any]) ?? [:]
         let attributes = object["attributes"] as? [String: Any] ?? [:]
         var record = NewLogRecord()
         for (k, v) in resource { pairs.append(OTLPKeyValue(k, Self.value(v))) }
         for (k, v) in attributes { record.attributes.append(OTLPKeyValue(k, Self.value(v))) }
+        // A structured body is hashed as the JSON it was sent as (a decoded
+        // dictionary would lose its key order).
+        var structuredBody: [UInt8]?
         if let body = object["body"] as? [String: Any] {
             if let text = body["text"] as? String { record.body = .text(text) }
-            else if let structured = body["structured"] ?? body["flattened"] { record.body = Self.value(structured) }
+            else if let span = JSONSpans.member("body", of: document) {
+                let raw = Array(document[span])
+                for name in ["structured", "flattened"] {
+                    if let inner = JSONSpans.member(name, of: raw) { structuredBody = Array(raw[inner]) }
+                }
+            }
         }
         if let text = object["severity_text"] as? String { record.severityText = Array(text.utf8) }
         if let number = object["severity_number"] as? Int { record.severityNumber = Int32(clamping: number) }
@@ -171,7 +179,12 @@ public struct IntegrityVerifier {
         }
         batch.withLogs { request in
             for (resourceLogs, _, view) in request.records {
-                let canonical = encoder.encode(view, resource: resourceLogs.resource)
+                encoder.reset()
+                if let resource = resourceLogs.resource { encoder.addAttributes(resource.attributes, prefix: nil) }
+                encoder.addAttributes(view.attributes, prefix: nil)
+                encoder.addRecordFields(view)
+                if let structuredBody { encoder.addText(Array("@body".utf8), structuredBody) }
+                let canonical = encoder.serialise()
                 let attributes = view.attributes
                 seals.append(Seal(location: location, claimed: attributes[IntegrityCanonicalForm.hashKey]?.stringValue ?? "",
                                   recomputed: [hash(canonical)], stream: attributes["integrity_stream"]?.stringValue,
