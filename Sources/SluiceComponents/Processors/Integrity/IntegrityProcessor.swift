@@ -22,12 +22,14 @@ public struct IntegrityProcessorFactory: ProcessorFactory {
         if let key, key.isEmpty { config.report("key", "is empty: set a secret (e.g. ${env:SLUICE_INTEGRITY_KEY}) or remove the key for plain SHA-256") }
         let stream = config.string("stream")
         if !chain, stream != nil { config.warn("stream", "has no effect without chain: true") }
+        let directory = config.string("storage_directory") ?? context.dataDirectory + "/integrity"
+        if !chain, config.has("storage_directory") { config.warn("storage_directory", "has no effect without chain: true") }
         config.finish()
         guard config.diagnostics.all.count == before else { return nil }
         let host = ProcessInfo.processInfo.hostName
         let streamName = stream ?? "\(host)/\(id)"
         return IntegrityProcessor(id: id, chain: chain, key: key.map { Array($0.utf8) }, stream: streamName,
-                                  logger: context.logger, metrics: context.metrics)
+                                  storageDirectory: chain ? directory : nil, logger: context.logger, metrics: context.metrics)
     }
 }
 
@@ -47,6 +49,10 @@ final class IntegrityProcessor: AppendOrderedProcessor {
     struct ChainState {
         var seq: Int64 = 0
         var previous: String = IntegrityProcessor.genesis
+        /// Where the head is kept between runs (nil: no continuity, said at start).
+        var store: IntegrityChainStore?
+        /// The last run's head, linked from this run's first record.
+        var link: IntegrityChainStore.Head?
     }
     struct State {
         var chains: [String: ChainState] = [:]
@@ -58,7 +64,10 @@ final class IntegrityProcessor: AppendOrderedProcessor {
     /// What the first record of a chain links to.
     static let genesis = "sha256:" + String(repeating: "0", count: 64)
 
-    init(id: ComponentID, chain: Bool, key: [UInt8]?, stream: String, logger: Logger, metrics: MetricsRegistry) {
+    let storageDirectory: String?
+
+    init(id: ComponentID, chain: Bool, key: [UInt8]?, stream: String, storageDirectory: String? = nil, logger: Logger, metrics: MetricsRegistry) {
+        self.storageDirectory = storageDirectory
         self.id = id
         self.chain = chain
         self.key = key
@@ -84,7 +93,9 @@ final class IntegrityProcessor: AppendOrderedProcessor {
                 return append()
             }
             let isNew = state.chains[pipeline] == nil
-            var chainState = state.chains[pipeline] ?? ChainState()
+            var chainState = state.chains[pipeline] ?? (chain ? openChain(pipeline) : ChainState())
+            let initial = chainState
+            let link = chainState.seq == 0 ? chainState.link : nil
             let streamID = chain ? streamID(pipeline: pipeline) : ""
             var count = 0
             do {
@@ -96,6 +107,10 @@ final class IntegrityProcessor: AppendOrderedProcessor {
                             try attributes.upsert("integrity_stream", .text(streamID))
                             try attributes.upsert("integrity_seq", .int(chainState.seq))
                             try attributes.upsert("integrity_prev", .text(chainState.previous))
+                            if let link, chainState.seq == 1 {
+                                try attributes.upsert("integrity_prev_stream", .text(link.stream))
+                                try attributes.upsert("integrity_prev_seq", .int(link.seq))
+                            }
                         }
                         let canonical = state.encoder.encode(record.view, resource: record.resource)
                         let hash = Self.hash(canonical, key: key)
@@ -109,13 +124,49 @@ final class IntegrityProcessor: AppendOrderedProcessor {
             }
             // Only an appended batch moves the chain on: a refused one's numbers go
             // to the retry.
-            guard append() else { return false }
+            guard append() else {
+                // Keep the opened store (and the link) for the retry.
+                if isNew { state.chains[pipeline] = initial }
+                return false
+            }
+            if chain, let store = chainState.store {
+                do {
+                    try store.write(IntegrityChainStore.Head(stream: streamID, seq: chainState.seq, hash: chainState.previous))
+                } catch {
+                    logger.warning("cannot save the integrity chain's head; after a restart the chain will not link to this run",
+                                   metadata: ["processor": "\(id)", "error": "\(error)"])
+                    chainState.store = nil
+                }
+            }
             state.chains[pipeline] = chainState
             if chain, isNew {
-                logger.info("integrity chain started", metadata: ["processor": "\(id)", "pipeline": "\(pipeline)", "stream": "\(streamID)"])
+                var metadata: Logger.Metadata = ["processor": "\(id)", "pipeline": "\(pipeline)", "stream": "\(streamID)"]
+                if let link { metadata["continues"] = "\(link.stream) seq \(link.seq)" }
+                logger.info("integrity chain started", metadata: metadata)
             }
             sealed.add(count)
             return true
+        }
+    }
+
+    /// A new chain for `pipeline`, continuing the last run's when its head was kept.
+    private func openChain(_ pipeline: String) -> ChainState {
+        guard let storageDirectory else { return ChainState() }
+        switch IntegrityChainStore.open(directory: storageDirectory, processor: id, pipeline: pipeline) {
+        case .success(let store):
+            let head = store.read()
+            return ChainState(previous: head?.hash ?? Self.genesis, store: store, link: head)
+        case .failure(let error):
+            logger.warning("cannot keep the integrity chain's head between runs; a restart will begin an unlinked chain",
+                           metadata: ["processor": "\(id)", "error": "\(error)"])
+            return ChainState()
+        }
+    }
+
+    func shutdown() async {
+        state.withLock { state in
+            for chain in state.chains.values { chain.store?.close() }
+            state.chains.removeAll()
         }
     }
 
