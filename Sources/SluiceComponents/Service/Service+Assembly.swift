@@ -88,7 +88,7 @@ extension Service {
         }
         for pipeline in config.pipelines {
             for id in pipeline.receivers where receiverSignals[id].map({ !$0.contains(pipeline.signal) }) ?? false {
-                diagnostics.report(line: pipeline.line, path: "service.pipelines.\(pipeline.id).receivers", "\(id) does not receive \(pipeline.signal)")
+                diagnostics.report(line: pipeline.line, path: "service.pipelines.\(pipeline.id).receivers", "\(id) does not receive \(pipeline.signal) (it receives \(receiverSignals[id]!.map(\.rawValue).sorted().joined(separator: ", ")) only); use it in a \(receiverSignals[id]!.map(\.rawValue).sorted().joined(separator: " or ")) pipeline")
             }
             for id in pipeline.exporters where exporterSignals[id].map({ !$0.contains(pipeline.signal) }) ?? false {
                 diagnostics.report(line: pipeline.line, path: "service.pipelines.\(pipeline.id).exporters", "\(id) does not export \(pipeline.signal)")

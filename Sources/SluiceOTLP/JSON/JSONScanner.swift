@@ -210,6 +210,19 @@ extension JSONScanner {
         }
     }
 
+    static func decodeHex(_ text: [UInt8]) -> [UInt8]? {
+        guard text.count % 2 == 0 else { return nil }
+        var out = [UInt8]()
+        out.reserveCapacity(text.count / 2)
+        var k = 0
+        while k < text.count {
+            guard let hi = hexValue(text[k]), let lo = hexValue(text[k + 1]) else { return nil }
+            out.append(hi << 4 | lo)
+            k += 2
+        }
+        return out
+    }
+
     // MARK: Lexing
 
     @inline(__always) func peek() -> UInt8 { i < end ? p[i] : 0 }

@@ -221,6 +221,9 @@ public struct JSONValueReader: JSONScanner {
         return magnitude <= UInt64(Int64.max) ? Int64(magnitude) : nil
     }
 
+    /// The bytes hex digits stand for (either case), or `nil` when `text` is not hex.
+    public static func hexBytes(_ text: [UInt8]) -> [UInt8]? { decodeHex(text) }
+
     /// The index of the first byte of `bytes` that is not part of well-formed UTF-8.
     static func firstInvalidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
         var k = 0

@@ -237,19 +237,6 @@ struct OTLPJSONReader: JSONScanner {
         return Int32(try parseInteger(min: Int64(Int32.min), max: Int64(Int32.max)))
     }
 
-    static func decodeHex(_ text: [UInt8]) -> [UInt8]? {
-        guard text.count % 2 == 0 else { return nil }
-        var out = [UInt8]()
-        out.reserveCapacity(text.count / 2)
-        var k = 0
-        while k < text.count {
-            guard let hi = hexValue(text[k]), let lo = hexValue(text[k + 1]) else { return nil }
-            out.append(hi << 4 | lo)
-            k += 2
-        }
-        return out
-    }
-
     /// Ids are hex by the OTLP/JSON rules; some exporters wrote base64 (proto3's
     /// default for bytes), which is accepted when it yields a whole 8- or 16-byte id.
     static func decodeID(_ text: [UInt8], length: Int) -> [UInt8]? {
