@@ -11,6 +11,7 @@ extension ComponentRegistry {
         registry.register(BatchProcessorFactory())
         registry.register(MemoryLimiterProcessorFactory())
         registry.register(ResourceDetectionProcessorFactory())
+        registry.register(IntegrityProcessorFactory())
         registry.register(DebugExporterFactory())
         registry.register(FileExporterFactory())
         registry.register(NopExporterFactory())
