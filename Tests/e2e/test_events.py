@@ -205,3 +205,43 @@ def test_events_in_a_traces_pipeline_is_a_config_error(tmp_path):
     result = subprocess.run([str(SLUICE_BIN), "validate", "--config", str(config)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result
     assert "service.pipelines.traces.receivers: events does not receive traces (it receives logs only)" in result.stdout + result.stderr, result
+
+
+def test_events_through_resourcedetection_and_integrity_verify(tmp_path, track_sluice):
+    """The issue's pipeline without the processors other items bring: events →
+    resourcedetection → integrity (chain) → file, with the disk log; the
+    delivered file passes `sluice verify`, and every record carries the pod's
+    attributes and its integrity seal."""
+    out = tmp_path / "delivered.jsonl"
+
+    def config(ports):
+        base = events_config(ports, tmp_path / "out")
+        base["extensions"] = {"file_storage": {"directory": str(tmp_path / "log")}}
+        base["processors"]["integrity"] = {"chain": True, "stream": "gw-1"}
+        base["exporters"] = {"file": {"path": str(out), "format": "json", "sending_queue": {"storage": "file_storage"}}}
+        base["service"]["extensions"] = ["file_storage"]
+        base["service"]["pipelines"]["logs"]["processors"] = ["resourcedetection", "integrity"]
+        return base
+
+    process = rt.start_sluice(tmp_path, config, track_sluice, env=POD_ENV)
+    url = process.ports.url("events", "/v1/events")
+    for n in range(4):
+        body = "\n".join(json.dumps(event(f"chain-{n}-{i}", user_id=f"u-{i}")) for i in range(25)) + "\n"
+        response = rt.request("POST", url, body.encode(), {"Content-Type": "application/x-ndjson"})
+        assert response.status == 200 and json.loads(response.body) == {"accepted": 25}, response
+    rt.wait_until(lambda: rt.metric(rt.scrape(process.ports.url("metrics", "/metrics")), "sluice_exporter_sent_items_total",
+                                    exporter="file", signal="logs") >= 100, timeout=120, what="the file exporter to write 100 records")
+    assert process.stop(timeout=60) == 0
+
+    messages = [json.loads(line) for line in out.read_text().splitlines()]
+    records = [(rl["resource"], r) for m in messages for rl in m["resourceLogs"] for sl in rl["scopeLogs"] for r in sl["logRecords"]]
+    assert len(records) == 100
+    for resource, record in records:
+        resource_attributes = {kv["key"]: kv["value"].get("stringValue") for kv in resource["attributes"]}
+        assert resource_attributes["k8s.pod.name"] == POD_ENV["K8S_POD_NAME"], resource_attributes
+        attributes = {kv["key"]: kv["value"] for kv in record["attributes"]}
+        assert attributes["integrity_hash"]["stringValue"].startswith("sha256:")
+        assert record["eventName"] == "blocked"
+    result = subprocess.run([str(SLUICE_BIN), "verify", str(out)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "100 records intact, 1 chain without gaps" in result.stdout, result.stdout
