@@ -212,4 +212,11 @@ let eventsToBatch = measure(minimumSeconds: seconds) {
     sink &+= readEveryField(batch)
 }
 report("gateway NDJSON, parse + build batch + views", bytes: ndjson.count, records: records, eventsToBatch)
+let built = try! OTLPBatch.makeLogs(resource: [], scopeName: "sluice.events", records: parseEvents().map { members in
+    var record = NewLogRecord()
+    record.attributes = members
+    record.body = .map(members)
+    return record
+})
+print("gateway NDJSON: \(ndjson.count / records) bytes an event; the batch holds \(built.memoryBytes / records) bytes an event (attributes and map body)")
 if sink == 42 { print("") }

@@ -256,7 +256,7 @@ import SluiceNet
         #expect(none.isEmpty, "\(none)")
         let defaults = EventsReceiverConfig()
         #expect(defaults.server.endpoint == HostPort(host: "localhost", port: 4320) && defaults.path == "/v1/events")
-        #expect(defaults.maxEventsPerRequest == 10_000 && defaults.server.maxRequestBodySize == 20 << 20 && defaults.mapping.body == .map)
+        #expect(defaults.maxEventsPerRequest == 10_000 && defaults.maxValuesPerRequest == 250_000 && defaults.server.maxRequestBodySize == 20 << 20 && defaults.mapping.body == .map)
 
         let config = CollectorConfig.load(text: """
             receivers:

@@ -16,7 +16,7 @@ import SluiceCore
 struct EventsDecoder: Sendable {
     var mapping = EventLogMapping()
     var maxEvents = 10_000
-    var maxValues = 1_000_000
+    var maxValues = 250_000
     var maxDepth = 64
 
     static let scopeName = "sluice.events"

@@ -14,7 +14,10 @@ struct EventsReceiverConfig: Sendable {
     /// however small the events are).
     var maxEventsPerRequest = 10_000
     /// JSON values (every object, array, string, number, literal) in one request.
-    var maxValuesPerRequest = 1_000_000
+    /// A decoded value costs about 190 bytes of batch memory (as an attribute and
+    /// again in the map body; sluice-bench: 4.6 KB for a 13-value event), so the
+    /// default bounds one request near 50 MB: 10,000 events of 25 values.
+    var maxValuesPerRequest = 250_000
     var mapping = EventLogMapping()
 
     init() {}
