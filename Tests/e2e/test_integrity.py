@@ -100,7 +100,7 @@ def test_a_sealed_chain_verifies_and_a_deleted_or_edited_line_is_named(tmp_path,
     seqs = sorted(int(attr(r, "integrity_seq")) for r in records)
     assert seqs == list(range(1, 201)), "one chain numbered 1…200 without gaps or repeats"
     assert all(attr(r, "integrity_hash").startswith("sha256:") for r in records)
-    assert {attr(r, "integrity_stream").split("#")[0] for r in records} == {"gw-0"}
+    assert {attr(r, "integrity_stream").split("#")[0] for r in records} == {"gw-0/logs"}
 
     result = verify(str(out))
     assert result.returncode == 0, result.stderr

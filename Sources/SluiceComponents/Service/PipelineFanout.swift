@@ -21,7 +21,7 @@ struct PipelineRoute: Sendable {
     func append(_ batch: OTLPBatch, sealers: ArraySlice<any AppendOrderedProcessor>) -> AppendResult? {
         guard let sealer = sealers.first else { return log.append(batch, items: batch.itemCount, bytes: batch.memoryBytes) }
         var result: AppendResult? = .full
-        let sealed = sealer.seal(batch) {
+        let sealed = sealer.seal(batch, pipeline: name) {
             result = append(batch, sealers: sealers.dropFirst())
             if case .appended = result { return true }
             return false

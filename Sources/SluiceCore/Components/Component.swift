@@ -123,7 +123,9 @@ extension Processor {
 /// batch) the seal is undone, so a client's retry does not leave a gap.
 public protocol AppendOrderedProcessor: Processor {
     /// `nil` when sealing needed memory it could not get (the request is refused).
-    func seal(_ batch: OTLPBatch, append: () -> Bool) -> Bool?
+    /// `pipeline` names the log being appended to: one processor listed in two
+    /// pipelines keeps an order per pipeline, since each delivers its own copy.
+    func seal(_ batch: OTLPBatch, pipeline: String, append: () -> Bool) -> Bool?
 }
 
 /// The batch processor's settings: how exporter payloads are grouped. They shape

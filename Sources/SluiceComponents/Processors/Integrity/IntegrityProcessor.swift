@@ -35,19 +35,25 @@ final class IntegrityProcessor: AppendOrderedProcessor {
     let id: ComponentID
     let chain: Bool
     let key: [UInt8]?
-    /// `<stream>#<start time in ns>`: each start of the process begins a new chain,
-    /// so a restart is not mistaken for removed records.
-    let streamID: String
+    /// `<stream>`, then `/<pipeline>` and `#<start time in ns>` per chain: each
+    /// start of the process begins a new chain, so a restart is not mistaken for
+    /// removed records.
+    let stream: String
+    let startNanos: UInt64
     let logger: Logger
     private let sealed: Counter
 
+    /// One chain per pipeline the processor is listed in.
     struct ChainState {
         var seq: Int64 = 0
         var previous: String = IntegrityProcessor.genesis
+    }
+    struct State {
+        var chains: [String: ChainState] = [:]
         var encoder = IntegrityCanonicalForm()
         var warnedSignal = false
     }
-    private let state = Mutex(ChainState())
+    private let state = Mutex(State())
 
     /// What the first record of a chain links to.
     static let genesis = "sha256:" + String(repeating: "0", count: 64)
@@ -56,18 +62,19 @@ final class IntegrityProcessor: AppendOrderedProcessor {
         self.id = id
         self.chain = chain
         self.key = key
-        let start = UInt64(max(0, Date().timeIntervalSince1970 * 1_000_000_000))
-        streamID = "\(stream)#\(start)"
+        startNanos = UInt64(max(0, Date().timeIntervalSince1970 * 1_000_000_000))
+        self.stream = stream
         self.logger = logger
         sealed = metrics.counter("sluice_processor_integrity_sealed_log_records_total", "Log records given an integrity hash.",
                                  labels: [("processor", id.description)])
-        if chain { logger.info("integrity chain started", metadata: ["processor": "\(id)", "stream": "\(streamID)"]) }
     }
+
+    func streamID(pipeline: String) -> String { "\(stream)/\(pipeline)#\(startNanos)" }
 
     /// The work happens in `seal`, after every other processor of the pipeline.
     func process(_ batch: OTLPBatch) -> ProcessOutcome { .pass(dropped: 0) }
 
-    func seal(_ batch: OTLPBatch, append: () -> Bool) -> Bool? {
+    func seal(_ batch: OTLPBatch, pipeline: String, append: () -> Bool) -> Bool? {
         state.withLock { state -> Bool? in
             guard batch.signal == .logs else {
                 if !state.warnedSignal {
@@ -76,32 +83,36 @@ final class IntegrityProcessor: AppendOrderedProcessor {
                 }
                 return append()
             }
-            let saved = (state.seq, state.previous)
+            let isNew = state.chains[pipeline] == nil
+            var chainState = state.chains[pipeline] ?? ChainState()
+            let streamID = chain ? streamID(pipeline: pipeline) : ""
             var count = 0
             do {
                 try batch.edit { editor in
                     try editor.forEachLogRecord { record in
                         let attributes = record.attributes
                         if chain {
-                            state.seq += 1
+                            chainState.seq += 1
                             try attributes.upsert("integrity_stream", .text(streamID))
-                            try attributes.upsert("integrity_seq", .int(state.seq))
-                            try attributes.upsert("integrity_prev", .text(state.previous))
+                            try attributes.upsert("integrity_seq", .int(chainState.seq))
+                            try attributes.upsert("integrity_prev", .text(chainState.previous))
                         }
                         let canonical = state.encoder.encode(record.view, resource: record.resource)
                         let hash = Self.hash(canonical, key: key)
                         try attributes.upsert(IntegrityCanonicalForm.hashKey, .text(hash))
-                        state.previous = hash
+                        chainState.previous = hash
                         count += 1
                     }
                 }
             } catch {
-                (state.seq, state.previous) = saved
                 return nil
             }
-            guard append() else {
-                (state.seq, state.previous) = saved
-                return false
+            // Only an appended batch moves the chain on: a refused one's numbers go
+            // to the retry.
+            guard append() else { return false }
+            state.chains[pipeline] = chainState
+            if chain, isNew {
+                logger.info("integrity chain started", metadata: ["processor": "\(id)", "pipeline": "\(pipeline)", "stream": "\(streamID)"])
             }
             sealed.add(count)
             return true
