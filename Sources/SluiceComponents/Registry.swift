@@ -7,8 +7,10 @@ extension ComponentRegistry {
     public static let builtIn: ComponentRegistry = {
         var registry = ComponentRegistry()
         registry.register(OTLPReceiverFactory())
+        registry.register(EventsReceiverFactory())
         registry.register(BatchProcessorFactory())
         registry.register(MemoryLimiterProcessorFactory())
+        registry.register(ResourceDetectionProcessorFactory())
         registry.register(IntegrityProcessorFactory())
         registry.register(DebugExporterFactory())
         registry.register(FileExporterFactory())
