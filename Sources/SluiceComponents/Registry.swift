@@ -7,9 +7,12 @@ extension ComponentRegistry {
     public static let builtIn: ComponentRegistry = {
         var registry = ComponentRegistry()
         registry.register(OTLPReceiverFactory())
+        registry.register(EventsReceiverFactory())
         registry.register(BatchProcessorFactory())
         registry.register(MemoryLimiterProcessorFactory())
         registry.register(FilterProcessorFactory())
+        registry.register(ResourceDetectionProcessorFactory())
+        registry.register(IntegrityProcessorFactory())
         registry.register(DebugExporterFactory())
         registry.register(FileExporterFactory())
         registry.register(NopExporterFactory())

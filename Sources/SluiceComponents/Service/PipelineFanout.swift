@@ -9,10 +9,34 @@ struct PipelineRoute: Sendable {
     /// `nil` for a pipeline without exporters of its own: it only feeds connectors.
     let log: (any PipelineLog)?
     let connectors: [ConnectorRoute]
+    /// The processors that seal batches as they enter the log (`integrity`).
+    let sealers: [any AppendOrderedProcessor]
+
+    init(name: String, processors: [any Processor], log: (any PipelineLog)?, connectors: [ConnectorRoute] = []) {
+        self.name = name
+        self.processors = processors
+        self.log = log
+        self.connectors = connectors
+        sealers = processors.compactMap { $0 as? any AppendOrderedProcessor }
+    }
 
     /// Every log a batch entering this pipeline may reach.
     var reachableLogs: [any PipelineLog] {
         (log.map { [$0] } ?? []) + connectors.flatMap { $0.targets.values.flatMap(\.reachableLogs) }
+    }
+
+    /// Appends `batch` to the log through the sealers (each holding its order while
+    /// the ones after it and the append run); nil when a sealer ran out of memory.
+    func append(_ batch: OTLPBatch, sealers: ArraySlice<any AppendOrderedProcessor>) -> AppendResult? {
+        guard let log else { return .full }
+        guard let sealer = sealers.first else { return log.append(batch, items: batch.itemCount, bytes: batch.memoryBytes) }
+        var result: AppendResult? = .full
+        let sealed = sealer.seal(batch, pipeline: name) {
+            result = append(batch, sealers: sealers.dropFirst())
+            if case .appended = result { return true }
+            return false
+        }
+        return sealed == nil ? nil : result
     }
 }
 
@@ -88,7 +112,7 @@ struct PipelineFanout: ReceiverSink {
             guard let copy = try? batch.copy() else { return (.refused(.memoryLimit, retryAfter: .seconds(1)), []) }
             copies.append(copy)
         }
-        var staged: [(any PipelineLog, OTLPBatch)] = []
+        var staged: [(PipelineRoute, OTLPBatch)] = []
         var dropped = 0
         for (pipeline, copy) in zip(pipelines, copies) {
             switch run(pipeline, copy, into: &staged) {
@@ -97,8 +121,12 @@ struct PipelineFanout: ReceiverSink {
             }
         }
         var appended: [(any PipelineLog, UInt64)] = []
-        for (log, piece) in staged {
-            switch log.append(piece, items: piece.itemCount, bytes: piece.memoryBytes) {
+        for (route, piece) in staged {
+            // Staged only when the route has a log.
+            guard let log = route.log else { continue }
+            switch route.append(piece, sealers: route.sealers[...]) {
+            case nil:
+                return (.refused(.memoryLimit, retryAfter: .seconds(1)), [])
             case .appended(let sequence):
                 appended.append((log, sequence))
             case .full:
@@ -119,7 +147,7 @@ struct PipelineFanout: ReceiverSink {
 
     /// One pipeline: its processors on `batch`, the batch staged for its log, and
     /// each connector's pieces through the pipelines they go to.
-    private func run(_ pipeline: PipelineRoute, _ batch: OTLPBatch, into staged: inout [(any PipelineLog, OTLPBatch)]) -> Passage {
+    private func run(_ pipeline: PipelineRoute, _ batch: OTLPBatch, into staged: inout [(PipelineRoute, OTLPBatch)]) -> Passage {
         var dropped = 0
         for processor in pipeline.processors {
             switch processor.process(batch) {
@@ -127,7 +155,7 @@ struct PipelineFanout: ReceiverSink {
             case .refuse(let reason, let after): return .refused(.refused(reason, retryAfter: after))
             }
         }
-        if let log = pipeline.log { staged.append((log, batch)) }
+        if pipeline.log != nil { staged.append((pipeline, batch)) }
         guard !pipeline.connectors.isEmpty else { return .passed(lost: dropped) }
         var lostDownstream = Int.max
         for (i, connection) in pipeline.connectors.enumerated() {

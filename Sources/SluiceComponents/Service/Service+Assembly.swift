@@ -109,8 +109,11 @@ extension Service {
             if !from.isEmpty { assembly.connectors[id] = made }
         }
         for pipeline in config.pipelines {
-            for id in pipeline.receivers where receiverSignals[id].map({ !$0.contains(pipeline.signal) }) ?? false {
-                diagnostics.report(line: pipeline.line, path: "service.pipelines.\(pipeline.id).receivers", "\(id) does not receive \(pipeline.signal)")
+            for id in pipeline.receivers {
+                guard let signals = receiverSignals[id], !signals.contains(pipeline.signal) else { continue }
+                let names = signals.map(\.rawValue).sorted()
+                diagnostics.report(line: pipeline.line, path: "service.pipelines.\(pipeline.id).receivers",
+                                   "\(id) does not receive \(pipeline.signal) (it receives \(names.joined(separator: ", ")) only); use it in a \(names.joined(separator: " or ")) pipeline")
             }
             for id in pipeline.exporters where exporterSignals[id].map({ !$0.contains(pipeline.signal) }) ?? false {
                 diagnostics.report(line: pipeline.line, path: "service.pipelines.\(pipeline.id).exporters", "\(id) does not export \(pipeline.signal)")
