@@ -164,6 +164,14 @@ import SluiceOTLP
         #expect(onlyExported.first == "collector.yaml:5 connectors.routing: used as an exporter in logs/in but no pipeline lists it among its receivers")
     }
 
+    @Test func aSealerInAPipelineThatOnlyFeedsConnectorsIsRefused() {
+        let yaml = Self.yaml("default_pipelines: [logs/rest]\ntable:\n  - condition: 'true'\n    pipelines: [logs/siem]")
+            .replacingOccurrences(of: "processors:\n  filter/allow:", with: "processors:\n  integrity: {}\n  filter/allow:")
+            .replacingOccurrences(of: "      receivers: [otlp]\n      exporters: [routing]", with: "      receivers: [otlp]\n      processors: [integrity]\n      exporters: [routing]")
+        let problems = Self.problems(yaml)
+        #expect(problems.contains { $0.hasSuffix("service.pipelines.logs/in.processors: integrity seals records as they enter a pipeline's log, and logs/in only feeds connectors; list integrity in the pipelines they send to") }, "\(problems)")
+    }
+
     @Test func cyclesAreRefused() {
         let problems = Self.problems("""
             receivers:

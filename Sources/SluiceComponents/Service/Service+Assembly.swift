@@ -121,6 +121,14 @@ extension Service {
         }
         guard diagnostics.isEmpty else { return nil }
 
+        for pipeline in config.pipelines where pipeline.exporters.isEmpty {
+            // A pipeline that only feeds connectors appends to no log, so a sealer there would never seal.
+            for id in pipeline.processors where assembly.processors[id] is any AppendOrderedProcessor {
+                diagnostics.report(line: pipeline.line, path: "service.pipelines.\(pipeline.id).processors",
+                                   "\(id) seals records as they enter a pipeline's log, and \(pipeline.id) only feeds connectors; list \(id) in the pipelines they send to")
+            }
+        }
+        guard diagnostics.isEmpty else { return nil }
         for pipeline in config.pipelines {
             let chain = pipeline.processors.compactMap { assembly.processors[$0] }
             let queues = pipeline.exporters.compactMap { assembly.exporters[$0]?.queue }
