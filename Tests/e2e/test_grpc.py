@@ -338,8 +338,9 @@ def test_full_pipeline_log_is_resource_exhausted(tmp_path, track_sluice):
         exporters = {"logs": {"otlphttp": {
             "endpoint": f"http://127.0.0.1:{dead}",
             "retry_on_failure": {"initial_interval": "1s", "max_interval": "1s"},
-            # The memory log is sized in bytes (each small request reserves 4 KiB).
-            "sending_queue": {"sizer": "bytes", "queue_size": 10_000},
+            # The memory log counts each request's protobuf (56 bytes here; the
+            # decoded batches it also keeps are let go before it refuses anything).
+            "sending_queue": {"sizer": "bytes", "queue_size": 120},
         }}}
         return rs.collector_config(ports, tmp_path / "out", grpc={}, exporters=exporters)
 

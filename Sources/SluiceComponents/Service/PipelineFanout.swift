@@ -66,9 +66,11 @@ struct PipelineFanout: ReceiverSink {
     func takes(_ signal: OTLPSignal) -> Bool { wiring || !(routes[signal]?.isEmpty ?? true) }
 
     func refusalBeforeDecoding(_ signal: OTLPSignal, bodyBytes: Int) -> AcceptResult? {
-        // A decoded batch takes about eight times its wire size (OTLPBatch's arena).
+        // Both logs keep requests as protobuf (the memory log holds decoded batches
+        // only within a budget it sheds first), so the body is what a log must find
+        // room for.
         for pipeline in routes[signal] ?? [] {
-            for log in pipeline.reachableLogs where !log.hasRoom(for: bodyBytes * 8) { return refusal(log) }
+            for log in pipeline.reachableLogs where !log.hasRoom(for: bodyBytes) { return refusal(log) }
         }
         return nil
     }
@@ -103,7 +105,9 @@ struct PipelineFanout: ReceiverSink {
         guard let pipelines = routes[batch.signal], !pipelines.isEmpty else {
             return (.refused(.noPipeline(batch.signal), retryAfter: .seconds(wiring ? 1 : 5)), [])
         }
-        let bytes = batch.memoryBytes
+        // What the logs will keep: the request's protobuf (its size read, not kept;
+        // an edited batch's packed size is about an eighth of its decoded size).
+        let bytes = batch.protobufSource?.count ?? batch.memoryBytes / 8
         for pipeline in pipelines {
             for log in pipeline.reachableLogs where !log.hasRoom(for: bytes) { return (refusal(log), []) }
         }

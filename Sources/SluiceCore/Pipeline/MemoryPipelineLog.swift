@@ -1,12 +1,27 @@
 import Foundation
 import Synchronization
 
-/// The pipeline log in memory: the decoded batches themselves, no copies. A 2xx from
-/// a receiver means the data is queued here; it survives anything but the process
-/// ending (the disk log is for that).
+/// The pipeline log in memory. A 2xx from a receiver means the data is queued here;
+/// it survives anything but the process ending (the disk log is for that).
+///
+/// Each entry holds the request as protobuf (`OTLPBatch.withProtobuf`: the bytes the
+/// client sent while no processor changed them, else the edited records packed),
+/// the size a backlog really takes, and the newest entries keep their decoded batch
+/// too, within `decodedBudgetBytes`: a reader that keeps up gets the batches the
+/// receiver decoded, and one that falls behind decodes the oldest again. A decoded
+/// batch takes about eight times its protobuf, so holding only those made the
+/// default 64 MiB log full at about 25,000 records (issue 20); as protobuf it holds
+/// about 170,000 of the benchmark's records.
+///
+/// `limitBytes` (`sending_queue.queue_size` with the bytes sizer) bounds what is
+/// held: every entry's protobuf plus the decoded batches kept. Only the protobuf
+/// can make the log full; decoded batches are let go, oldest first, to stay under
+/// it.
 public final class MemoryPipelineLog: PipelineLog {
     public let name: String
     public let limitBytes: Int
+    /// How much of `limitBytes` decoded batches may take (a quarter by default).
+    public let decodedBudgetBytes: Int
     /// `sending_queue` with `sizer: requests` or `items`: a bound on entries or
     /// items held, on top of the byte limit (which always applies).
     public let limitEntries: Int?
@@ -18,39 +33,73 @@ public final class MemoryPipelineLog: PipelineLog {
         var waiter: CheckedContinuation<Void, Never>?
     }
 
+    private struct Entry {
+        let sequence: UInt64
+        let signal: OTLPSignal
+        /// The request's protobuf.
+        let protobuf: [UInt8]
+        /// The decoded batch, while it is among the newest within the budget.
+        var batch: OTLPBatch?
+        let decodedBytes: Int
+        let items: Int
+        let appendedAt: Double
+    }
+
     private struct State {
-        var entries: [LogEntry] = []
+        var entries: [Entry] = []
         var head = 0                    // index of the first live entry in `entries`
+        /// Entries from here on hold their decoded batch; the ones before it do not.
+        var decodedFrom = 0
         var nextSequence: UInt64 = 1
-        var usedBytes = 0
+        var protobufBytes = 0
+        var decodedBytes = 0
         var usedItems = 0
         var readers: [ComponentID: Reader] = [:]
         var closed = false
-        var appendedAt: [UInt64: Double] = [:]
 
-        /// Drops entries every reader has committed. At once: each holds its batch's
-        /// arena, and the memory must go back when the data is delivered, not later.
+        var usedBytes: Int { protobufBytes + decodedBytes }
+
+        /// Drops entries every reader has committed. At once: the memory must go back
+        /// when the data is delivered, not later.
         mutating func release(through floor: UInt64) {
             while head < entries.count, entries[head].sequence <= floor {
-                usedBytes -= entries[head].bytes
+                protobufBytes -= entries[head].protobuf.count
+                if entries[head].batch != nil { decodedBytes -= entries[head].decodedBytes }
                 usedItems -= entries[head].items
-                appendedAt[entries[head].sequence] = nil
                 head += 1
             }
             if head > 0 {
                 entries.removeFirst(head)
+                decodedFrom = max(0, decodedFrom - head)
                 head = 0
+            }
+        }
+
+        /// Lets decoded batches go, oldest first, until they fit their budget and
+        /// everything held fits the limit.
+        mutating func shedDecoded(budget: Int, limit: Int) {
+            decodedFrom = max(decodedFrom, head)
+            while decodedFrom < entries.count, decodedBytes > budget || protobufBytes + decodedBytes > limit {
+                if entries[decodedFrom].batch != nil {
+                    decodedBytes -= entries[decodedFrom].decodedBytes
+                    entries[decodedFrom].batch = nil
+                }
+                decodedFrom += 1
             }
         }
     }
 
     private let state = Mutex(State())
 
-    public init(name: String, limitBytes: Int, limitEntries: Int? = nil, limitItems: Int? = nil) {
+    public init(name: String, limitBytes: Int, limitEntries: Int? = nil, limitItems: Int? = nil, decodedBudgetBytes: Int? = nil) {
         self.name = name
         self.limitBytes = limitBytes
         self.limitEntries = limitEntries
         self.limitItems = limitItems
+        self.decodedBudgetBytes = decodedBudgetBytes ?? limitBytes / 4
+        // The log keeps each request's protobuf: decoding copies it into the batch's
+        // arena (a memcpy) so that `withProtobuf` need not pack the message again.
+        OTLPBatch.keepsProtobufSource = true
     }
 
     /// Whether an entry of this size fits. One request larger than the whole log is
@@ -61,26 +110,37 @@ public final class MemoryPipelineLog: PipelineLog {
         guard held > 0 else { return true }
         if let limitEntries, held >= limitEntries { return false }
         if let limitItems, s.usedItems + items > limitItems { return false }
-        return s.usedBytes + bytes <= limitBytes
+        return s.protobufBytes + bytes <= limitBytes
     }
 
+    /// Protobuf and decoded batches held.
     public var usedBytes: Int { state.withLock { $0.usedBytes } }
+
+    /// Decoded batches held (within `decodedBudgetBytes`).
+    public var decodedBytes: Int { state.withLock { $0.decodedBytes } }
 
     public var isClosed: Bool { state.withLock { $0.closed } }
 
+    /// `bytes`: the request's protobuf size (what an entry holds for sure).
     public func hasRoom(for bytes: Int) -> Bool {
         state.withLock { !$0.closed && fits(bytes: bytes, items: 0, $0) }
     }
 
+    /// `bytes` is not used: the log counts the protobuf it keeps and the decoded batch.
     public func append(_ batch: OTLPBatch, items: Int, bytes: Int) -> AppendResult {
+        let protobuf = batch.withProtobuf { Array($0.bindMemory(to: UInt8.self)) }
+        let decoded = batch.memoryBytes
+        let now = Date().timeIntervalSince1970
         let (result, waiters) = state.withLock { s -> (AppendResult, [CheckedContinuation<Void, Never>]) in
-            guard !s.closed, fits(bytes: bytes, items: items, s) else { return (.full, []) }
+            guard !s.closed, fits(bytes: protobuf.count, items: items, s) else { return (.full, []) }
             let sequence = s.nextSequence
             s.nextSequence += 1
-            s.entries.append(LogEntry(sequence: sequence, batch: batch, items: items, bytes: bytes))
-            s.usedBytes += bytes
+            s.entries.append(Entry(sequence: sequence, signal: batch.signal, protobuf: protobuf, batch: batch, decodedBytes: decoded,
+                                   items: items, appendedAt: now))
+            s.protobufBytes += protobuf.count
+            s.decodedBytes += decoded
             s.usedItems += items
-            s.appendedAt[sequence] = Date().timeIntervalSince1970
+            s.shedDecoded(budget: decodedBudgetBytes, limit: limitBytes)
             var waiters: [CheckedContinuation<Void, Never>] = []
             for key in s.readers.keys {
                 if let waiter = s.readers[key]!.waiter {
@@ -111,12 +171,10 @@ public final class MemoryPipelineLog: PipelineLog {
             guard let r = s.readers[reader] else { return CursorLag(entries: 0, items: 0, bytes: 0, oldestAgeSeconds: 0) }
             var lag = CursorLag(entries: 0, items: 0, bytes: 0, oldestAgeSeconds: 0)
             for entry in s.entries[s.head...] where entry.sequence > r.committed {
-                if lag.entries == 0, let at = s.appendedAt[entry.sequence] {
-                    lag.oldestAgeSeconds = max(0, Date().timeIntervalSince1970 - at)
-                }
+                if lag.entries == 0 { lag.oldestAgeSeconds = max(0, Date().timeIntervalSince1970 - entry.appendedAt) }
                 lag.entries += 1
                 lag.items += entry.items
-                lag.bytes += entry.bytes
+                lag.bytes += entry.protobuf.count + (entry.batch == nil ? 0 : entry.decodedBytes)
             }
             return lag
         }
@@ -183,19 +241,38 @@ public final class MemoryPipelineLog: PipelineLog {
         }
     }
 
-    fileprivate func take(_ reader: ComponentID, maxItems: Int) -> [LogEntry] {
-        state.withLock { s in
+    /// The next entries for `reader`, their batches decoded again where the log let
+    /// them go (outside the lock: decoding takes a millisecond per thousand records).
+    /// `retry` when a decode failed (the arena could not get memory): the read
+    /// position goes back to before that entry, and what came before it is returned.
+    fileprivate func take(_ reader: ComponentID, maxItems: Int) -> (entries: [LogEntry], retry: Bool) {
+        let taken = state.withLock { s -> [(sequence: UInt64, signal: OTLPSignal, protobuf: [UInt8], batch: OTLPBatch?, items: Int, bytes: Int)] in
             guard let position = s.readers[reader]?.readPosition else { return [] }
-            var taken: [LogEntry] = []
+            var taken: [(sequence: UInt64, signal: OTLPSignal, protobuf: [UInt8], batch: OTLPBatch?, items: Int, bytes: Int)] = []
             var items = 0
             for entry in s.entries[s.head...] where entry.sequence > position {
                 if !taken.isEmpty, maxItems > 0, items + entry.items > maxItems { break }
-                taken.append(entry)
+                taken.append((entry.sequence, entry.signal, entry.protobuf, entry.batch, entry.items, entry.protobuf.count))
                 items += entry.items
             }
             if let last = taken.last { s.readers[reader]?.readPosition = last.sequence }
             return taken
         }
+        var entries: [LogEntry] = []
+        entries.reserveCapacity(taken.count)
+        for piece in taken {
+            if let batch = piece.batch ?? (try? OTLPBatch.decode(protobuf: piece.protobuf, signal: piece.signal,
+                                                                  limits: OTLPDecodeLimits(maxBodyBytes: .max, maxNestingDepth: OTLPDecodeLimits.nestingCeiling))) {
+                entries.append(LogEntry(sequence: piece.sequence, batch: batch, items: piece.items, bytes: piece.bytes))
+                continue
+            }
+            let before = piece.sequence - 1
+            state.withLock { s in
+                if let position = s.readers[reader]?.readPosition, position > before { s.readers[reader]?.readPosition = before }
+            }
+            return (entries, true)
+        }
+        return (entries, false)
     }
 
     fileprivate func commit(_ reader: ComponentID, through sequence: UInt64) {
@@ -220,8 +297,19 @@ struct MemoryLogCursor: LogCursor {
     let reader: ComponentID
 
     func read(_ shape: BatchShape) async -> [LogEntry] {
-        await readShaped(shape, available: { log.available(reader) }, waitForAppend: { await log.waitForAppend(reader) },
-                         take: { log.take(reader, maxItems: shape.sendBatchMaxSize) })
+        while true {
+            var retry = false
+            let entries = await readShaped(shape, available: { log.available(reader) }, waitForAppend: { await log.waitForAppend(reader) },
+                                           take: {
+                                               let taken = log.take(reader, maxItems: shape.sendBatchMaxSize)
+                                               retry = taken.retry
+                                               return taken.entries
+                                           })
+            // Empty means closed and drained to the delivery loop, so a batch that
+            // could not be decoded (no memory) is tried again after a pause instead.
+            guard entries.isEmpty, retry, !Task.isCancelled else { return entries }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
     }
 
     func commit(through sequence: UInt64) { log.commit(reader, through: sequence) }
