@@ -117,6 +117,11 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14, 15)
 
 
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
 def peak_rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
@@ -414,6 +419,52 @@ service:
 
     # MARK: the whole run
 
+    def capacity(self):
+        """Records the default memory log (64 MiB) takes before it answers 429, with an
+        exporter that cannot deliver (nothing listens at its endpoint), and the
+        process's RSS holding them."""
+        config = os.path.join(self.work, "capacity.yaml")
+        dead = free_port()
+        open(config, "w").write(f"""receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{self.port}
+exporters:
+  otlphttp:
+    endpoint: http://127.0.0.1:{dead}
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:{self.metrics_port}
+  pipelines:
+    logs:
+      receivers: [otlp]
+      exporters: [otlphttp]
+""")
+        process = subprocess.Popen([self.bin, "--config", config, "--data-directory", os.path.join(self.work, "data")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            if not wait_for_port(self.port, process):
+                return None
+            body = open(self.payload, "rb").read()
+            head = (f"POST /v1/logs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n").encode()
+            accepted = 0
+            with socket.create_connection(("127.0.0.1", self.port)) as sock:
+                for _ in range(2000):
+                    sock.sendall(head + body)
+                    status, _, _ = RetryingClient.read_response(sock, b"")
+                    if status != 200:
+                        break
+                    accepted += 1
+            time.sleep(0.5)
+            return {"records_before_429": accepted * RECORDS_PER_REQUEST, "rss_mib": rss_kib(process.pid) / 1024,
+                    "peak_rss_mib": peak_rss_kib(process.pid) / 1024}
+        finally:
+            process.kill()  # what it holds is the benchmark's, and undeliverable
+            process.wait(30)
+
     def decode_loop(self):
         """sluice-bench: decode and encode loops on one core (taskset -c 0), its rows kept for the JSON."""
         command = [os.path.join(ROOT, ".build/release/sluice-bench")]
@@ -435,6 +486,10 @@ service:
     def main(self):
         started = time.time()
         self.loops = self.decode_loop() if os.environ.get("BENCH_DECODE", "1") != "0" else {}
+        self.held = self.capacity()
+        if self.held:
+            print(f"default memory log (64 MiB), exporter down: {self.held['records_before_429']:,} records taken before 429, "
+                  f"RSS {self.held['rss_mib']:.0f} MiB holding them (peak {self.held['peak_rss_mib']:.0f} MiB)", flush=True)
         print(f"runtime: {self.requests} requests of {RECORDS_PER_REQUEST} log records ({os.path.getsize(self.payload)} bytes protobuf), "
               f"h2load -c {self.connections} (HTTP/1.1 unless h2 or grpc), release build, {self.rounds} rounds", flush=True)
         for _ in range(self.rounds):
@@ -477,7 +532,7 @@ service:
         print(f"{'case':<16}{'delivered':>10}{'records/CPU-s':>15}{'records/s':>11}{'peak RSS':>10}{'p99 (p50) ms at half rate':>30}")
         out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
                "requests": self.requests, "connections": self.connections, "rounds": self.rounds,
-               "seconds": round(seconds), "loops": self.loops, "cases": {}, "ratios": []}
+               "seconds": round(seconds), "loops": self.loops, "memory_log": self.held, "cases": {}, "ratios": []}
         for case in self.cases:
             if not case.runs:
                 continue
