@@ -81,7 +81,9 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .executableTarget(name: "sluice-bench", dependencies: ["SluiceOTLP", "SluiceOTTL", "SluiceComponents", "COTLP"], path: "Benchmarks/sluice-bench", swiftSettings: strict),
+        // The C reference loop sluice-bench holds the Swift HEC path against (issue 20).
+        .target(name: "CReferenceLoop", dependencies: ["COTLP", "CProtobufC"], path: "Benchmarks/c-reference"),
+        .executableTarget(name: "sluice-bench", dependencies: ["SluiceOTLP", "SluiceOTTL", "SluiceComponents", "COTLP", "CReferenceLoop"], path: "Benchmarks/sluice-bench", swiftSettings: strict),
 
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "CChecksum"], swiftSettings: strict),
         .testTarget(name: "SluiceNetTests", dependencies: ["SluiceNet", "SluiceCore", "CBlockCache"], swiftSettings: strict),

@@ -15,6 +15,7 @@
 // processor's and routing connector's cost per record), with IsMatch through
 // POSIX regexec in place next to Swift's Regex over a String made per record.
 import COTLP
+import CReferenceLoop
 import SluiceComponents
 import SluiceOTLP
 import SluiceOTTL
@@ -113,10 +114,19 @@ func measure(minimumSeconds: Double, _ body: () -> Void) -> Measurement {
     return Measurement(seconds: now() - start, cpuSeconds: cpuTime() - cpuStart, iterations: iterations)
 }
 
+/// Whether BENCH_ONLY (when set) names this row.
+func selected(_ name: String) -> Bool {
+    guard let only = getenv("BENCH_ONLY") else { return true }
+    return name.contains(String(cString: only))
+}
+
 /// Measures and prints one row, unless BENCH_ONLY names others.
-func row(_ name: String, bytes: Int, _ body: () -> Void) {
-    if let only = getenv("BENCH_ONLY"), !name.contains(String(cString: only)) { return }
-    report(name, bytes: bytes, records: records, measure(minimumSeconds: seconds, body))
+@discardableResult
+func row(_ name: String, bytes: Int, _ body: () -> Void) -> Measurement? {
+    guard selected(name) else { return nil }
+    let m = measure(minimumSeconds: seconds, body)
+    report(name, bytes: bytes, records: records, m)
+    return m
 }
 
 func report(_ name: String, bytes: Int, records: Int, _ m: Measurement) {
@@ -187,9 +197,26 @@ row("encode protobuf", bytes: payload.count) { sink &+= decoded.encodeProtobuf()
 row("encode OTLP/JSON", bytes: json.count) { sink &+= decoded.encodeJSON().count }
 let hecBytes = HECEncoderBenchmark.encodeLogs(decoded, sourcetype: "ai:gateway:audit")
 row("encode HEC events", bytes: hecBytes) { sink &+= HECEncoderBenchmark.encodeLogs(decoded, sourcetype: "ai:gateway:audit") }
-row("decode protobuf + encode HEC", bytes: payload.count) {
+let swiftHEC = row("decode protobuf + encode HEC", bytes: payload.count) {
     let batch = try! OTLPBatch.decode(protobuf: payload, signal: .logs)
     sink &+= HECEncoderBenchmark.encodeLogs(batch, sourcetype: "ai:gateway:audit")
+}
+// The C reference (Benchmarks/c-reference): protobuf-c into the same arena, a HEC
+// writer in C. It must write the Swift encoder's bytes, or the ratio means nothing.
+var referenceBuffer = sluice_reference_buffer()
+let referenceEvents = payload.withUnsafeBufferPointer { sluice_reference_decode_hec($0.baseAddress, $0.count, "ai:gateway:audit", &referenceBuffer) }
+let referenceBytes = Array(UnsafeBufferPointer(start: referenceBuffer.bytes, count: referenceBuffer.count))
+let swiftBytes = HECEncoderBenchmark.encodedLogs(decoded, sourcetype: "ai:gateway:audit")
+if referenceEvents != records || referenceBytes != swiftBytes {
+    let at = (0..<min(referenceBytes.count, swiftBytes.count)).first { referenceBytes[$0] != swiftBytes[$0] } ?? min(referenceBytes.count, swiftBytes.count)
+    print("C reference: writes other bytes than the Swift encoder (\(referenceEvents) events, \(referenceBytes.count) bytes against \(swiftBytes.count); first difference at byte \(at))")
+}
+let cHEC = row("C reference: decode + encode HEC", bytes: payload.count) {
+    payload.withUnsafeBufferPointer { sink &+= sluice_reference_decode_hec($0.baseAddress, $0.count, "ai:gateway:audit", &referenceBuffer) }
+}
+if let swiftHEC, let cHEC {
+    let ratio = (swiftHEC.seconds / Double(swiftHEC.iterations)) / (cHEC.seconds / Double(cHEC.iterations))
+    print("decode + HEC encode, Swift / C reference: \(format(ratio, 2))x the time per request (target <= 1.3)")
 }
 
 /// The same events as the gateway writes them itself: one JSON object per line.
@@ -252,16 +279,18 @@ print("gateway NDJSON: \(ndjson.count / records) bytes an event; the batch holds
 }
 for condition in [#"attributes["action"] == "allow""#,
                   #"attributes["action"] == "allow" or resource.attributes["k8s.pod.name"] == "x" or severity_number >= SEVERITY_NUMBER_WARN"#,
-                  #"IsMatch(body, "decision (block|escalate)")"#] {
+                  #"IsMatch(body, "decision (block|escalate)")"#] where selected("OTTL \(condition)") {
     print("OTTL \(condition)  \(format(evaluate(condition), 1)) ns/record")
 }
 let swiftRegex = try! Regex("decision (block|escalate)")
-let viaSwiftRegex = measure(minimumSeconds: seconds) {
-    _ = decoded.withLogs { request in
-        for (_, _, record) in request.records {
-            if case .string(let body)? = record.body?.value, body.string.contains(swiftRegex) { sink &+= 1 }
+if selected("Swift Regex") {
+    let viaSwiftRegex = measure(minimumSeconds: seconds) {
+        _ = decoded.withLogs { request in
+            for (_, _, record) in request.records {
+                if case .string(let body)? = record.body?.value, body.string.contains(swiftRegex) { sink &+= 1 }
+            }
         }
     }
+    print("Swift Regex on the body (a String per record), for comparison  " + "\(format(viaSwiftRegex.seconds / Double(viaSwiftRegex.iterations) / Double(records) * 1e9, 1).leftPad(8)) ns/record")
 }
-print("Swift Regex on the body (a String per record), for comparison  " + "\(format(viaSwiftRegex.seconds / Double(viaSwiftRegex.iterations) / Double(records) * 1e9, 1).leftPad(8)) ns/record")
 if sink == 42 { print("") }

@@ -651,8 +651,13 @@ extension JSONOutput {
 public enum HECEncoderBenchmark {
     /// Encodes every log record of `batch` as a HEC event; the bytes written.
     public static func encodeLogs(_ batch: OTLPBatch, sourcetype: String) -> Int {
+        encodedLogs(batch, sourcetype: sourcetype).count
+    }
+
+    /// The events' bytes, back to back (what the C reference loop must match).
+    public static func encodedLogs(_ batch: OTLPBatch, sourcetype: String) -> [UInt8] {
         var settings = HECEncoder.Settings()
         settings.sourcetype = sourcetype
-        return HECEncoder(settings).encode([batch], signal: .logs).bytes.count
+        return HECEncoder(settings).encode([batch], signal: .logs).bytes
     }
 }
