@@ -121,8 +121,21 @@ struct OTLPJSONWriter {
 extension OTLPBatch {
     /// The request as OTLP/JSON, on one line (the file exporter's line format).
     public func encodeJSON() -> [UInt8] {
-        var writer = OTLPJSONWriter(capacity: arena.usedBytes)
+        var bytes: [UInt8] = []
+        appendJSON(to: &bytes)
+        return bytes
+    }
+
+    /// Appends the request as OTLP/JSON to `bytes` (the file exporter writes several
+    /// requests into one buffer without copying each).
+    public func appendJSON(to bytes: inout [UInt8]) {
+        var writer = OTLPJSONWriter(capacity: 0)
+        swap(&writer.out.bytes, &bytes)
+        // About a quarter of the arena; grown by doubling, so that appending several
+        // requests never copies the buffer once per request.
+        let need = writer.out.bytes.count + arena.usedBytes / 3
+        if writer.out.bytes.capacity < need { writer.out.bytes.reserveCapacity(max(need, writer.out.bytes.capacity * 2)) }
         writer.writeMessage(UnsafeRawPointer(message), schema: OTLPSchemas.shared.request(signal))
-        return writer.out.bytes
+        swap(&writer.out.bytes, &bytes)
     }
 }
