@@ -70,6 +70,18 @@ import Testing
         #expect(log.decodedBytes == 0)
     }
 
+    /// A reader far behind gets the backlog in reads whose decoded size stays within
+    /// the log's limit (at least one entry each), not all of it decoded at once.
+    @Test func oneReadDecodesNoMoreThanTheLimit() async throws {
+        let decoded = try DiskPipelineLogTests.batch("a", count: 20).memoryBytes
+        let log = MemoryPipelineLog(name: "logs", limitBytes: decoded * 2 + decoded / 2, decodedBudgetBytes: 0)
+        let cursor = log.cursor(Self.reader)
+        for i in 1...5 { #expect(log.append(try DiskPipelineLogTests.batch("a", count: 20), items: 20, bytes: 0) == .appended(sequence: UInt64(i))) }
+        var reads: [[UInt64]] = []
+        while reads.joined().count < 5 { reads.append(await cursor.read(BatchShape(sendBatchSize: 0, timeout: .zero)).map(\.sequence)) }
+        #expect(reads == [[1, 2], [3, 4], [5]])
+    }
+
     /// A processor's edit is what the log keeps, also once the decoded batch is gone.
     @Test func anEditedBatchIsKeptAsEdited() async throws {
         let log = MemoryPipelineLog(name: "logs", limitBytes: 1 << 30, decodedBudgetBytes: 0)

@@ -255,10 +255,16 @@ public final class MemoryPipelineLog: PipelineLog {
             guard let position = s.readers[reader]?.readPosition else { return [] }
             var taken: [(sequence: UInt64, signal: OTLPSignal, protobuf: [UInt8], batch: OTLPBatch?, items: Int, bytes: Int)] = []
             var items = 0
+            var decoded = 0
             for entry in s.entries[s.head...] where entry.sequence > position {
                 if !taken.isEmpty, maxItems > 0, items + entry.items > maxItems { break }
+                // Decoded, what one read hands out stays within the log's limit, as
+                // when the log held decoded batches only: a reader far behind would
+                // otherwise decode the whole backlog at once (eight times its size).
+                if !taken.isEmpty, decoded + entry.decodedBytes > limitBytes { break }
                 taken.append((entry.sequence, entry.signal, entry.protobuf, entry.batch, entry.items, entry.protobuf.count))
                 items += entry.items
+                decoded += entry.decodedBytes
             }
             if let last = taken.last { s.readers[reader]?.readPosition = last.sequence }
             return taken
