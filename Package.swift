@@ -79,7 +79,7 @@ let package = Package(
 
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "CChecksum"], swiftSettings: strict),
         .testTarget(name: "SluiceNetTests", dependencies: ["SluiceNet", "SluiceCore", "CBlockCache"], swiftSettings: strict),
-        .testTarget(name: "SluiceComponentsTests", dependencies: ["SluiceComponents", "SluiceCore"], swiftSettings: strict),
+        .testTarget(name: "SluiceComponentsTests", dependencies: ["SluiceComponents", "SluiceCore"], exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(name: "SluiceOTLPTests", dependencies: ["SluiceOTLP", "COTLP"], resources: [.copy("Fixtures")], swiftSettings: strict),
     ]
 )

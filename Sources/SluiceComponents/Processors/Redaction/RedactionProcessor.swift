@@ -237,7 +237,7 @@ final class RedactionProcessor: Processor {
             out.append(contentsOf: text[position..<match.range.lowerBound])
             let part = UnsafeBufferPointer(rebasing: text[match.range])
             if let kind = match.kind {
-                tally.counts[SensitiveKind.allCases.firstIndex(of: kind)!] += 1
+                tally.counts[kind.index] += 1
                 appendDetectorMask(kind, part, to: &out)
             } else {
                 tally.counts[RedactionProcessor.blockedValueSlot] += 1

@@ -5,15 +5,23 @@
 /// ending with a dot), `@`, and a domain of at least two labels whose last is two or
 /// more letters. Found from the `@`, so the scan costs nothing for text without one.
 /// An address inside a URL's path or query (`/users/ann@example.com`) is matched;
-/// a percent-encoded one (`ann%40example.com`) is not.
+/// a percent-encoded one (`ann%40example.com`) is not, nor an image name with a
+/// scale suffix (`icon@2x.png`).
 enum Email {
     static func match(_ text: UnsafeBufferPointer<UInt8>, _ at: Int, floor: Int) -> (Int, Int)? {
         var start = at
         while start > floor, isLocal(text[start - 1]) { start -= 1 }
         while start < at, text[start] == UInt8(ascii: ".") { start += 1 }
         guard start < at, text[at - 1] != UInt8(ascii: "."), at - start <= 64 else { return nil }
-        guard let end = domainEnd(text, at + 1) else { return nil }
+        guard let end = domainEnd(text, at + 1), !isScaleSuffix(text, at + 1) else { return nil }
         return (start, end)
+    }
+
+    /// `icon@2x.png`: an image scale suffix, not a domain.
+    private static func isScaleSuffix(_ text: UnsafeBufferPointer<UInt8>, _ start: Int) -> Bool {
+        var i = start
+        while i < text.count, Bytes.isDigit(text[i]) { i += 1 }
+        return i > start && i + 1 < text.count && text[i] == UInt8(ascii: "x") && text[i + 1] == UInt8(ascii: ".")
     }
 
     /// Where a domain starting at `start` ends: labels of letters, digits and inner

@@ -2,34 +2,42 @@
 // numbers, phone numbers, IBANs. Each detector gets the text and the position of
 // its first byte (already at a word boundary) and returns where the match ends.
 
-/// Payment card numbers (ISO/IEC 7812): 13 to 19 digits, written together or in
-/// groups separated by single spaces or dashes, starting with 2–6 (the networks
-/// that issue cards: Mastercard's 2-series, Amex and Diners 3, Visa 4, Mastercard 5,
-/// Discover and UnionPay 6), passing the Luhn check. The longest such prefix of a
-/// run of groups matches, so a card followed by ` 2026` still does.
+/// Payment card numbers (ISO/IEC 7812): 13 to 19 digits starting with 2–6 (the
+/// networks that issue cards: Mastercard's 2-series, Amex and Diners 3, Visa 4,
+/// Mastercard 5, Discover and UnionPay 6), passing the Luhn check, written together
+/// or in the groups cards are printed in: fours (the last of three for 15 and 19
+/// digits), or 4-6-5
+/// and 4-6-4 (Amex, Diners), separated by single spaces or dashes. The whole run of
+/// groups must be the card: the digits of an IBAN or a longer number are not one.
 enum CardNumber {
     static func match(_ text: UnsafeBufferPointer<UInt8>, _ start: Int) -> Int? {
         let first = text[start]
         guard first >= UInt8(ascii: "2"), first <= UInt8(ascii: "6") else { return nil }
         var i = start
-        var digits = 0
+        var digits = 0, groups = 0
+        var firstGroup = 0, secondGroup = 0, lastGroup = 0
+        var fours = true  // every group before the last has four digits
         var separator: UInt8 = 0
-        var best: Int?
         while true {
-            // One group of digits.
-            while i < text.count, Bytes.isDigit(text[i]) {
-                digits += 1
-                i += 1
-                if digits > 19 { return best }
-            }
-            // A group end the card may stop at; a longer card is tried next.
-            if digits >= 13, Bytes.endsNumber(text, i), luhn(text, start, i) { best = i }
-            guard i + 1 < text.count, Bytes.isDigit(text[i + 1]) else { return best }
+            let groupStart = i
+            while i < text.count, Bytes.isDigit(text[i]) { i += 1 }
+            let size = i - groupStart
+            digits += size
+            if digits > 19 { return nil }
+            groups += 1
+            if groups == 1 { firstGroup = size } else if groups == 2 { secondGroup = size }
+            if groups > 1, lastGroup != 4 { fours = false }
+            lastGroup = size
+            guard i + 1 < text.count, Bytes.isDigit(text[i + 1]) else { break }
             let b = text[i]
-            guard b == UInt8(ascii: " ") || b == UInt8(ascii: "-") else { return best }
-            if separator == 0 { separator = b } else if b != separator { return best }
+            guard b == UInt8(ascii: " ") || b == UInt8(ascii: "-") else { break }
+            if separator == 0 { separator = b } else if b != separator { return nil }
             i += 1
         }
+        guard digits >= 13, Bytes.endsNumber(text, i) else { return nil }
+        let printed = groups == 1 || (fours && (lastGroup == 4 || lastGroup == 3)) || (groups == 3 && firstGroup == 4 && secondGroup == 6 && (lastGroup == 5 || lastGroup == 4))
+        guard printed, luhn(text, start, i) else { return nil }
+        return i
     }
 
     /// The Luhn check over the digits of `text[start..<end]` (separators skipped).

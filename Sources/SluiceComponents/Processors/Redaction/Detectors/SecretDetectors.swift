@@ -16,7 +16,7 @@ import SluiceOTLP
 /// | `AIza` | Google API keys | exactly 35 of `A–Z a–z 0–9 _ -` |
 ///
 /// `Bearer ` (any case) followed by a token of 8 or more characters of RFC 6750's
-/// b64token: the token is masked, the word `Bearer` kept.
+/// b64token, not all letters: the token is masked, the word `Bearer` kept.
 enum SecretToken {
     static func match(_ text: UnsafeBufferPointer<UInt8>, _ i: Int) -> (Int, Int)? {
         switch text[i] {
@@ -86,7 +86,8 @@ enum SecretToken {
         var end = begin
         while end < text.count, isB64Token(text[end]) { end += 1 }
         while end < text.count, text[end] == UInt8(ascii: "=") { end += 1 }
-        guard end - begin >= 8 else { return nil }
+        // Prose ("the bearer responsibility") has letters only; a token has more.
+        guard end - begin >= 8, text[begin..<end].contains(where: { !Bytes.isLetter($0) }) else { return nil }
         return (begin, end)
     }
 

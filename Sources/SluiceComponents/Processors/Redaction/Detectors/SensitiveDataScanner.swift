@@ -111,7 +111,23 @@ enum SensitiveKind: String, CaseIterable, Sendable {
         var isEmpty: Bool { bits == 0 }
     }
 
-    var bit: UInt32 { 1 << UInt32(SensitiveKind.allCases.firstIndex(of: self)!) }
+    /// The kind's position in `allCases`: its bit, and its slot in per-kind counts.
+    var index: Int {
+        switch self {
+        case .email: 0
+        case .card: 1
+        case .iban: 2
+        case .ssn: 3
+        case .phone: 4
+        case .ip: 5
+        case .apiKey: 6
+        case .jwt: 7
+        case .privateKey: 8
+        case .urlCredentials: 9
+        }
+    }
+
+    var bit: UInt32 { 1 << UInt32(index) }
 }
 
 /// Byte classes the detectors share.
