@@ -75,7 +75,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .executableTarget(name: "sluice-bench", dependencies: ["SluiceOTLP", "COTLP"], path: "Benchmarks/sluice-bench", swiftSettings: strict),
+        .executableTarget(name: "sluice-bench", dependencies: ["SluiceOTLP", "COTLP", "SluiceCore", "SluiceComponents"], path: "Benchmarks/sluice-bench", swiftSettings: strict),
 
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "CChecksum"], swiftSettings: strict),
         .testTarget(name: "SluiceNetTests", dependencies: ["SluiceNet", "SluiceCore", "CBlockCache"], swiftSettings: strict),

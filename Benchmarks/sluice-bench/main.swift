@@ -6,14 +6,19 @@
 //     (what a receiver plus an exporter's encoder pay);
 //   - the same unpack with protobuf-c's default malloc allocator, for comparison;
 //   - OTLP/JSON into the same structs.
+// Redaction: the same decode, then the `redaction` processor with every detector
+// (issue 15), once on the events as they are (each has an email in user_id) and
+// once on events with nothing to mask (the cost of scanning clean values).
 import COTLP
+import SluiceComponents
+import SluiceCore
 import SluiceOTLP
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The request the benchmark decodes, built as OTLP/JSON then packed as protobuf.
-func gatewayEvents(count: Int) -> [UInt8] {
+func gatewayEvents(count: Int, emails: Bool = true) -> [UInt8] {
     let actions = [("request", "allow"), ("blocked", "block"), ("escalated", "escalate"), ("redacted", "redact")]
     var json = #"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"ai-gateway"}},{"key":"host.name","value":{"stringValue":"gw-7f9c5d"}},{"key":"k8s.pod.name","value":{"stringValue":"ai-gateway-7f9c5d-x2k4q"}}]},"scopeLogs":[{"scope":{"name":"gateway.audit","version":"2.1.0"},"logRecords":["#
     for i in 0..<count {
@@ -31,7 +36,7 @@ func gatewayEvents(count: Int) -> [UInt8] {
         json += #"{"key":"policy_name","value":{"stringValue":"pii-guard-v\#(i % 7)"}},"#
         json += #"{"key":"model","value":{"stringValue":"gpt-4o-2024-08-06"}},"#
         json += #"{"key":"gateway_id","value":{"stringValue":"gw-eu-west-1a"}},"#
-        json += #"{"key":"user_id","value":{"stringValue":"user-\#(i % 97)@example.com"}},"#
+        json += #"{"key":"user_id","value":{"stringValue":"user-\#(i % 97)\#(emails ? "@example.com" : "")"}},"#
         json += #"{"key":"org_id","value":{"stringValue":"org-\#(i % 13)"}},"#
         json += #"{"key":"latency_ms","value":{"intValue":"\#(i % 500)"}},"#
         json += #"{"key":"risk_score","value":{"doubleValue":0.\#(i % 100)}}]}"#
@@ -168,4 +173,47 @@ let encodeProtobuf = measure(minimumSeconds: seconds) { sink &+= decoded.encodeP
 report("encode protobuf", bytes: payload.count, records: records, encodeProtobuf)
 let encodeJSON = measure(minimumSeconds: seconds) { sink &+= decoded.encodeJSON().count }
 report("encode OTLP/JSON", bytes: json.count, records: records, encodeJSON)
+
+/// The `redaction` processor as `sluice run` builds it from `section`.
+func redactionProcessor(_ section: String) -> any Processor {
+    let config = CollectorConfig.load(text: """
+    receivers: {otlp: {protocols: {http: {}}}}
+    processors: {redaction: \(section)}
+    exporters: {nop: {}}
+    service: {pipelines: {logs: {receivers: [otlp], processors: [redaction], exporters: [nop]}}}
+    """, file: "bench.yaml")
+    let (id, section) = config.processors[0]
+    return ComponentRegistry.builtIn.processors["redaction"]!.make(id: id, config: section, context: ComponentContext(logger: .init(label: "bench")))!
+}
+
+let redaction = redactionProcessor("{allow_all_keys: true}")
+let decodeRedact = measure(minimumSeconds: seconds) {
+    let batch = try! OTLPBatch.decode(protobuf: payload, signal: .logs)
+    _ = redaction.process(batch)
+    sink &+= readEveryField(batch)
+}
+report("decode + redaction, 1 email a record", bytes: payload.count, records: records, decodeRedact)
+let clean = gatewayEvents(count: records, emails: false)
+let decodeClean = measure(minimumSeconds: seconds) {
+    let batch = try! OTLPBatch.decode(protobuf: clean, signal: .logs)
+    sink &+= readEveryField(batch)
+}
+report("decode, nothing to mask", bytes: clean.count, records: records, decodeClean)
+let redactClean = measure(minimumSeconds: seconds) {
+    let batch = try! OTLPBatch.decode(protobuf: clean, signal: .logs)
+    _ = redaction.process(batch)
+    sink &+= readEveryField(batch)
+}
+report("decode + redaction, nothing to mask", bytes: clean.count, records: records, redactClean)
+// What the scan adds per scanned byte of string values (attribute values and bodies).
+let scanned = try! OTLPBatch.decode(protobuf: clean, signal: .logs).withLogs { logs in
+    logs.records.reduce(0) { total, item in
+        var bytes = 0
+        if case .string(let body)? = item.record.body?.value { bytes += body.utf8.count }
+        for attribute in item.record.attributes { if case .string(let s)? = attribute.value?.value { bytes += s.utf8.count } }
+        return total + bytes
+    }
+}!
+let extraPerRequest = redactClean.seconds / Double(redactClean.iterations) - decodeClean.seconds / Double(decodeClean.iterations)
+print("redaction scan of clean values: \(format(extraPerRequest / Double(scanned) * 1e9 * 100, 0)) ns per 100 bytes (\(scanned) bytes of strings a request)")
 if sink == 42 { print("") }
