@@ -12,6 +12,7 @@ extension ComponentRegistry {
         registry.register(AttributesProcessorFactory())
         registry.register(ResourceProcessorFactory())
         registry.register(RedactionProcessorFactory())
+        registry.register(IntegrityProcessorFactory())
         registry.register(DebugExporterFactory())
         registry.register(FileExporterFactory())
         registry.register(NopExporterFactory())

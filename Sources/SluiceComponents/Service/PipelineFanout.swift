@@ -6,6 +6,28 @@ struct PipelineRoute: Sendable {
     let name: String
     let processors: [any Processor]
     let log: any PipelineLog
+    /// The processors that seal batches as they enter the log (`integrity`).
+    let sealers: [any AppendOrderedProcessor]
+
+    init(name: String, processors: [any Processor], log: any PipelineLog) {
+        self.name = name
+        self.processors = processors
+        self.log = log
+        sealers = processors.compactMap { $0 as? any AppendOrderedProcessor }
+    }
+
+    /// Appends `batch` through the sealers (each holding its order while the ones
+    /// after it and the append run); nil when a sealer ran out of memory.
+    func append(_ batch: OTLPBatch, sealers: ArraySlice<any AppendOrderedProcessor>) -> AppendResult? {
+        guard let sealer = sealers.first else { return log.append(batch, items: batch.itemCount, bytes: batch.memoryBytes) }
+        var result: AppendResult? = .full
+        let sealed = sealer.seal(batch) {
+            result = append(batch, sealers: sealers.dropFirst())
+            if case .appended = result { return true }
+            return false
+        }
+        return sealed == nil ? nil : result
+    }
 }
 
 /// The `ReceiverSink` of one receiver: every pipeline that takes a signal from it.
@@ -83,7 +105,9 @@ struct PipelineFanout: ReceiverSink {
         }
         var appended: [(any PipelineLog, UInt64)] = []
         for (pipeline, copy) in zip(pipelines, copies) {
-            switch pipeline.log.append(copy, items: copy.itemCount, bytes: copy.memoryBytes) {
+            switch pipeline.append(copy, sealers: pipeline.sealers[...]) {
+            case nil:
+                return (.refused(.memoryLimit, retryAfter: .seconds(1)), [])
             case .appended(let sequence):
                 appended.append((pipeline.log, sequence))
             case .full:

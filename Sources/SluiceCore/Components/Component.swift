@@ -116,6 +116,16 @@ extension Processor {
     public func shutdown() async {}
 }
 
+/// A processor whose change depends on the order batches enter the pipeline log (a
+/// hash chain): the fanout calls `seal` after every processor of the pipeline has
+/// run, wherever this one is listed, and `seal` calls `append` while it holds
+/// whatever keeps that order. When `append` returns false (the log refused the
+/// batch) the seal is undone, so a client's retry does not leave a gap.
+public protocol AppendOrderedProcessor: Processor {
+    /// `nil` when sealing needed memory it could not get (the request is refused).
+    func seal(_ batch: OTLPBatch, append: () -> Bool) -> Bool?
+}
+
 /// The batch processor's settings: how exporter payloads are grouped. They shape
 /// what is read from the pipeline log; acknowledged data is never held in memory
 /// only to be batched.
