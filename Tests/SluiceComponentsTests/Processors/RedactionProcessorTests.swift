@@ -175,3 +175,31 @@ import Testing
         #expect(warnings.contains("processors.redaction.hmac_key: has no effect without hash_function: hmac-sha256 or hmac-sha512"))
     }
 }
+
+@Suite struct RedactionHostileInputTests {
+    /// Text built to make a scanner look back or ahead again and again: every
+    /// detector's work per byte is bounded, so these finish, and nothing is found
+    /// where there is nothing to find.
+    @Test(arguments: [
+        String(repeating: "a", count: 200_000) + "@" + String(repeating: "@a", count: 50_000),
+        String(repeating: "a:b", count: 70_000) + "@" + String(repeating: "x", count: 10),
+        "x@" + String(repeating: "a.", count: 100_000),
+        String(repeating: "1", count: 300_000),
+        String(repeating: "1 ", count: 150_000),
+        String(repeating: "1.", count: 150_000),
+        String(repeating: "1:", count: 150_000),
+        String(repeating: "+1 ", count: 100_000),
+        "eyJ" + String(repeating: "A", count: 300_000) + ".x.y",
+        String(repeating: "-----BEGIN ", count: 30_000),
+        String(repeating: "Bearer ", count: 40_000),
+        String(repeating: "sk-", count: 100_000) + "!",
+        String(repeating: "DE89 ", count: 60_000),
+    ])
+    func pathologicalTextIsScannedInBoundedTime(_ text: String) {
+        let scanner = SensitiveDataScanner()
+        var text = text
+        var matches = 0
+        text.withUTF8 { bytes in scanner.scan(bytes) { _, _ in matches += 1 } }
+        #expect(matches <= text.utf8.count)
+    }
+}

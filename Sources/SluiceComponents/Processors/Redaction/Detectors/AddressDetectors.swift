@@ -9,8 +9,12 @@
 /// scale suffix (`icon@2x.png`).
 enum Email {
     static func match(_ text: UnsafeBufferPointer<UInt8>, _ at: Int, floor: Int) -> (Int, Int)? {
+        // A local part is at most 64 bytes (RFC 5321 §4.5.3.1.1): looking further
+        // back would only cost time on hostile text.
+        let limit = max(floor, at - 65)
         var start = at
-        while start > floor, isLocal(text[start - 1]) { start -= 1 }
+        while start > limit, isLocal(text[start - 1]) { start -= 1 }
+        if start == limit, start > floor, isLocal(text[start - 1]) { return nil }
         while start < at, text[start] == UInt8(ascii: ".") { start += 1 }
         guard start < at, text[at - 1] != UInt8(ascii: "."), at - start <= 64 else { return nil }
         guard let end = domainEnd(text, at + 1), !isScaleSuffix(text, at + 1) else { return nil }
@@ -58,8 +62,10 @@ enum Email {
 enum URLUserinfo {
     /// Where the userinfo before the `@` at `at` starts, when it follows `://`.
     static func start(_ text: UnsafeBufferPointer<UInt8>, _ at: Int, floor: Int) -> Int? {
+        // Userinfo longer than 256 bytes is not looked for: bounded work per `@`.
+        let limit = max(floor, at - 256)
         var start = at
-        while start > floor, isUserinfo(text[start - 1]) { start -= 1 }
+        while start > limit, isUserinfo(text[start - 1]) { start -= 1 }
         guard start < at, start >= 3, text[start - 1] == UInt8(ascii: "/"), text[start - 2] == UInt8(ascii: "/"), text[start - 3] == UInt8(ascii: ":") else { return nil }
         // A scheme must precede `://`.
         guard start >= 4, Bytes.isLetter(text[start - 4]) else { return nil }
