@@ -157,13 +157,13 @@ import Testing
     }
 
     @Test func metricDataPointsAreEdited() throws {
-        let (processor, _) = makeProcessor("attributes", "actions: [{key: env, value: prod, action: insert}]")
+        let (processor, _) = makeProcessor("attributes", "include: {match_type: regexp, metric_names: [^req]}\nactions: [{key: env, value: prod, action: insert}]")
         let json = #"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"requests","sum":{"dataPoints":[{"asInt":"3","timeUnixNano":"1"}],"aggregationTemporality":2,"isMonotonic":true}},{"name":"latency","histogram":{"dataPoints":[{"count":"1","timeUnixNano":"1"}],"aggregationTemporality":2}}]}]}]}"#
         let batch = try OTLPBatch.decode(json: Array(json.utf8), signal: .metrics)
         _ = processor?.process(batch)
         var envs: [String] = []
         batch.forEachMetricPoint { point in envs.append(point.attributes["env"]?.stringValue ?? "-") }
-        #expect(envs == ["prod", "prod"])
+        #expect(envs == ["prod", "-"])
     }
 
     @Test func aChangedBatchIsStoredEdited() throws {
@@ -183,7 +183,7 @@ import Testing
           - {key: a, action: delete, value: 1}
           - {action: hash}
           - {key: a, action: extract, pattern: "(?P<x"}
-        include: {match_type: strict, metric_names: [x]}
+        include: {match_type: strict, span_kinds: [server]}
         """)
         #expect(processor == nil)
         let lines = diagnostics.errorLines.joined(separator: "\n")
@@ -195,7 +195,7 @@ import Testing
                          "processors.attributes.actions[5].value: delete does not use value",
                          "processors.attributes.actions[6].key: missing: hash needs key, pattern",
                          "processors.attributes.actions[7].pattern: '(?P<x' is not a valid regular expression",
-                         "processors.attributes.include.metric_names: is not supported"] {
+                         "processors.attributes.include.span_kinds: is not supported"] {
             #expect(lines.contains(expected), "\(expected) not in\n\(lines)")
         }
         #expect(diagnostics.all.allSatisfy { $0.line != nil })

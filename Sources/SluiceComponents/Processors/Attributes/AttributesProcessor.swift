@@ -47,7 +47,7 @@ struct AttributesProcessor: Processor {
                 }
                 try editor.forEachDataPoint { point in
                     if !selection.selectsAll {
-                        let item = MatchProperties.Item(resource: point.resource, attributes: point.attributes.view)
+                        let item = MatchProperties.Item(resource: point.resource, attributes: point.attributes.view, metricName: point.metricName)
                         guard selection.selects(item) else { return }
                     }
                     try actions.apply(to: point.attributes)

@@ -4,7 +4,7 @@ import SluiceOTLP
 /// The `include` / `exclude` blocks of the `attributes` processor (the Collector's
 /// `filterconfig.MatchProperties`): which records, spans or data points the actions
 /// run on. Every property given must match (and), any entry of a list matches for
-/// `services`, `span_names`, `log_bodies`, `log_severity_texts` and `libraries`,
+/// `services`, `span_names`, `log_bodies`, `log_severity_texts`, `metric_names` and `libraries`,
 /// every entry for `attributes` and `resources`.
 ///
 /// https://github.com/open-telemetry/opentelemetry-collector-contrib/tree/main/internal/filter/filterconfig
@@ -39,6 +39,7 @@ struct MatchProperties: Sendable {
     var spanNames: [Matcher] = []
     var logBodies: [Matcher] = []
     var severityTexts: [Matcher] = []
+    var metricNames: [Matcher] = []
     var libraries: [LibraryCondition] = []
     var attributes: [AttributeCondition] = []
     var resources: [AttributeCondition] = []
@@ -47,7 +48,6 @@ struct MatchProperties: Sendable {
     /// refused by name (a silently ignored condition would widen or narrow what is
     /// changed without a word).
     static let refused: [(key: String, why: String)] = [
-        ("metric_names", "match data points by resources or attributes instead"),
         ("span_kinds", "match spans by span_names, attributes or resources instead"),
         ("log_severity_number", "match log records by log_severity_texts instead"),
     ]
@@ -100,6 +100,7 @@ struct MatchProperties: Sendable {
         properties.spanNames = matchers("span_names")
         properties.logBodies = matchers("log_bodies")
         properties.severityTexts = matchers("log_severity_texts")
+        properties.metricNames = matchers("metric_names")
         properties.attributes = conditions("attributes")
         properties.resources = conditions("resources")
         properties.libraries = (config.sections("libraries") ?? []).compactMap { section in
@@ -114,14 +115,15 @@ struct MatchProperties: Sendable {
         }
         config.finish()
         if properties.isEmpty, config.diagnostics.all.count == before {
-            config.report("match_type", "no property to match: set at least one of services, resources, libraries, attributes, span_names, log_bodies, log_severity_texts")
+            config.report("match_type", "no property to match: set at least one of services, resources, libraries, attributes, span_names, log_bodies, log_severity_texts, metric_names")
         }
         guard config.diagnostics.all.count == before else { return nil }
         return properties
     }
 
     var isEmpty: Bool {
-        services.isEmpty && spanNames.isEmpty && logBodies.isEmpty && severityTexts.isEmpty && libraries.isEmpty && attributes.isEmpty && resources.isEmpty
+        services.isEmpty && spanNames.isEmpty && logBodies.isEmpty && severityTexts.isEmpty && metricNames.isEmpty && libraries.isEmpty
+            && attributes.isEmpty && resources.isEmpty
     }
 
     /// What one item offers to match against. A property about another signal's items
@@ -133,6 +135,7 @@ struct MatchProperties: Sendable {
         var spanName: StringView?
         var logBody: AnyValueView??
         var severityText: StringView?
+        var metricName: StringView?
     }
 
     func matches(_ item: Item) -> Bool {
@@ -149,6 +152,9 @@ struct MatchProperties: Sendable {
         }
         if !severityTexts.isEmpty {
             guard let severity = item.severityText?.string, severityTexts.contains(where: { $0.matches(severity) }) else { return false }
+        }
+        if !metricNames.isEmpty {
+            guard let name = item.metricName?.string, metricNames.contains(where: { $0.matches(name) }) else { return false }
         }
         if !libraries.isEmpty {
             guard let scope = item.scope, libraries.contains(where: { library in
