@@ -30,6 +30,10 @@ final class RedactionProcessor: Processor {
     let id: ComponentID
     let settings: RedactionConfig
     let scanner: SensitiveDataScanner
+    /// Whether any key rule is configured: most configurations have none, and the
+    /// per-attribute checks then cost one branch.
+    private let checksIgnoredKeys: Bool
+    private let checksBlockedKeys: Bool
     /// Masked values by what found them: each detector, then `blocked_value`, `blocked_key`.
     private let maskedCounters: [Counter]
     private let removedCounter: Counter
@@ -41,6 +45,8 @@ final class RedactionProcessor: Processor {
         self.id = id
         self.settings = settings
         scanner = SensitiveDataScanner(enabled: settings.detectors)
+        checksIgnoredKeys = !settings.ignoredKeys.isEmpty || !settings.ignoredKeyPatterns.isEmpty
+        checksBlockedKeys = !settings.blockedKeyPatterns.isEmpty
         let labels = SensitiveKind.allCases.map(\.rawValue) + ["blocked_value", "blocked_key"]
         maskedCounters = labels.map {
             metrics.counter("sluice_redaction_masked_values_total", "Values (or parts of values) the redaction processor masked, by what found them.",
@@ -113,7 +119,7 @@ final class RedactionProcessor: Processor {
         case .empty, .bytes:
             break
         default:
-            switch try redactScalar(body, asText: true, &tally) {
+            switch try redactScalar(body, body.view.value, asText: true, &tally) {
             case .masked: summary.record(.masked, "body")
             case .allowed: summary.record(.allowed, "body")
             case .unchanged: break
@@ -129,7 +135,8 @@ final class RedactionProcessor: Processor {
     /// debug summary (nil inside attribute values, which are summarized by their key).
     private func redact(_ value: AnyValueEditor, key: UnsafeBufferPointer<UInt8>?, removesUnallowedKeys: Bool, path: String?,
                         _ tally: inout Tally, _ summary: inout ListSummary) throws(OTLPEditError) -> Outcome {
-        switch value.view.value {
+        let content = value.view.value
+        switch content {
         case .array:
             var changed = false
             for (index, element) in value.elements.enumerated() {
@@ -167,13 +174,13 @@ final class RedactionProcessor: Processor {
         case .empty, .bytes:
             return .unchanged
         default:
-            if let key, isBlockedKey(key) {
+            if checksBlockedKeys, let key, isBlockedKey(key) {
                 if !settings.allowedValues.isEmpty, settings.allowedValues.contains(where: { $0.matches(value.view.stringValue) }) { return .allowed }
                 try maskWhole(value)
                 tally.counts[RedactionProcessor.blockedKeySlot] += 1
                 return .masked
             }
-            return try redactScalar(value, asText: path != nil || settings.redactAllTypes, &tally)
+            return try redactScalar(value, content, asText: path != nil || settings.redactAllTypes, &tally)
         }
     }
 
@@ -186,14 +193,13 @@ final class RedactionProcessor: Processor {
 
     /// A string (or, with `asText`, an int, double or bool as its text): masks what
     /// `blocked_values` and the detectors find.
-    private func redactScalar(_ value: AnyValueEditor, asText: Bool, _ tally: inout Tally) throws(OTLPEditError) -> Outcome {
-        let view = value.view
-        switch view.value {
+    private func redactScalar(_ value: AnyValueEditor, _ content: AnyValueView.Value, asText: Bool, _ tally: inout Tally) throws(OTLPEditError) -> Outcome {
+        switch content {
         case .string(let s):
             return try redactText(s.utf8, into: value, &tally)
         case .int, .double, .bool:
             guard asText else { return .unchanged }
-            let text = Array(view.stringValue.utf8)
+            let text = Array(value.view.stringValue.utf8)
             return try text.withUnsafeBufferPointer { bytes throws(OTLPEditError) in try redactText(bytes, into: value, &tally) }
         default:
             return .unchanged
@@ -295,11 +301,11 @@ final class RedactionProcessor: Processor {
     }
 
     private func isIgnored(_ key: UnsafeBufferPointer<UInt8>) -> Bool {
-        settings.ignoredKeys.contains(key) || (!settings.ignoredKeyPatterns.isEmpty && settings.ignoredKeyPatterns.contains { $0.matches(key) })
+        checksIgnoredKeys && (settings.ignoredKeys.contains(key) || settings.ignoredKeyPatterns.contains { $0.matches(key) })
     }
 
     private func isBlockedKey(_ key: UnsafeBufferPointer<UInt8>) -> Bool {
-        !settings.blockedKeyPatterns.isEmpty && settings.blockedKeyPatterns.contains { $0.matches(key) }
+        checksBlockedKeys && settings.blockedKeyPatterns.contains { $0.matches(key) }
     }
 }
 
