@@ -67,7 +67,7 @@ struct SensitiveDataScanner: Sendable {
         if enabled.contains(.ssn), let end = SocialSecurityNumber.match(text, i) { return (i, end, .ssn) }
         if enabled.contains(.ip), let end = IPAddress.v4(text, i) { return (i, end, .ip) }
         if enabled.contains(.phone), let end = Phone.national(text, i) { return (i, end, .phone) }
-        if enabled.contains(.ip), let end = IPAddress.v6(text, i) { return (i, end, .ip) }
+        if enabled.contains(.ip), Self.startsHexGroup(text, i), let end = IPAddress.v6(text, i) { return (i, end, .ip) }
         return nil
     }
 
@@ -75,10 +75,19 @@ struct SensitiveDataScanner: Sendable {
     /// or an IPv6 address that starts with a letter.
     private func wordAt(_ text: UnsafeBufferPointer<UInt8>, _ i: Int) -> (Int, Int, SensitiveKind)? {
         if enabled.contains(.apiKey), let (start, end) = SecretToken.match(text, i) { return (start, end, .apiKey) }
-        if enabled.contains(.jwt), let end = JSONWebToken.match(text, i) { return (i, end, .jwt) }
+        if enabled.contains(.jwt), text[i] == UInt8(ascii: "e"), let end = JSONWebToken.match(text, i) { return (i, end, .jwt) }
         if enabled.contains(.iban), let end = IBAN.match(text, i) { return (i, end, .iban) }
-        if enabled.contains(.ip), Bytes.isHexDigit(text[i]), let end = IPAddress.v6(text, i) { return (i, end, .ip) }
+        if enabled.contains(.ip), Self.startsHexGroup(text, i), let end = IPAddress.v6(text, i) { return (i, end, .ip) }
         return nil
+    }
+
+    /// One to four hex digits and a colon at `i`: the only way an IPv6 address
+    /// starts with a letter. Most words fail at their first or second byte.
+    @inline(__always)
+    private static func startsHexGroup(_ text: UnsafeBufferPointer<UInt8>, _ i: Int) -> Bool {
+        var k = i
+        while k < text.count, k - i < 4, Bytes.isHexDigit(text[k]) { k += 1 }
+        return k > i && k < text.count && text[k] == UInt8(ascii: ":")
     }
 
     /// `@`: the userinfo of a URL (`https://user:secret@host`), or an email address
