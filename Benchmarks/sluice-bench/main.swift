@@ -225,4 +225,13 @@ let scanned = try! OTLPBatch.decode(protobuf: clean, signal: .logs).withLogs { l
 let extraPerRequest = redactClean.seconds / Double(redactClean.iterations) - decodeClean.seconds / Double(decodeClean.iterations)
 let scanPerRequest = redactClean.seconds / Double(redactClean.iterations) - redactWalk.seconds / Double(redactWalk.iterations)
 print("redaction of clean values: \(format(extraPerRequest / Double(records) * 1e9, 0)) ns a record in all; the detectors' scan \(format(scanPerRequest / Double(scanned) * 1e9 * 100, 0)) ns per 100 bytes (\(scanned) bytes of strings a request)")
+// The scanner alone on a clean 100-byte value, in CPU time (the host is shared).
+let cleanValue = Array("The model refused the request because the prompt asked for step-by-step instructions on topic 42 now".utf8)
+let scanner = SensitiveDataScanner()
+let scanRounds = 2_000_000
+let scanStart = cpuTime()
+cleanValue.withUnsafeBufferPointer { bytes in
+    for _ in 0..<scanRounds { scanner.scan(bytes) { _, _ in sink &+= 1 } }
+}
+print("redaction scan of one clean \(cleanValue.count)-byte value: \(format((cpuTime() - scanStart) / Double(scanRounds) * 1e9, 1)) ns (CPU time)")
 if sink == 42 { print("") }

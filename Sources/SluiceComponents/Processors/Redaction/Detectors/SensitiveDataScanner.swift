@@ -11,13 +11,16 @@
 /// header with "alg" for JWTs) so that ids, timestamps and version strings that
 /// merely look alike are left alone. Tests/SluiceComponentsTests/Fixtures/redaction-corpus.txt
 /// lists what is and is not matched.
-struct SensitiveDataScanner: Sendable {
+public struct SensitiveDataScanner: Sendable {
     let enabled: SensitiveKind.Set
 
-    init(enabled: SensitiveKind.Set = .all) { self.enabled = enabled }
+    /// Every detector (public for `make bench`, which times the scan alone).
+    public init() { self.enabled = .all }
+
+    init(enabled: SensitiveKind.Set) { self.enabled = enabled }
 
     /// Calls `found` for each match, in order, without overlaps.
-    func scan(_ text: UnsafeBufferPointer<UInt8>, _ found: (Range<Int>, SensitiveKind) -> Void) {
+    public func scan(_ text: UnsafeBufferPointer<UInt8>, _ found: (Range<Int>, SensitiveKind) -> Void) {
         guard !enabled.isEmpty, !text.isEmpty else { return }
         let n = text.count
         var i = 0
@@ -100,7 +103,7 @@ struct SensitiveDataScanner: Sendable {
 }
 
 /// What the scanner finds; the raw value is the name written in `detectors:`.
-enum SensitiveKind: String, CaseIterable, Sendable {
+public enum SensitiveKind: String, CaseIterable, Sendable {
     case email
     case card
     case iban
@@ -113,7 +116,7 @@ enum SensitiveKind: String, CaseIterable, Sendable {
     case urlCredentials = "url_credentials"
 
     /// A set of kinds as one word: the scanner checks it per candidate byte.
-    struct Set: Sendable, Equatable {
+    public struct Set: Sendable, Equatable {
         var bits: UInt32
 
         static let all = Set(bits: (1 << UInt32(SensitiveKind.allCases.count)) - 1)
