@@ -100,7 +100,7 @@ def test_a_sealed_chain_verifies_and_a_deleted_or_edited_line_is_named(tmp_path,
     seqs = sorted(int(attr(r, "integrity_seq")) for r in records)
     assert seqs == list(range(1, 201)), "one chain numbered 1…200 without gaps or repeats"
     assert all(attr(r, "integrity_hash").startswith("sha256:") for r in records)
-    assert {attr(r, "integrity_stream").split("#")[0] for r in records} == {"gw-0"}
+    assert {attr(r, "integrity_stream").split("#")[0] for r in records} == {"gw-0/logs"}
 
     result = verify(str(out))
     assert result.returncode == 0, result.stderr
@@ -295,3 +295,31 @@ def test_elasticsearch_otel_documents_verify(tmp_path, track_sluice):
     delivered.write_text("".join(json.dumps(d, separators=(",", ":"), ensure_ascii=False) + "\n" for d in documents))
     result = verify(str(delivered))
     assert result.returncode == 1 and "line 5: altered" in result.stderr, result.stderr
+
+
+def test_a_restart_continues_the_chain_and_a_removed_run_is_named(tmp_path, track_sluice):
+    out = tmp_path / "data" / "sealed.jsonl"
+    make = integrity_config(tmp_path, {"chain": True, "stream": "gw-0"}, {"file": {"path": str(out), "rotation": {}}}, ["file"])
+    for run in range(2):
+        process = rt.start_sluice(tmp_path, make, track_sluice, name=f"run{run}")
+        assert rt.post(process.ports.url("otlp", "/v1/logs"), events_request(run * 10, 10), "application/json").status == 200
+        wait_sent(process, "file", 10)
+        assert process.stop(timeout=30) == 0
+    head = next((tmp_path / "data" / "integrity").glob("*.chain"))
+    assert oct(head.stat().st_mode & 0o777) == "0o600"
+
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2
+    second = json.loads(lines[1])["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+    first_stream = attr(json.loads(lines[0])["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0], "integrity_stream")
+    assert attr(second[0], "integrity_prev_stream") == first_stream
+    assert attr(second[0], "integrity_prev_seq") == "10"
+    result = verify(str(out))
+    assert result.returncode == 0, result.stderr
+    assert "20 records intact, 2 chains without gaps" in result.stdout
+
+    only_second = tmp_path / "second.jsonl"
+    only_second.write_text(lines[1] + "\n")
+    result = verify(str(only_second))
+    assert result.returncode == 1
+    assert f"continues stream {first_stream} at seq 10, which is not in these files" in result.stderr, result.stderr

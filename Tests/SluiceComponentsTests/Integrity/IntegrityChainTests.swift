@@ -38,6 +38,7 @@ import SluiceCore
         #expect(route.append(refused, sealers: route.sealers[...]) == .full)
         // …and its numbers go to the retry once there is room.
         let retry = try request(2)
+        // (The same pipeline, its log now with room; another pipeline's chain is separate.)
         let other = MemoryPipelineLog(name: "logs", limitBytes: 1 << 20)
         let roomy = PipelineRoute(name: "logs", processors: [integrity], log: other)
         guard case .appended = roomy.append(retry, sealers: roomy.sealers[...]) else { Issue.record("retry refused"); return }
@@ -51,7 +52,22 @@ import SluiceCore
         let integrity = processor()
         let spans = try OTLPBatch.decode(json: Array(#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"s"}]}]}]}"#.utf8), signal: .traces)
         var appended = false
-        #expect(integrity.seal(spans) { appended = true; return true } == true)
+        #expect(integrity.seal(spans, pipeline: "traces") { appended = true; return true } == true)
         #expect(appended && !spans.isEdited)
+    }
+}
+
+extension IntegrityChainTests {
+    @Test func eachPipelineHasItsOwnChain() throws {
+        let integrity = processor()
+        let a = PipelineRoute(name: "logs/a", processors: [integrity], log: MemoryPipelineLog(name: "logs/a", limitBytes: 1 << 20))
+        let b = PipelineRoute(name: "logs/b", processors: [integrity], log: MemoryPipelineLog(name: "logs/b", limitBytes: 1 << 20))
+        let (first, second, third) = (try request(2), try request(2), try request(1))
+        _ = a.append(first, sealers: a.sealers[...])
+        _ = b.append(second, sealers: b.sealers[...])
+        _ = a.append(third, sealers: a.sealers[...])
+        #expect(seqs(first) == ["1", "2"] && seqs(second) == ["1", "2"] && seqs(third) == ["3"])
+        let streams = [first, second].map { $0.withLogs { $0.records.first { _ in true }!.record.attributes["integrity_stream"]!.stringValue }! }
+        #expect(streams[0].hasPrefix("s/logs/a#") && streams[1].hasPrefix("s/logs/b#"))
     }
 }

@@ -22,12 +22,14 @@ public struct IntegrityProcessorFactory: ProcessorFactory {
         if let key, key.isEmpty { config.report("key", "is empty: set a secret (e.g. ${env:SLUICE_INTEGRITY_KEY}) or remove the key for plain SHA-256") }
         let stream = config.string("stream")
         if !chain, stream != nil { config.warn("stream", "has no effect without chain: true") }
+        let directory = config.string("storage_directory") ?? context.dataDirectory + "/integrity"
+        if !chain, config.has("storage_directory") { config.warn("storage_directory", "has no effect without chain: true") }
         config.finish()
         guard config.diagnostics.all.count == before else { return nil }
         let host = ProcessInfo.processInfo.hostName
         let streamName = stream ?? "\(host)/\(id)"
         return IntegrityProcessor(id: id, chain: chain, key: key.map { Array($0.utf8) }, stream: streamName,
-                                  logger: context.logger, metrics: context.metrics)
+                                  storageDirectory: chain ? directory : nil, logger: context.logger, metrics: context.metrics)
     }
 }
 
@@ -35,39 +37,53 @@ final class IntegrityProcessor: AppendOrderedProcessor {
     let id: ComponentID
     let chain: Bool
     let key: [UInt8]?
-    /// `<stream>#<start time in ns>`: each start of the process begins a new chain,
-    /// so a restart is not mistaken for removed records.
-    let streamID: String
+    /// `<stream>`, then `/<pipeline>` and `#<start time in ns>` per chain: each
+    /// start of the process begins a new chain, so a restart is not mistaken for
+    /// removed records.
+    let stream: String
+    let startNanos: UInt64
     let logger: Logger
     private let sealed: Counter
 
+    /// One chain per pipeline the processor is listed in.
     struct ChainState {
         var seq: Int64 = 0
         var previous: String = IntegrityProcessor.genesis
+        /// Where the head is kept between runs (nil: no continuity, said at start).
+        var store: IntegrityChainStore?
+        /// The last run's head, linked from this run's first record.
+        var link: IntegrityChainStore.Head?
+    }
+    struct State {
+        var chains: [String: ChainState] = [:]
         var encoder = IntegrityCanonicalForm()
         var warnedSignal = false
     }
-    private let state = Mutex(ChainState())
+    private let state = Mutex(State())
 
     /// What the first record of a chain links to.
     static let genesis = "sha256:" + String(repeating: "0", count: 64)
 
-    init(id: ComponentID, chain: Bool, key: [UInt8]?, stream: String, logger: Logger, metrics: MetricsRegistry) {
+    let storageDirectory: String?
+
+    init(id: ComponentID, chain: Bool, key: [UInt8]?, stream: String, storageDirectory: String? = nil, logger: Logger, metrics: MetricsRegistry) {
+        self.storageDirectory = storageDirectory
         self.id = id
         self.chain = chain
         self.key = key
-        let start = UInt64(max(0, Date().timeIntervalSince1970 * 1_000_000_000))
-        streamID = "\(stream)#\(start)"
+        startNanos = UInt64(max(0, Date().timeIntervalSince1970 * 1_000_000_000))
+        self.stream = stream
         self.logger = logger
         sealed = metrics.counter("sluice_processor_integrity_sealed_log_records_total", "Log records given an integrity hash.",
                                  labels: [("processor", id.description)])
-        if chain { logger.info("integrity chain started", metadata: ["processor": "\(id)", "stream": "\(streamID)"]) }
     }
+
+    func streamID(pipeline: String) -> String { "\(stream)/\(pipeline)#\(startNanos)" }
 
     /// The work happens in `seal`, after every other processor of the pipeline.
     func process(_ batch: OTLPBatch) -> ProcessOutcome { .pass(dropped: 0) }
 
-    func seal(_ batch: OTLPBatch, append: () -> Bool) -> Bool? {
+    func seal(_ batch: OTLPBatch, pipeline: String, append: () -> Bool) -> Bool? {
         state.withLock { state -> Bool? in
             guard batch.signal == .logs else {
                 if !state.warnedSignal {
@@ -76,35 +92,81 @@ final class IntegrityProcessor: AppendOrderedProcessor {
                 }
                 return append()
             }
-            let saved = (state.seq, state.previous)
+            let isNew = state.chains[pipeline] == nil
+            var chainState = state.chains[pipeline] ?? (chain ? openChain(pipeline) : ChainState())
+            let initial = chainState
+            let link = chainState.seq == 0 ? chainState.link : nil
+            let streamID = chain ? streamID(pipeline: pipeline) : ""
             var count = 0
             do {
                 try batch.edit { editor in
                     try editor.forEachLogRecord { record in
                         let attributes = record.attributes
                         if chain {
-                            state.seq += 1
+                            chainState.seq += 1
                             try attributes.upsert("integrity_stream", .text(streamID))
-                            try attributes.upsert("integrity_seq", .int(state.seq))
-                            try attributes.upsert("integrity_prev", .text(state.previous))
+                            try attributes.upsert("integrity_seq", .int(chainState.seq))
+                            try attributes.upsert("integrity_prev", .text(chainState.previous))
+                            if let link, chainState.seq == 1 {
+                                try attributes.upsert("integrity_prev_stream", .text(link.stream))
+                                try attributes.upsert("integrity_prev_seq", .int(link.seq))
+                            }
                         }
                         let canonical = state.encoder.encode(record.view, resource: record.resource)
                         let hash = Self.hash(canonical, key: key)
                         try attributes.upsert(IntegrityCanonicalForm.hashKey, .text(hash))
-                        state.previous = hash
+                        chainState.previous = hash
                         count += 1
                     }
                 }
             } catch {
-                (state.seq, state.previous) = saved
                 return nil
             }
+            // Only an appended batch moves the chain on: a refused one's numbers go
+            // to the retry.
             guard append() else {
-                (state.seq, state.previous) = saved
+                // Keep the opened store (and the link) for the retry.
+                if isNew { state.chains[pipeline] = initial }
                 return false
+            }
+            if chain, let store = chainState.store {
+                do {
+                    try store.write(IntegrityChainStore.Head(stream: streamID, seq: chainState.seq, hash: chainState.previous))
+                } catch {
+                    logger.warning("cannot save the integrity chain's head; after a restart the chain will not link to this run",
+                                   metadata: ["processor": "\(id)", "error": "\(error)"])
+                    chainState.store = nil
+                }
+            }
+            state.chains[pipeline] = chainState
+            if chain, isNew {
+                var metadata: Logger.Metadata = ["processor": "\(id)", "pipeline": "\(pipeline)", "stream": "\(streamID)"]
+                if let link { metadata["continues"] = "\(link.stream) seq \(link.seq)" }
+                logger.info("integrity chain started", metadata: metadata)
             }
             sealed.add(count)
             return true
+        }
+    }
+
+    /// A new chain for `pipeline`, continuing the last run's when its head was kept.
+    private func openChain(_ pipeline: String) -> ChainState {
+        guard let storageDirectory else { return ChainState() }
+        switch IntegrityChainStore.open(directory: storageDirectory, processor: id, pipeline: pipeline) {
+        case .success(let store):
+            let head = store.read()
+            return ChainState(previous: head?.hash ?? Self.genesis, store: store, link: head)
+        case .failure(let error):
+            logger.warning("cannot keep the integrity chain's head between runs; a restart will begin an unlinked chain",
+                           metadata: ["processor": "\(id)", "error": "\(error)"])
+            return ChainState()
+        }
+    }
+
+    func shutdown() async {
+        state.withLock { state in
+            for chain in state.chains.values { chain.store?.close() }
+            state.chains.removeAll()
         }
     }
 

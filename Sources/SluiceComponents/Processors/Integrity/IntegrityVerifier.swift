@@ -20,6 +20,33 @@ public struct IntegrityVerifier {
         public var stream: String?
         public var seq: Int64?
         public var prev: String?
+        /// On a chain's first record when it continues an earlier run's chain.
+        public var prevStream: String?
+        public var prevSeq: Int64?
+
+        /// The seal a decoded record carries.
+        init(location: String, attributes: AttributesView, recomputed: String) {
+            self.location = location
+            claimed = attributes[IntegrityCanonicalForm.hashKey]?.stringValue ?? ""
+            self.recomputed = [recomputed]
+            stream = attributes["integrity_stream"]?.stringValue
+            seq = attributes["integrity_seq"].flatMap { Int64($0.stringValue) }
+            prev = attributes["integrity_prev"]?.stringValue
+            prevStream = attributes["integrity_prev_stream"]?.stringValue
+            prevSeq = attributes["integrity_prev_seq"].flatMap { Int64($0.stringValue) }
+        }
+
+        /// The seal of a HEC event, from its indexed fields.
+        init(location: String, fields: [String: Any], recomputed: [String]) {
+            self.location = location
+            claimed = fields[IntegrityCanonicalForm.hashKey] as? String ?? ""
+            self.recomputed = recomputed
+            stream = fields["integrity_stream"] as? String
+            seq = (fields["integrity_seq"] as? String).flatMap { Int64($0) }
+            prev = fields["integrity_prev"] as? String
+            prevStream = fields["integrity_prev_stream"] as? String
+            prevSeq = (fields["integrity_prev_seq"] as? String).flatMap { Int64($0) }
+        }
     }
 
     public let key: [UInt8]?
@@ -81,15 +108,9 @@ public struct IntegrityVerifier {
         batch.withLogs { request in
             for (resourceLogs, _, record) in request.records {
                 index += 1
-                let attributes = record.attributes
                 let canonical = encoder.encode(record, resource: resourceLogs.resource)
-                seals.append(Seal(
-                    location: request.recordCount > 1 ? "\(location), record \(index)" : location,
-                    claimed: attributes[IntegrityCanonicalForm.hashKey]?.stringValue ?? "",
-                    recomputed: [hash(canonical)],
-                    stream: attributes["integrity_stream"]?.stringValue,
-                    seq: attributes["integrity_seq"].flatMap { Int64($0.stringValue) },
-                    prev: attributes["integrity_prev"]?.stringValue))
+                seals.append(Seal(location: request.recordCount > 1 ? "\(location), record \(index)" : location,
+                                  attributes: record.attributes, recomputed: hash(canonical)))
             }
         }
     }
@@ -97,7 +118,6 @@ public struct IntegrityVerifier {
     private mutating func addHEC(_ document: [UInt8], _ object: [String: Any], location: String) {
         let fields = object["fields"] as? [String: Any] ?? [:]
         encoder.reset()
-        var stream: String?, seq: Int64?, prev: String?, claimed = ""
         let renamed: [String: String] = [
             "trace_id": "@trace_id", "span_id": "@span_id", "event_name": "@event_name",
             hecSeverityTextField: "@severity_text", hecSeverityNumberField: "@severity_number",
@@ -105,13 +125,6 @@ public struct IntegrityVerifier {
         for (name, value) in fields {
             let key = renamed[name] ?? name
             if let text = value as? String {
-                switch name {
-                case IntegrityCanonicalForm.hashKey: claimed = text
-                case "integrity_stream": stream = text
-                case "integrity_seq": seq = Int64(text)
-                case "integrity_prev": prev = text
-                default: break
-                }
                 encoder.addText(Array(key.utf8), Array(text.utf8))
             } else if let list = value as? [Any] {
                 var json = JSONOutput()
@@ -144,7 +157,7 @@ public struct IntegrityVerifier {
                 candidates.append(hash(encoder.serialise()))
             }
         }
-        seals.append(Seal(location: location, claimed: claimed, recomputed: candidates, stream: stream, seq: seq, prev: prev))
+        seals.append(Seal(location: location, fields: fields, recomputed: candidates))
     }
 
     /// An Elasticsearch document in the exporter's `otel` mapping mode.
@@ -185,11 +198,7 @@ public struct IntegrityVerifier {
                 encoder.addRecordFields(view)
                 if let structuredBody { encoder.addText(Array("@body".utf8), structuredBody) }
                 let canonical = encoder.serialise()
-                let attributes = view.attributes
-                seals.append(Seal(location: location, claimed: attributes[IntegrityCanonicalForm.hashKey]?.stringValue ?? "",
-                                  recomputed: [hash(canonical)], stream: attributes["integrity_stream"]?.stringValue,
-                                  seq: attributes["integrity_seq"].flatMap { Int64($0.stringValue) },
-                                  prev: attributes["integrity_prev"]?.stringValue))
+                seals.append(Seal(location: location, attributes: view.attributes, recomputed: hash(canonical)))
             }
         }
     }
@@ -241,12 +250,30 @@ public struct IntegrityVerifier {
                         problems.append("\(seal.location): integrity_prev does not match the hash of seq \(lastSeq) (\(last.location))")
                     }
                 } else if seq == 1, seal.prev != IntegrityProcessor.genesis {
-                    problems.append("\(seal.location): the first record of stream \(stream) does not link to the chain's start")
+                    problems.append(contentsOf: checkLink(seal, stream: stream, byStream))
                 }
                 previous = seal
             }
         }
         return Report(records: seals.count, streams: byStream.count, problems: problems)
+    }
+
+    /// A chain's first record that continues an earlier run's chain must link to a
+    /// record of it that is in the files.
+    private func checkLink(_ first: Seal, stream: String, _ byStream: [String: [Seal]]) -> [String] {
+        guard let previousStream = first.prevStream, let previousSeq = first.prevSeq else {
+            return ["\(first.location): the first record of stream \(stream) links to neither the chain's start nor an earlier stream"]
+        }
+        guard let earlier = byStream[previousStream] else {
+            return ["stream \(stream) continues stream \(previousStream) at seq \(previousSeq), which is not in these files: verify the files of that run too, or its records were removed"]
+        }
+        guard let linked = earlier.first(where: { $0.seq == previousSeq }) else {
+            return ["stream \(stream) continues stream \(previousStream) at seq \(previousSeq), which is missing from these files"]
+        }
+        if linked.claimed != first.prev {
+            return ["\(first.location): integrity_prev does not match the hash of stream \(previousStream) seq \(previousSeq) (\(linked.location))"]
+        }
+        return []
     }
 
     // MARK: Helpers

@@ -137,6 +137,9 @@ public struct AttributesView: RandomAccessCollection {
         list = RepeatedMessageView(base, count)
     }
 
+    /// No attributes: what a record without a resource or scope has.
+    public static var empty: AttributesView { AttributesView(nil, 0) }
+
     public var startIndex: Int { 0 }
     public var endIndex: Int { list.count }
     public subscript(position: Int) -> KeyValueView { list[position] }
