@@ -267,45 +267,25 @@ func redactionProcessor(_ section: String) -> any Processor {
     return ComponentRegistry.builtIn.processors["redaction"]!.make(id: id, config: section, context: ComponentContext(logger: .init(label: "bench")))!
 }
 
-let redaction = redactionProcessor("{allow_all_keys: true}")
-let decodeRedact = measure(minimumSeconds: seconds) {
-    let batch = try! OTLPBatch.decode(protobuf: payload, signal: .logs)
-    _ = redaction.process(batch)
-    sink &+= readEveryField(batch)
-}
-report("decode + redaction, 1 email a record", bytes: payload.count, records: records, decodeRedact)
-let clean = gatewayEvents(count: records, emails: false)
-let decodeClean = measure(minimumSeconds: seconds) {
-    let batch = try! OTLPBatch.decode(protobuf: clean, signal: .logs)
-    sink &+= readEveryField(batch)
-}
-report("decode, nothing to mask", bytes: clean.count, records: records, decodeClean)
-let redactClean = measure(minimumSeconds: seconds) {
-    let batch = try! OTLPBatch.decode(protobuf: clean, signal: .logs)
-    _ = redaction.process(batch)
-    sink &+= readEveryField(batch)
-}
-report("decode + redaction, nothing to mask", bytes: clean.count, records: records, redactClean)
-// The walk over every value without any detector: what the scanning itself adds.
-let walkOnly = redactionProcessor("{allow_all_keys: true, detectors: []}")
-let redactWalk = measure(minimumSeconds: seconds) {
-    let batch = try! OTLPBatch.decode(protobuf: clean, signal: .logs)
-    _ = walkOnly.process(batch)
-    sink &+= readEveryField(batch)
-}
-report("decode + redaction walk, no detectors", bytes: clean.count, records: records, redactWalk)
-// What the scan adds per scanned byte of string values (attribute values and bodies).
-let scanned = try! OTLPBatch.decode(protobuf: clean, signal: .logs).withLogs { logs in
-    logs.records.reduce(0) { total, item in
-        var bytes = 0
-        if case .string(let body)? = item.record.body?.value { bytes += body.utf8.count }
-        for attribute in item.record.attributes { if case .string(let s)? = attribute.value?.value { bytes += s.utf8.count } }
-        return total + bytes
+/// Decodes `request`, runs `processor` on it (none: the plain decode) and reads
+/// every field, as one row of the table.
+@MainActor
+func decodeRow(_ name: String, _ request: [UInt8], through processor: (any Processor)?) {
+    let measurement = measure(minimumSeconds: seconds) {
+        let batch = try! OTLPBatch.decode(protobuf: request, signal: .logs)
+        _ = processor?.process(batch)
+        sink &+= readEveryField(batch)
     }
-}!
-let extraPerRequest = redactClean.seconds / Double(redactClean.iterations) - decodeClean.seconds / Double(decodeClean.iterations)
-let scanPerRequest = redactClean.seconds / Double(redactClean.iterations) - redactWalk.seconds / Double(redactWalk.iterations)
-print("redaction of clean values: \(format(extraPerRequest / Double(records) * 1e9, 0)) ns a record in all; the detectors' scan \(format(scanPerRequest / Double(scanned) * 1e9 * 100, 0)) ns per 100 bytes (\(scanned) bytes of strings a request)")
+    report(name, bytes: request.count, records: records, measurement)
+}
+
+let redaction = redactionProcessor("{allow_all_keys: true}")
+let clean = gatewayEvents(count: records, emails: false)
+decodeRow("decode + redaction, 1 email a record", payload, through: redaction)
+decodeRow("decode, nothing to mask", clean, through: nil)
+decodeRow("decode + redaction, nothing to mask", clean, through: redaction)
+// The walk over every value without any detector: the rest is the scanning.
+decodeRow("decode + redaction walk, no detectors", clean, through: redactionProcessor("{allow_all_keys: true, detectors: []}"))
 // The scanner alone on a clean 100-byte value, in CPU time (the host is shared).
 let cleanValue = Array("The model refused the request because the prompt asked for step-by-step instructions on topic 42 now".utf8)
 let scanner = SensitiveDataScanner()

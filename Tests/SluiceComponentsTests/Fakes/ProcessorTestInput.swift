@@ -2,26 +2,33 @@ import SluiceCore
 import SluiceOTLP
 @testable import SluiceComponents
 
-/// A processor built from its YAML section as `sluice run` builds it, with the
-/// file's diagnostics (errors and warnings) to look at.
-func makeProcessor(_ type: String, _ section: String, metrics: MetricsRegistry = MetricsRegistry()) -> (processor: (any Processor)?, diagnostics: ConfigDiagnostics) {
+/// A whole configuration around one component's YAML section: an otlp receiver,
+/// and a logs pipeline through the component (a processor or an exporter; `nop`
+/// exports when the component is a processor), read as `sluice validate` reads it.
+func configAround(_ kind: ComponentKind, _ type: String, _ section: String) -> CollectorConfig {
     let indented = section.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\n    ")
+    let isProcessor = kind == .processor
     let yaml = """
     receivers:
       otlp:
-    processors:
+    \(isProcessor ? "processors" : "exporters"):
       \(type):
         \(indented)
-    exporters:
-      nop:
+    \(isProcessor ? "exporters:\n  nop:" : "")
     service:
       pipelines:
         logs:
           receivers: [otlp]
-          processors: [\(type)]
-          exporters: [nop]
+          \(isProcessor ? "processors: [\(type)]" : "")
+          exporters: [\(isProcessor ? "nop" : type)]
     """
-    let loaded = CollectorConfig.load(text: yaml, file: "test.yaml")
+    return CollectorConfig.load(text: yaml, file: "test.yaml")
+}
+
+/// A processor built from its YAML section as `sluice run` builds it, with the
+/// file's diagnostics (errors and warnings) to look at.
+func makeProcessor(_ type: String, _ section: String, metrics: MetricsRegistry = MetricsRegistry()) -> (processor: (any Processor)?, diagnostics: ConfigDiagnostics) {
+    let loaded = configAround(.processor, type, section)
     guard let (id, config) = loaded.processors.first, let factory = ComponentRegistry.builtIn.processors[id.type] else { return (nil, loaded.diagnostics) }
     var context = ComponentContext(logger: .init(label: "test"))
     context.metrics = metrics
