@@ -286,6 +286,52 @@ decodeRow("decode, nothing to mask", clean, through: nil)
 decodeRow("decode + redaction, nothing to mask", clean, through: redaction)
 // The walk over every value without any detector: the rest is the scanning.
 decodeRow("decode + redaction walk, no detectors", clean, through: redactionProcessor("{allow_all_keys: true, detectors: []}"))
+// The integrity processor: decode, seal every record (canonical form, SHA-256,
+// and with chain the three chain attributes) as the fanout does before appending.
+func integrityProcessor(_ section: String) -> any AppendOrderedProcessor {
+    let config = CollectorConfig.load(text: """
+    receivers: {otlp: {protocols: {http: {}}}}
+    processors: {integrity: \(section)}
+    exporters: {nop: {}}
+    service: {pipelines: {logs: {receivers: [otlp], processors: [integrity], exporters: [nop]}}}
+    """, file: "bench.yaml")
+    let (id, section) = config.processors[0]
+    let context = ComponentContext(logger: .init(label: "bench"), dataDirectory: "/tmp/sluice-bench-\(getpid())")
+    return ComponentRegistry.builtIn.processors["integrity"]!.make(id: id, config: section, context: context) as! any AppendOrderedProcessor
+}
+
+@MainActor
+func sealRow(_ name: String, _ request: [UInt8], through processor: any AppendOrderedProcessor) {
+    let measurement = measure(minimumSeconds: seconds) {
+        let batch = try! OTLPBatch.decode(protobuf: request, signal: .logs)
+        _ = processor.seal(batch, pipeline: "logs") { true }
+        sink &+= readEveryField(batch)
+    }
+    report(name, bytes: request.count, records: records, measurement)
+}
+
+// Its parts on one decoded batch: the canonical form alone, then with SHA-256.
+let sealed = try! OTLPBatch.decode(protobuf: clean, signal: .logs)
+var canonicalForm = IntegrityCanonicalForm()
+for (label, hashing) in [("integrity canonical form alone", false), ("integrity canonical form + SHA-256", true)] {
+    let start = cpuTime()
+    var rounds = 0
+    var hashed: [UInt8] = []
+    while cpuTime() - start < seconds {
+        sealed.withLogs { request in
+            for (resourceLogs, _, record) in request.records {
+                let bytes = canonicalForm.encode(record, resource: resourceLogs.resource)
+                if hashing { IntegrityCanonicalForm.hash(bytes, key: nil, into: &hashed) }
+                sink &+= bytes.count
+            }
+        }
+        rounds += 1
+    }
+    print("\(label): \(format((cpuTime() - start) / Double(rounds * records) * 1e9, 1)) ns/record (CPU time)")
+}
+sealRow("decode + integrity (hash only)", clean, through: integrityProcessor("{}"))
+sealRow("decode + integrity (chain)", clean, through: integrityProcessor("{chain: true}"))
+
 // The scanner alone on a clean 100-byte value, in CPU time (the host is shared).
 let cleanValue = Array("The model refused the request because the prompt asked for step-by-step instructions on topic 42 now".utf8)
 let scanner = SensitiveDataScanner()

@@ -26,6 +26,17 @@ public enum Digest {
         return out
     }
 
+    /// SHA-256 (or HMAC-SHA-256 under `key`) of `data` into `out` (32 bytes): the
+    /// allocation-free form for per-record hashing.
+    public static func sha256(_ data: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer?, into out: UnsafeMutablePointer<UInt8>) {
+        var length: UInt32 = 0
+        if let key {
+            _ = HMAC(EVP_sha256(), key.baseAddress, Int32(key.count), data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count, out, &length)
+        } else {
+            _ = EVP_Digest(data.baseAddress, data.count, out, &length, EVP_sha256(), nil)
+        }
+    }
+
     /// Lowercase hexadecimal, as signatures and ids are written.
     public static func hex(_ bytes: [UInt8]) -> String {
         String(decoding: hexBytes(bytes), as: UTF8.self)
