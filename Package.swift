@@ -83,11 +83,12 @@ let package = Package(
         ),
         // The C reference loop sluice-bench holds the Swift HEC path against (issue 20).
         .target(name: "CReferenceLoop", dependencies: ["COTLP", "CProtobufC"], path: "Benchmarks/c-reference"),
-        .executableTarget(name: "sluice-bench", dependencies: ["SluiceOTLP", "SluiceOTTL", "SluiceComponents", "COTLP", "CReferenceLoop"], path: "Benchmarks/sluice-bench", swiftSettings: strict),
+        .executableTarget(name: "sluice-bench", dependencies: ["SluiceOTLP", "SluiceOTTL", "COTLP", "SluiceCore", "SluiceComponents", "CReferenceLoop"],
+                          path: "Benchmarks/sluice-bench", swiftSettings: strict),
 
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "CChecksum"], swiftSettings: strict),
         .testTarget(name: "SluiceNetTests", dependencies: ["SluiceNet", "SluiceCore", "CBlockCache"], swiftSettings: strict),
-        .testTarget(name: "SluiceComponentsTests", dependencies: ["SluiceComponents", "SluiceCore"], swiftSettings: strict),
+        .testTarget(name: "SluiceComponentsTests", dependencies: ["SluiceComponents", "SluiceCore"], exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(name: "SluiceOTTLTests", dependencies: ["SluiceOTTL", "SluiceOTLP"], swiftSettings: strict),
         .testTarget(name: "SluiceOTLPTests", dependencies: ["SluiceOTLP", "COTLP"], resources: [.copy("Fixtures")], swiftSettings: strict),
     ]

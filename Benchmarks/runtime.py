@@ -53,6 +53,7 @@ class Case:
     storage: str | None = None      # file_storage fsync policy: the disk log
     connections: int | None = None
     rotel: list[str] | None = None  # Rotel's exporter flags: a Rotel case
+    processors: str = "batch"       # the pipeline's processors
     extra: bool = False             # only with BENCH_CASES=all or by name
     runs: list = field(default_factory=list)
     latency: dict | None = None
@@ -67,6 +68,10 @@ CASES = [
     Case("nop-h2", protocol="h2"),
     Case("nop-grpc", protocol="grpc"),
     Case("disk", storage="interval"),
+    # Issue 15: the security processors next to the plain pipeline, both on disk
+    # (every detector on; each of the payload's records has an email in user_id).
+    Case("disk-redact", storage="interval", processors="redaction, batch"),
+    Case("disk-redact-seal", storage="interval", processors="redaction, integrity, batch"),
     Case("file", exporter="file", sink="file"),
     Case("hec-nogzip", exporter="splunk_hec/nogzip", sink="hec"),
     Case("hec-gzip", exporter="splunk_hec", sink="hec"),
@@ -97,6 +102,8 @@ RATIOS = [
     ("nop-h2", "nop", None),
     ("nop-grpc", "nop", None),
     ("disk", "nop", 0.8),
+    ("disk-redact", "disk", None),
+    ("disk-redact-seal", "disk", None),
     ("disk-1c", "nop-1c", 0.8),
     ("es-nogzip", "hec-nogzip", None),
     ("datadog", "hec-gzip", None),
@@ -216,6 +223,10 @@ processors:
   batch:
     send_batch_size: 8192
     timeout: 200ms
+  redaction:
+    allow_all_keys: true
+  integrity:
+    chain: true
 exporters:
   nop:
     {queue}
@@ -273,7 +284,7 @@ service:
   pipelines:
     logs:
       receivers: [otlp]
-      processors: [batch]
+      processors: [{case.processors}]
       exporters: [{case.exporter}]
 """
 

@@ -174,7 +174,7 @@ public struct JSONOutput: Sendable {
         }
     }
 
-    static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+    public static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
     private static let base64Alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
     /// Lowercase hex in quotes, as OTLP/JSON writes trace and span ids.

@@ -1,4 +1,5 @@
 import SluiceCore
+import SluiceNet
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,26 +31,37 @@ public struct IntegrityCanonicalForm {
     /// The attribute holding the hash; never part of what it covers.
     public static let hashKey = "integrity_hash"
 
+    /// Plain data (no reference counting per entry): owned bytes are ranges of
+    /// `ownedValues`.
     enum Value {
         case any(AnyValueView)
         case text(UnsafeBufferPointer<UInt8>)
-        case owned([UInt8])
+        case owned(Range<Int>)
         case number(UInt64)
         case hex(UnsafeBufferPointer<UInt8>)
-        case rawJSON([UInt8])
+        case rawJSON(Range<Int>)
     }
 
     struct Entry {
+        /// A key in the batch's arena (stable while the batch lives)…
         var key: UnsafeBufferPointer<UInt8>
-        /// Index into `ownedKeys` for dotted keys (then `key` is unused).
-        var ownedKey: Int
-        var order: Int
+        /// …or, when `ownedOffset >= 0`, `ownedLength` bytes of `ownedKeys` (dotted
+        /// keys of nested maps, keys read from a document).
+        var ownedOffset: Int
+        var ownedLength: Int
         var value: Value
     }
 
     private var entries: [Entry] = []
-    private var ownedKeys: [[UInt8]] = []
-    private var order = 0
+    /// Every owned key back to back: one buffer, no array per key.
+    private var ownedKeys: [UInt8] = []
+    /// Every owned value (a map body's JSON, text read from a document) likewise.
+    private var ownedValues: [UInt8] = []
+    /// Scratch for `serialise`: each entry's key, and the entries in key order.
+    private var keys: [UnsafeBufferPointer<UInt8>] = []
+    /// Each key's first eight bytes as a big-endian number: most comparisons end there.
+    private var prefixes: [UInt64] = []
+    private var sorted: [Int] = []
     public private(set) var output = JSONOutput()
 
     public init() {}
@@ -58,67 +70,77 @@ public struct IntegrityCanonicalForm {
     public mutating func reset() {
         entries.removeAll(keepingCapacity: true)
         ownedKeys.removeAll(keepingCapacity: true)
-        order = 0
+        ownedValues.removeAll(keepingCapacity: true)
+    }
+
+    private mutating func own(_ bytes: some Collection<UInt8>) -> Range<Int> {
+        let start = ownedValues.count
+        ownedValues.append(contentsOf: bytes)
+        return start..<ownedValues.count
     }
 
     /// The canonical bytes of a log record (valid until the next call).
     public mutating func encode(_ record: LogRecordView, resource: ResourceView?) -> [UInt8] {
-        reset()
-        if let resource { addAttributes(resource.attributes, prefix: nil) }
-        addAttributes(record.attributes, prefix: nil)
-        addRecordFields(record)
-        return serialise()
+        encodeInPlace(record, resource: resource)
+        return output.bytes
     }
 
-    /// Adds flattened attributes (later additions win a clash).
-    mutating func addAttributes(_ attributes: AttributesView, prefix: [UInt8]?) {
+    /// Builds the canonical bytes into `output` (no copy handed out).
+    mutating func encodeInPlace(_ record: LogRecordView, resource: ResourceView?) {
+        reset()
+        if let resource { addAttributes(resource.attributes, prefix: 0..<0) }
+        addAttributes(record.attributes, prefix: nil)
+        addRecordFields(record)
+        serialiseInPlace()
+    }
+
+    /// Adds flattened attributes (later additions win a clash). `prefix` is the
+    /// dotted path so far, as a range of `ownedKeys`; nil (or empty) at the top.
+    mutating func addAttributes(_ attributes: AttributesView, prefix: Range<Int>?) {
+        let prefix = prefix ?? 0..<0
         for attribute in attributes {
             guard let value = attribute.value else { continue }
             let key = attribute.key.utf8
-            if key.isEmpty, prefix == nil { continue }
+            if key.isEmpty, prefix.isEmpty { continue }
             switch value.value {
             case .empty:
                 continue
             case .kvlist(let nested):
-                var dotted = prefix ?? []
-                dotted.append(contentsOf: key)
-                dotted.append(UInt8(ascii: "."))
-                addAttributes(nested, prefix: dotted)
+                let start = ownedKeys.count
+                ownedKeys.append(contentsOf: ownedKeys[prefix])
+                ownedKeys.append(contentsOf: key)
+                ownedKeys.append(UInt8(ascii: "."))
+                addAttributes(nested, prefix: start..<ownedKeys.count)
             case .array(let items) where !Self.hasContent(items):
                 // An array of unset values is no field at all (as HEC leaves it out).
                 continue
             default:
-                if let prefix {
-                    ownedKeys.append(prefix + Array(key))
-                    add(Entry(key: UnsafeBufferPointer(start: nil, count: 0), ownedKey: ownedKeys.count - 1, order: 0, value: .any(value)))
+                if prefix.isEmpty {
+                    entries.append(Entry(key: key, ownedOffset: -1, ownedLength: 0, value: .any(value)))
                 } else {
-                    add(Entry(key: key, ownedKey: -1, order: 0, value: .any(value)))
+                    let start = ownedKeys.count
+                    ownedKeys.append(contentsOf: ownedKeys[prefix])
+                    ownedKeys.append(contentsOf: key)
+                    entries.append(Entry(key: UnsafeBufferPointer(start: nil, count: 0), ownedOffset: start, ownedLength: ownedKeys.count - start, value: .any(value)))
                 }
             }
         }
     }
 
     /// Adds a field given as text (what a delivered document holds).
-    mutating func addText(_ key: [UInt8], _ value: [UInt8]) {
-        ownedKeys.append(key)
-        add(Entry(key: UnsafeBufferPointer(start: nil, count: 0), ownedKey: ownedKeys.count - 1, order: 0, value: .owned(value)))
-    }
+    mutating func addText(_ key: [UInt8], _ value: [UInt8]) { addOwned(key, .owned(own(value))) }
 
     /// Adds a field whose value is already JSON (an array of strings).
-    mutating func addJSON(_ key: [UInt8], _ json: [UInt8]) {
-        ownedKeys.append(key)
-        add(Entry(key: UnsafeBufferPointer(start: nil, count: 0), ownedKey: ownedKeys.count - 1, order: 0, value: .rawJSON(json)))
-    }
+    mutating func addJSON(_ key: [UInt8], _ json: [UInt8]) { addOwned(key, .rawJSON(own(json))) }
 
-    private mutating func add(_ entry: Entry) {
-        var entry = entry
-        entry.order = order
-        order += 1
-        entries.append(entry)
+    private mutating func addOwned(_ key: [UInt8], _ value: Value) {
+        let start = ownedKeys.count
+        ownedKeys.append(contentsOf: key)
+        entries.append(Entry(key: UnsafeBufferPointer(start: nil, count: 0), ownedOffset: start, ownedLength: key.count, value: value))
     }
 
     private mutating func addStatic(_ key: StaticString, _ value: Value) {
-        add(Entry(key: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount), ownedKey: -1, order: 0, value: value))
+        entries.append(Entry(key: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount), ownedOffset: -1, ownedLength: 0, value: value))
     }
 
     mutating func addRecordFields(_ record: LogRecordView) {
@@ -130,7 +152,7 @@ public struct IntegrityCanonicalForm {
             case .array, .kvlist:
                 var json = JSONOutput()
                 body.writePlainJSON(to: &json)
-                addStatic("@body", .owned(json.bytes))
+                addStatic("@body", .owned(own(json.bytes)))
             default: addStatic("@body", .any(body))
             }
         }
@@ -148,59 +170,88 @@ public struct IntegrityCanonicalForm {
 
     /// The entries as canonical JSON.
     mutating func serialise() -> [UInt8] {
-        // Owned keys live in `ownedKeys` for the whole call; their buffers are read
-        // through withUnsafeBufferPointer below only while nothing appends.
-        let keys = ownedKeys
-        func bytes(_ e: Entry, _ body: (UnsafeBufferPointer<UInt8>) -> Bool) -> Bool {
-            e.ownedKey < 0 ? body(e.key) : keys[e.ownedKey].withUnsafeBufferPointer(body)
-        }
-        func compare(_ a: Entry, _ b: Entry) -> Int {
-            var result = 0
-            _ = bytes(a) { ka in bytes(b) { kb in
-                let common = min(ka.count, kb.count)
-                let c = common == 0 ? 0 : memcmp(ka.baseAddress!, kb.baseAddress!, common)
-                result = c != 0 ? Int(c) : ka.count - kb.count
-                return true
-            } }
-            return result
-        }
-        entries.sort { a, b in
-            let c = compare(a, b)
-            return c != 0 ? c < 0 : a.order < b.order
-        }
-        output.bytes.removeAll(keepingCapacity: true)
-        output.append(UInt8(ascii: "{"))
-        var first = true
-        var i = 0
-        while i < entries.count {
-            // Of equal keys the last added wins.
-            var last = i
-            while last + 1 < entries.count, compare(entries[last + 1], entries[i]) == 0 { last += 1 }
-            let entry = entries[last]
-            i = last + 1
-            let skip = bytes(entry) { key in Self.isExcluded(key) }
-            if skip { continue }
-            if !first { output.append(UInt8(ascii: ",")) }
-            first = false
-            _ = bytes(entry) { key in output.appendString(key); return true }
-            output.append(UInt8(ascii: ":"))
-            write(entry.value)
-        }
-        output.append(UInt8(ascii: "}"))
+        serialiseInPlace()
         return output.bytes
     }
 
+    private mutating func serialiseInPlace() {
+        output.bytes.removeAll(keepingCapacity: true)
+        output.append(UInt8(ascii: "{"))
+        let owned = ownedKeys
+        owned.withUnsafeBufferPointer { store in
+            keys.removeAll(keepingCapacity: true)
+            prefixes.removeAll(keepingCapacity: true)
+            for entry in entries {
+                let key = entry.ownedOffset < 0 ? entry.key : UnsafeBufferPointer(rebasing: store[entry.ownedOffset..<(entry.ownedOffset + entry.ownedLength)])
+                keys.append(key)
+                var prefix: UInt64 = 0
+                for i in 0..<8 { prefix = prefix << 8 | UInt64(i < key.count ? key[i] : 0) }
+                prefixes.append(prefix)
+            }
+            // Insertion sort: a record has tens of fields, and it is stable, so of
+            // equal keys the one added last ends last.
+            sorted.removeAll(keepingCapacity: true)
+            sorted.append(contentsOf: 0..<entries.count)
+            keys.withUnsafeBufferPointer { keys in
+                prefixes.withUnsafeBufferPointer { prefixes in
+                sorted.withUnsafeMutableBufferPointer { order in
+                    @inline(__always) func greater(_ a: Int, _ b: Int) -> Bool {
+                        if prefixes[a] != prefixes[b] { return prefixes[a] > prefixes[b] }
+                        return Self.compare(keys[a], keys[b]) > 0
+                    }
+                    for i in 1..<max(order.count, 1) {
+                        let moving = order[i]
+                        var j = i
+                        while j > 0, greater(order[j - 1], moving) {
+                            order[j] = order[j - 1]
+                            j -= 1
+                        }
+                        order[j] = moving
+                    }
+                }
+                }
+            }
+            var first = true
+            var position = 0
+            while position < sorted.count {
+                // Of equal keys the last added wins.
+                var last = position
+                while last + 1 < sorted.count, prefixes[sorted[last + 1]] == prefixes[sorted[position]],
+                      Self.compare(keys[sorted[last + 1]], keys[sorted[position]]) == 0 { last += 1 }
+                let index = sorted[last]
+                position = last + 1
+                let key = keys[index]
+                if Self.isExcluded(key) { continue }
+                if !first { output.append(UInt8(ascii: ",")) }
+                first = false
+                output.appendString(key)
+                output.append(UInt8(ascii: ":"))
+                write(entries[index].value)
+            }
+        }
+        output.append(UInt8(ascii: "}"))
+    }
+
+    @inline(__always)
+    static func compare(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Int {
+        let common = min(a.count, b.count)
+        let c = common == 0 ? 0 : memcmp(a.baseAddress!, b.baseAddress!, common)
+        return c != 0 ? Int(c) : a.count - b.count
+    }
+
     static func isExcluded(_ key: UnsafeBufferPointer<UInt8>) -> Bool {
-        if key.elementsEqual(IntegrityCanonicalForm.hashKey.utf8) { return true }
-        let splunk = "com.splunk."
-        return key.count >= splunk.utf8.count && key.prefix(splunk.utf8.count).elementsEqual(splunk.utf8)
+        let hash: StaticString = "integrity_hash", splunk: StaticString = "com.splunk."
+        if key.count == hash.utf8CodeUnitCount, memcmp(key.baseAddress!, hash.utf8Start, key.count) == 0 { return true }
+        return key.count >= splunk.utf8CodeUnitCount && memcmp(key.baseAddress!, splunk.utf8Start, splunk.utf8CodeUnitCount) == 0
     }
 
     private mutating func write(_ value: Value) {
         switch value {
         case .text(let bytes): output.appendString(bytes)
-        case .owned(let bytes): bytes.withUnsafeBufferPointer { output.appendString($0) }
-        case .rawJSON(let bytes): output.bytes.append(contentsOf: bytes)
+        case .owned(let range):
+            let values = ownedValues
+            values.withUnsafeBufferPointer { output.appendString(UnsafeBufferPointer(rebasing: $0[range])) }
+        case .rawJSON(let range): output.bytes.append(contentsOf: ownedValues[range])
         case .number(let n):
             output.append(UInt8(ascii: "\""))
             output.appendUInt(n)
@@ -233,4 +284,25 @@ public struct IntegrityCanonicalForm {
     }
 
     private mutating func writeScalar(_ value: AnyValueView) { value.writeScalarString(to: &output) }
+
+    /// The same into `out` (replacing what it held), without a String.
+    public static func hash(_ canonical: [UInt8], key: [UInt8]?, into out: inout [UInt8]) {
+        let prefix: StaticString = "sha256:", keyedPrefix: StaticString = "hmac-sha256:"
+        let head = key == nil ? prefix : keyedPrefix
+        out.removeAll(keepingCapacity: true)
+        out.append(contentsOf: UnsafeBufferPointer(start: head.utf8Start, count: head.utf8CodeUnitCount))
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { digest in
+            canonical.withUnsafeBytes { data in
+                if let key {
+                    key.withUnsafeBytes { Digest.sha256(data, key: $0, into: digest.baseAddress!) }
+                } else {
+                    Digest.sha256(data, key: nil, into: digest.baseAddress!)
+                }
+            }
+            for b in digest {
+                out.append(JSONOutput.hexDigits[Int(b >> 4)])
+                out.append(JSONOutput.hexDigits[Int(b & 15)])
+            }
+        }
+    }
 }

@@ -97,28 +97,40 @@ final class IntegrityProcessor: AppendOrderedProcessor {
             let initial = chainState
             let link = chainState.seq == 0 ? chainState.link : nil
             let streamID = chain ? streamID(pipeline: pipeline) : ""
+            let streamValue = OTLPValue.string(Array(streamID.utf8))
+            var previous = Array(chainState.previous.utf8)
             var count = 0
             do {
                 try batch.edit { editor in
                     try editor.forEachLogRecord { record in
                         let attributes = record.attributes
+                        // A record sealed before (it passed another Sluice) is sealed anew.
+                        if attributes.view.contains(where: { Self.isSealAttribute($0.key.utf8) }) {
+                            attributes.removeAll { Self.isSealAttribute($0.key.utf8) }
+                        }
+                        // Every seal attribute in one growth of the list; the hash's
+                        // value is filled in once the others are there (the canonical
+                        // form leaves integrity_hash out).
+                        var added: [(key: StaticString, value: OTLPValue)] = []
                         if chain {
                             chainState.seq += 1
-                            try attributes.upsert("integrity_stream", .text(streamID))
-                            try attributes.upsert("integrity_seq", .int(chainState.seq))
-                            try attributes.upsert("integrity_prev", .text(chainState.previous))
+                            added = [("integrity_stream", streamValue), ("integrity_seq", .int(chainState.seq)), ("integrity_prev", .string(previous))]
                             if let link, chainState.seq == 1 {
-                                try attributes.upsert("integrity_prev_stream", .text(link.stream))
-                                try attributes.upsert("integrity_prev_seq", .int(link.seq))
+                                added.append(("integrity_prev_stream", .text(link.stream)))
+                                added.append(("integrity_prev_seq", .int(link.seq)))
                             }
                         }
-                        let canonical = state.encoder.encode(record.view, resource: record.resource)
-                        let hash = Self.hash(canonical, key: key)
-                        try attributes.upsert(IntegrityCanonicalForm.hashKey, .text(hash))
-                        chainState.previous = hash
+                        added.append(("integrity_hash", .empty))
+                        try attributes.append(added)
+                        state.encoder.encodeInPlace(record.view, resource: record.resource)
+                        Self.hash(state.encoder.output.bytes, key: key, into: &previous)
+                        try previous.withUnsafeBufferPointer { hash throws(OTLPEditError) in
+                            try attributes.value(at: attributes.count - 1).setString(hash)
+                        }
                         count += 1
                     }
                 }
+                chainState.previous = String(decoding: previous, as: UTF8.self)
             } catch {
                 return nil
             }
@@ -172,7 +184,18 @@ final class IntegrityProcessor: AppendOrderedProcessor {
 
     /// `sha256:<hex>`, or `hmac-sha256:<hex>` under `key`.
     static func hash(_ canonical: [UInt8], key: [UInt8]?) -> String {
-        if let key { return "hmac-sha256:" + Digest.hex(Digest.hmacSHA256(key: key, canonical)) }
-        return "sha256:" + Digest.hex(Digest.sha256(canonical))
+        var out: [UInt8] = []
+        hash(canonical, key: key, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func hash(_ canonical: [UInt8], key: [UInt8]?, into out: inout [UInt8]) {
+        IntegrityCanonicalForm.hash(canonical, key: key, into: &out)
+    }
+
+    /// `integrity_*` attributes a record carries from an earlier seal.
+    static func isSealAttribute(_ key: UnsafeBufferPointer<UInt8>) -> Bool {
+        let prefix: StaticString = "integrity_"
+        return key.count > prefix.utf8CodeUnitCount && memcmp(key.baseAddress!, prefix.utf8Start, prefix.utf8CodeUnitCount) == 0
     }
 }

@@ -79,6 +79,22 @@ public struct AttributesEditor {
         try append(pair)
     }
 
+    /// Adds attributes at the end with one growth of the list, keys from static
+    /// text (a processor's own attribute names), without looking for existing ones.
+    public func append(_ pairs: [(key: StaticString, value: OTLPValue)]) throws(OTLPEditError) {
+        let n = count
+        let grown = try batch.arena.pointers(n + pairs.count, of: CKeyValue.self)
+        for (i, pair) in pairs.enumerated() {
+            // Static text lives as long as the process: the key can point at it.
+            let key = ProtobufCBinaryData(len: pair.key.utf8CodeUnitCount, data: UnsafeMutablePointer(mutating: pair.key.utf8Start))
+            grown[n + i] = try batch.arena.keyValue(key, pair.value)
+        }
+        if n > 0 { grown.update(from: listSlot.pointee!, count: n) }
+        batch.markEdited()
+        listSlot.pointee = grown
+        countSlot.pointee = n + pairs.count
+    }
+
     func append(_ pair: UnsafeMutablePointer<CKeyValue>) throws(OTLPEditError) {
         let n = count
         // protobuf-c sizes repeated fields exactly, so growing means a new pointer
