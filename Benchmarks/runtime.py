@@ -557,6 +557,7 @@ service:
             # Below the peak nothing queues up: what a record costs when the
             # collector keeps up, as a sidecar usually does.
             case.latency["records_per_cpu_second"] = paced["records_per_cpu_second"]
+            case.latency["peak_rss_mib"] = paced["peak_rss_mib"]
         self.report(time.time() - started)
 
     def summary(self, case):
