@@ -66,14 +66,16 @@ final class ServerListener: Sendable {
     func close() { table.unregister(id) }
 
     /// Configured limits that the descriptors cannot back: at the budget a new
-    /// connection closes another listener's, and past it accept fails (EMFILE).
+    /// connection closes an older one even below its listener's limit (another
+    /// listener's, when its own has none to close).
     private func warnOvercommitted(_ limits: ConnectionTable.Overcommit) {
         let total = limits.reduce(0) { $0 + $1.maxConnections }
         let each = limits.map { "\($0.name) \($0.maxConnections)\($0.configured ? "" : " (shared out)")" }.joined(separator: ", ")
         logger.warning("""
             max_connections of the listeners add up to \(total), more than the \(table.budget) connections the process's descriptors allow \
             (RLIMIT_NOFILE \(table.openFileLimit), less \(table.openFileLimit - table.budget) kept for files and exporters): \(each); \
-            at \(table.budget) a new connection closes the oldest quiet one of any listener; raise ulimit -n or lower max_connections
+            with \(table.budget) open, a new connection closes the oldest quiet one of its listener, or of another; \
+            raise ulimit -n (its hard limit) or lower max_connections
             """, metadata: ["listener": "\(name)", "max_connections_total": "\(total)", "process_connection_budget": "\(table.budget)",
                             "rlimit_nofile": "\(table.openFileLimit)"])
     }
