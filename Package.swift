@@ -33,6 +33,8 @@ let package = Package(
 
         // Decoded OTLP, its codecs and views: the C libraries and nothing else.
         .target(name: "SluiceOTLP", dependencies: ["COTLP", "CProtobufC", "CZlib", "CZstd", "CSluiceShims"], swiftSettings: strict),
+        // The OTTL conditions of the filter processor and the routing connector.
+        .target(name: "SluiceOTTL", dependencies: ["SluiceOTLP"], swiftSettings: strict),
         .target(
             name: "SluiceCore",
             dependencies: [
@@ -56,7 +58,7 @@ let package = Package(
         .target(
             name: "SluiceComponents",
             dependencies: [
-                "SluiceCore", "SluiceNet",
+                "SluiceCore", "SluiceNet", "SluiceOTTL",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -75,11 +77,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .executableTarget(name: "sluice-bench", dependencies: ["SluiceOTLP", "COTLP"], path: "Benchmarks/sluice-bench", swiftSettings: strict),
+        .executableTarget(name: "sluice-bench", dependencies: ["SluiceOTLP", "SluiceOTTL", "COTLP"], path: "Benchmarks/sluice-bench", swiftSettings: strict),
 
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "CChecksum"], swiftSettings: strict),
         .testTarget(name: "SluiceNetTests", dependencies: ["SluiceNet", "SluiceCore", "CBlockCache"], swiftSettings: strict),
         .testTarget(name: "SluiceComponentsTests", dependencies: ["SluiceComponents", "SluiceCore"], swiftSettings: strict),
+        .testTarget(name: "SluiceOTTLTests", dependencies: ["SluiceOTTL", "SluiceOTLP"], swiftSettings: strict),
         .testTarget(name: "SluiceOTLPTests", dependencies: ["SluiceOTLP", "COTLP"], resources: [.copy("Fixtures")], swiftSettings: strict),
     ]
 )

@@ -5,9 +5,16 @@
 //   - protobuf into the batch's arena, then every field read through the views
 //     (what a receiver plus an exporter's encoder pay);
 //   - the same unpack with protobuf-c's default malloc allocator, for comparison;
-//   - OTLP/JSON into the same structs.
+//   - OTLP/JSON into the same structs;
+//   - the same 1,000 events as the gateway's own JSON (NDJSON, the events
+//     receiver's input): parsed into OTLP values, then built into a batch with
+//     the fields as attributes and the object as the body, as the receiver does.
+// OTTL: one condition evaluated on each record of the decoded request (the filter
+// processor's and routing connector's cost per record), with IsMatch through
+// POSIX regexec in place next to Swift's Regex over a String made per record.
 import COTLP
 import SluiceOTLP
+import SluiceOTTL
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -168,4 +175,79 @@ let encodeProtobuf = measure(minimumSeconds: seconds) { sink &+= decoded.encodeP
 report("encode protobuf", bytes: payload.count, records: records, encodeProtobuf)
 let encodeJSON = measure(minimumSeconds: seconds) { sink &+= decoded.encodeJSON().count }
 report("encode OTLP/JSON", bytes: json.count, records: records, encodeJSON)
+
+/// The same events as the gateway writes them itself: one JSON object per line.
+func gatewayNDJSON(count: Int) -> [UInt8] {
+    let actions = [("request", "allow"), ("blocked", "block"), ("escalated", "escalate"), ("redacted", "redact")]
+    var text = ""
+    for i in 0..<count {
+        let (type, action) = actions[i % actions.count]
+        text += #"{"event_id":"evt-\#(String(repeating: "0", count: 8 - min(8, String(i).count)))\#(i)-7c1e-4a8b-9d2f","timestamp":"2026-11-21T10:00:\#(String(format2: i % 60)).\#(i % 1000)Z","#
+        text += #""event_type":"\#(type)","action":"\#(action)","policy_name":"pii-guard-v\#(i % 7)","model":"gpt-4o-2024-08-06","#
+        text += #""gateway_id":"gw-eu-west-1a","user_id":"user-\#(i % 97)@example.com","org_id":"org-\#(i % 13)","latency_ms":\#(i % 500),"risk_score":0.\#(i % 100)}"#
+        text += "\n"
+    }
+    return Array(text.utf8)
+}
+
+extension String {
+    init(format2 value: Int) { self = value < 10 ? "0\(value)" : "\(value)" }
+}
+
+let ndjson = gatewayNDJSON(count: records)
+func parseEvents() -> [[OTLPKeyValue]] {
+    ndjson.withUnsafeBufferPointer { buffer in
+        var reader = JSONValueReader(buffer)
+        var events: [[OTLPKeyValue]] = []
+        while let (members, _) = try! reader.nextObject() { events.append(members) }
+        return events
+    }
+}
+let parseOnly = measure(minimumSeconds: seconds) { sink &+= parseEvents().count }
+report("gateway NDJSON, parse to values", bytes: ndjson.count, records: records, parseOnly)
+let eventsToBatch = measure(minimumSeconds: seconds) {
+    let records = parseEvents().map { members in
+        var record = NewLogRecord()
+        record.attributes = members
+        record.body = .map(members)
+        return record
+    }
+    let batch = try! OTLPBatch.makeLogs(resource: [], scopeName: "sluice.events", records: records)
+    sink &+= readEveryField(batch)
+}
+report("gateway NDJSON, parse + build batch + views", bytes: ndjson.count, records: records, eventsToBatch)
+let built = try! OTLPBatch.makeLogs(resource: [], scopeName: "sluice.events", records: parseEvents().map { members in
+    var record = NewLogRecord()
+    record.attributes = members
+    record.body = .map(members)
+    return record
+})
+print("gateway NDJSON: \(ndjson.count / records) bytes an event; the batch holds \(built.memoryBytes / records) bytes an event (attributes and map body)")
+
+/// Evaluates `condition` on every record of `decoded`; ns per record.
+@MainActor func evaluate(_ text: String) -> Double {
+    let condition = try! OTTLCondition(text, context: .log)
+    let m = measure(minimumSeconds: seconds) {
+        _ = decoded.withLogs { request in
+            for (resource, scope, record) in request.records where (try? condition.matches(log: record, resource: resource.resource, scope: scope.scope)) == true {
+                sink &+= 1
+            }
+        }
+    }
+    return m.seconds / Double(m.iterations) / Double(records) * 1e9
+}
+for condition in [#"attributes["action"] == "allow""#,
+                  #"attributes["action"] == "allow" or resource.attributes["k8s.pod.name"] == "x" or severity_number >= SEVERITY_NUMBER_WARN"#,
+                  #"IsMatch(body, "decision (block|escalate)")"#] {
+    print("OTTL \(condition)  \(format(evaluate(condition), 1)) ns/record")
+}
+let swiftRegex = try! Regex("decision (block|escalate)")
+let viaSwiftRegex = measure(minimumSeconds: seconds) {
+    _ = decoded.withLogs { request in
+        for (_, _, record) in request.records {
+            if case .string(let body)? = record.body?.value, body.string.contains(swiftRegex) { sink &+= 1 }
+        }
+    }
+}
+print("Swift Regex on the body (a String per record), for comparison  " + "\(format(viaSwiftRegex.seconds / Double(viaSwiftRegex.iterations) / Double(records) * 1e9, 1).leftPad(8)) ns/record")
 if sink == 42 { print("") }

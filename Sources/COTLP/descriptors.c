@@ -12,3 +12,8 @@ const ProtobufCMessageDescriptor *sluice_any_value_descriptor(void) { return &op
 const ProtobufCMessageDescriptor *sluice_key_value_descriptor(void) { return &opentelemetry__proto__common__v1__key_value__descriptor; }
 const ProtobufCMessageDescriptor *sluice_array_value_descriptor(void) { return &opentelemetry__proto__common__v1__array_value__descriptor; }
 const ProtobufCMessageDescriptor *sluice_key_value_list_descriptor(void) { return &opentelemetry__proto__common__v1__key_value_list__descriptor; }
+const ProtobufCMessageDescriptor *sluice_resource_descriptor(void) { return &opentelemetry__proto__resource__v1__resource__descriptor; }
+const ProtobufCMessageDescriptor *sluice_scope_descriptor(void) { return &opentelemetry__proto__common__v1__instrumentation_scope__descriptor; }
+const ProtobufCMessageDescriptor *sluice_resource_logs_descriptor(void) { return &opentelemetry__proto__logs__v1__resource_logs__descriptor; }
+const ProtobufCMessageDescriptor *sluice_scope_logs_descriptor(void) { return &opentelemetry__proto__logs__v1__scope_logs__descriptor; }
+const ProtobufCMessageDescriptor *sluice_log_record_descriptor(void) { return &opentelemetry__proto__logs__v1__log_record__descriptor; }

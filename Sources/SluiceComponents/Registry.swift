@@ -1,4 +1,4 @@
-// SluiceComponents: every receiver, processor, exporter and extension, one folder
+// SluiceComponents: every receiver, processor, exporter, connector and extension, one folder
 // each, and the one list that registers them.
 import SluiceCore
 
@@ -7,8 +7,12 @@ extension ComponentRegistry {
     public static let builtIn: ComponentRegistry = {
         var registry = ComponentRegistry()
         registry.register(OTLPReceiverFactory())
+        registry.register(EventsReceiverFactory())
         registry.register(BatchProcessorFactory())
         registry.register(MemoryLimiterProcessorFactory())
+        registry.register(FilterProcessorFactory())
+        registry.register(ResourceDetectionProcessorFactory())
+        registry.register(IntegrityProcessorFactory())
         registry.register(DebugExporterFactory())
         registry.register(FileExporterFactory())
         registry.register(NopExporterFactory())
@@ -20,6 +24,7 @@ extension ComponentRegistry {
         registry.register(DatadogExporterFactory())
         registry.register(SentinelExporterFactory())
         registry.register(WebhookExporterFactory())
+        registry.register(RoutingConnectorFactory())
         registry.register(HealthCheckExtensionFactory())
         registry.register(FileStorageExtensionFactory())
         registry.register(BearerTokenAuthExtensionFactory())

@@ -7,7 +7,7 @@ struct Sluice: AsyncParsableCommand {
         commandName: "sluice",
         abstract: "A collector sidecar: OTLP in, security tools out.",
         version: SluiceVersion.current,
-        subcommands: [Run.self, Validate.self, Components.self, Replay.self, Convert.self],
+        subcommands: [Run.self, Validate.self, Components.self, Replay.self, Convert.self, Verify.self],
         defaultSubcommand: Run.self
     )
 }

@@ -123,8 +123,8 @@ import SluiceNet
 
     func httpResponder(_ sink: RecordingSink, metrics: MetricsRegistry = MetricsRegistry()) -> OTLPHTTPResponder {
         var config = OTLPReceiverConfig.HTTP()
-        config.auth = bearerAuth(BearerTokenAuthSettings(tokens: ["s3cret"]))
-        config.cors = CORSSettings(allowedOrigins: ["https://app.example"])
+        config.server.auth = bearerAuth(BearerTokenAuthSettings(tokens: ["s3cret"]))
+        config.server.cors = CORSSettings(allowedOrigins: ["https://app.example"])
         let id = ComponentID(type: "otlp")
         return OTLPHTTPResponder(id: id, config: config, sink: sink, counters: ReceiverCounters(id: id, transport: "http", metrics: metrics))
     }

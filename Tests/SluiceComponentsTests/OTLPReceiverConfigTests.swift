@@ -52,7 +52,7 @@ import SluiceNet
         #expect(grpc.maxRecvMsgSize == 16 << 20)
         #expect(grpc.maxConcurrentStreams == 64)
         #expect(grpc.idleTimeout == .seconds(11))
-        #expect(config?.http?.endpoint == HostPort(host: "127.0.0.1", port: 14318))
+        #expect(config?.http?.server.endpoint == HostPort(host: "127.0.0.1", port: 14318))
     }
 
     @Test func unknownKeysAndBadValuesNameTheirPath() {
@@ -79,7 +79,7 @@ import SluiceNet
                                          extensions: [id: token])
         #expect(diagnostics.isEmpty, "\(diagnostics)")
         #expect(config?.grpc?.auth?.id == id)
-        #expect(config?.http?.auth?.id == id)
+        #expect(config?.http?.server.auth?.id == id)
     }
 
     @Test func authNamingAMissingOrWrongExtensionIsReported() {

@@ -17,5 +17,10 @@ const ProtobufCMessageDescriptor *sluice_any_value_descriptor(void);
 const ProtobufCMessageDescriptor *sluice_key_value_descriptor(void);
 const ProtobufCMessageDescriptor *sluice_array_value_descriptor(void);
 const ProtobufCMessageDescriptor *sluice_key_value_list_descriptor(void);
+const ProtobufCMessageDescriptor *sluice_resource_descriptor(void);
+const ProtobufCMessageDescriptor *sluice_scope_descriptor(void);
+const ProtobufCMessageDescriptor *sluice_resource_logs_descriptor(void);
+const ProtobufCMessageDescriptor *sluice_scope_logs_descriptor(void);
+const ProtobufCMessageDescriptor *sluice_log_record_descriptor(void);
 
 #endif

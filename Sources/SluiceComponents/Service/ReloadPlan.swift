@@ -34,6 +34,9 @@ struct ConfigDiff: Sendable {
     var receivers: ComponentChanges
     var processors: ComponentChanges
     var exporters: ComponentChanges
+    /// Connectors are rebuilt on every reload (they hold only their tables); this
+    /// says which changed, for the log.
+    var connectors: ComponentChanges
     /// By pipeline id; `kept` only says the id stays (its log is decided by `LogSpec`).
     var pipelines: ComponentChanges
 
@@ -47,6 +50,7 @@ struct ConfigDiff: Sendable {
         }
         processors = ComponentChanges(old: Self.used(old, old.processors, \.processors), new: Self.used(new, new.processors, \.processors))
         exporters = ComponentChanges(old: Self.used(old, old.exporters, \.exporters), new: Self.used(new, new.exporters, \.exporters))
+        connectors = ComponentChanges(old: Self.used(old, old.connectors, \.connectorExporters), new: Self.used(new, new.connectors, \.connectorExporters))
         let oldPipelines = Set(old.pipelines.map(\.id)), newPipelines = Set(new.pipelines.map(\.id))
         pipelines = ComponentChanges(kept: oldPipelines.intersection(newPipelines), added: newPipelines.subtracting(oldPipelines),
                                      removed: oldPipelines.subtracting(newPipelines))

@@ -8,6 +8,8 @@ extension Service {
     struct PipelinePlan: Sendable {
         let config: PipelineConfig
         let processors: [any Processor]
+        /// The connectors it exports to, in the order its exporters list them.
+        let connectors: [any Connector]
         let shape: BatchShape
         let spec: LogSpec
     }
@@ -18,6 +20,7 @@ extension Service {
         var receivers: [ComponentID: any Receiver] = [:]
         var processors: [ComponentID: any Processor] = [:]
         var exporters: [ComponentID: any Exporter] = [:]
+        var connectors: [ComponentID: any Connector] = [:]
         var plans: [PipelinePlan] = []
         var context: ComponentContext
     }
@@ -30,7 +33,7 @@ extension Service {
         let diagnostics = config.diagnostics
         let used = Set(config.pipelines.flatMap { $0.receivers + $0.processors + $0.exporters })
         // An old name works and is named once, as the Collector does.
-        for (kind, sections) in [(ComponentKind.receiver, config.receivers), (.processor, config.processors), (.exporter, config.exporters), (.extension, config.extensions)] {
+        for (kind, sections) in [(ComponentKind.receiver, config.receivers), (.processor, config.processors), (.exporter, config.exporters), (.connector, config.connectors), (.extension, config.extensions)] {
             for (id, _) in sections {
                 if let message = registry.deprecation(kind, type: id.type), let section = config.section(kind, id) {
                     diagnostics.warn(line: section.line, path: "\(kind.section).\(id)", message)
@@ -86,9 +89,31 @@ extension Service {
             diagnostics.report(line: config.exporters.first { $0.id == id }?.config.line, path: "exporters.\(id).sending_queue.storage",
                                "\(storage) is not a file_storage extension listed in service.extensions")
         }
+        // Connectors are rebuilt on every reload: they hold nothing but their
+        // tables, and the fanouts that use them are rebuilt too.
+        for (id, section) in config.connectors {
+            guard let factory = registry.connectors[id.type] else { unknown(.connector, id, section.line); continue }
+            let from = config.pipelines.filter { $0.connectorExporters.contains(id) }
+            let to = config.pipelines.filter { $0.connectorReceivers.contains(id) }
+            for pipeline in from + to where !factory.signals.contains(pipeline.signal) {
+                diagnostics.report(line: pipeline.line, path: "service.pipelines.\(pipeline.id)",
+                                   "\(id) does not connect \(pipeline.signal) (it connects \(factory.signals.map(\.description).sorted().joined(separator: " and ")))")
+            }
+            if let signal = from.first?.signal, let other = (from + to).first(where: { $0.signal != signal }) {
+                diagnostics.report(line: other.line, path: "service.pipelines.\(other.id)",
+                                   "\(id) joins \(signal) pipelines; \(other.id) carries \(other.signal)")
+            }
+            // An unused connector is still built, for its diagnostics, against every pipeline.
+            let pipelines = from.isEmpty && to.isEmpty ? ConnectorPipelines(from: [], to: config.pipelines) : ConnectorPipelines(from: from, to: to)
+            let made = factory.make(id: id, config: section, pipelines: pipelines, context: built)
+            if !from.isEmpty { assembly.connectors[id] = made }
+        }
         for pipeline in config.pipelines {
-            for id in pipeline.receivers where receiverSignals[id].map({ !$0.contains(pipeline.signal) }) ?? false {
-                diagnostics.report(line: pipeline.line, path: "service.pipelines.\(pipeline.id).receivers", "\(id) does not receive \(pipeline.signal)")
+            for id in pipeline.receivers {
+                guard let signals = receiverSignals[id], !signals.contains(pipeline.signal) else { continue }
+                let names = signals.map(\.rawValue).sorted()
+                diagnostics.report(line: pipeline.line, path: "service.pipelines.\(pipeline.id).receivers",
+                                   "\(id) does not receive \(pipeline.signal) (it receives \(names.joined(separator: ", ")) only); use it in a \(names.joined(separator: " or ")) pipeline")
             }
             for id in pipeline.exporters where exporterSignals[id].map({ !$0.contains(pipeline.signal) }) ?? false {
                 diagnostics.report(line: pipeline.line, path: "service.pipelines.\(pipeline.id).exporters", "\(id) does not export \(pipeline.signal)")
@@ -96,6 +121,14 @@ extension Service {
         }
         guard diagnostics.isEmpty else { return nil }
 
+        for pipeline in config.pipelines where pipeline.exporters.isEmpty {
+            // A pipeline that only feeds connectors appends to no log, so a sealer there would never seal.
+            for id in pipeline.processors where assembly.processors[id] is any AppendOrderedProcessor {
+                diagnostics.report(line: pipeline.line, path: "service.pipelines.\(pipeline.id).processors",
+                                   "\(id) seals records as they enter a pipeline's log, and \(pipeline.id) only feeds connectors; list \(id) in the pipelines they send to")
+            }
+        }
+        guard diagnostics.isEmpty else { return nil }
         for pipeline in config.pipelines {
             let chain = pipeline.processors.compactMap { assembly.processors[$0] }
             let queues = pipeline.exporters.compactMap { assembly.exporters[$0]?.queue }
@@ -107,7 +140,8 @@ extension Service {
             // Collector's persistent queue (docs/architecture.md).
             let spec: LogSpec = queues.compactMap(\.storage).first.flatMap { storages[$0] }
                 .map { .disk(directory: $0.directory, settings: $0.log) } ?? .memory(limitBytes: limit, limitEntries: entries, limitItems: items)
-            assembly.plans.append(PipelinePlan(config: pipeline, processors: chain, shape: chain.compactMap(\.batchShape).last ?? .unbatched, spec: spec))
+            assembly.plans.append(PipelinePlan(config: pipeline, processors: chain, connectors: pipeline.connectorExporters.compactMap { assembly.connectors[$0] },
+                                               shape: chain.compactMap(\.batchShape).last ?? .unbatched, spec: spec))
         }
         return assembly
     }
@@ -123,7 +157,7 @@ extension Service {
             log = try DiskPipelineLog.open(directory: directory, name: name, signal: plan.config.signal, readers: plan.config.exporters,
                                            settings: settings, logger: context.logger, metrics: context.metrics)
         }
-        return Pipeline(config: plan.config, log: log, spec: plan.spec, processors: plan.processors, shape: plan.shape)
+        return Pipeline(config: plan.config, log: log, spec: plan.spec, processors: plan.processors, connectors: plan.connectors, shape: plan.shape)
     }
 }
 

@@ -94,7 +94,8 @@ extension Service {
             if let before = old.pipelines.first(where: { $0.config.id == plan.config.id }) {
                 switch LogSpec.decide(pipeline: plan.config.id, old: before.spec, new: plan.spec) {
                 case .keep, .keepUntilRestart:
-                    result.append(Pipeline(config: plan.config, log: before.log, spec: before.spec, processors: plan.processors, shape: plan.shape))
+                    result.append(Pipeline(config: plan.config, log: before.log, spec: before.spec, processors: plan.processors,
+                                           connectors: plan.connectors, shape: plan.shape))
                     continue
                 case .replace:
                     break
@@ -346,7 +347,8 @@ extension Service {
     /// One line for the log: what the reload changed.
     static func describe(_ diff: ConfigDiff, pipelines: [Pipeline], old: Generation) -> String {
         var parts: [String] = []
-        for (kind, changes) in [("extensions", diff.extensions), ("receivers", diff.receivers), ("processors", diff.processors), ("exporters", diff.exporters)] {
+        for (kind, changes) in [("extensions", diff.extensions), ("receivers", diff.receivers), ("processors", diff.processors), ("exporters", diff.exporters),
+                                ("connectors", diff.connectors)] {
             for (verb, ids) in [("added", changes.added), ("changed", changes.changed), ("removed", changes.removed)] where !ids.isEmpty {
                 parts.append("\(kind) \(verb): \(ids.sorted().map(\.description).joined(separator: ","))")
             }

@@ -16,6 +16,8 @@ public final class Service: Sendable {
         /// How the log was built (a reload keeps the log while this stays the same).
         let spec: LogSpec
         let processors: [any Processor]
+        /// Where the pipeline's batches go besides its log: the connectors it exports to.
+        let connectors: [any Connector]
         let shape: BatchShape
     }
 
@@ -106,11 +108,22 @@ public final class Service: Sendable {
                                                         "Items still in the memory log when the shutdown deadline passed.")
     }
 
-    /// The fanout of receiver `id` into the pipelines that take from it.
+    /// The fanout of receiver `id` into the pipelines that take from it, and on
+    /// through their connectors into the pipelines those feed.
     static func fanout(for id: ComponentID, pipelines: [Pipeline], metrics: MetricsRegistry) -> PipelineFanout {
+        func route(_ pipeline: Pipeline) -> PipelineRoute {
+            let connections = zip(pipeline.config.connectorExporters, pipeline.connectors).map { connectorID, connector in
+                ConnectorRoute(connector: connector, targets: Dictionary(
+                    pipelines.filter { $0.config.connectorReceivers.contains(connectorID) }.map { ($0.config.id, route($0)) },
+                    uniquingKeysWith: { first, _ in first }))
+            }
+            // A pipeline that only feeds connectors has a log no exporter reads: nothing is appended to it.
+            return PipelineRoute(name: pipeline.log.name, processors: pipeline.processors,
+                                 log: pipeline.config.exporters.isEmpty ? nil : pipeline.log, connectors: connections)
+        }
         var routes: [OTLPSignal: [PipelineRoute]] = [:]
         for pipeline in pipelines where pipeline.config.receivers.contains(id) {
-            routes[pipeline.config.signal, default: []].append(PipelineRoute(name: pipeline.log.name, processors: pipeline.processors, log: pipeline.log))
+            routes[pipeline.config.signal, default: []].append(route(pipeline))
         }
         return PipelineFanout(routes: routes, refusedFull: metrics.counter(
             "sluice_receiver_log_full_refusals_total", "Requests refused because a pipeline log was full.", labels: [("receiver", id.description)]))

@@ -19,13 +19,14 @@ public struct ComponentContext: Sendable {
 }
 
 public enum ComponentKind: String, Sendable, CaseIterable {
-    case receiver, processor, exporter, `extension`
+    case receiver, processor, exporter, connector, `extension`
 
     public var section: String {
         switch self {
         case .receiver: "receivers"
         case .processor: "processors"
         case .exporter: "exporters"
+        case .connector: "connectors"
         case .extension: "extensions"
         }
     }
@@ -58,6 +59,10 @@ public enum RefusalReason: Sendable, Equatable, CustomStringConvertible {
     case memoryLimit
     case shuttingDown
     case noPipeline(OTLPSignal)
+    /// A processor or connector could not handle the data as configured (an OTTL
+    /// condition failed with `error_mode: propagate`): a retry would fail the same
+    /// way, so the client hears 400 / INVALID_ARGUMENT and the reason.
+    case unprocessable(String)
 
     public var description: String {
         switch self {
@@ -66,6 +71,7 @@ public enum RefusalReason: Sendable, Equatable, CustomStringConvertible {
         case .memoryLimit: "memory limit reached; retry later"
         case .shuttingDown: "the collector is shutting down"
         case .noPipeline(let signal): "no pipeline takes \(signal) from this receiver"
+        case .unprocessable(let why): why
         }
     }
 
@@ -73,6 +79,7 @@ public enum RefusalReason: Sendable, Equatable, CustomStringConvertible {
     public var httpStatus: Int {
         switch self {
         case .logFull: 429
+        case .unprocessable: 400
         case .memoryLimit, .shuttingDown, .noPipeline, .storageUnavailable: 503
         }
     }
@@ -114,6 +121,18 @@ extension Processor {
     public var batchShape: BatchShape? { nil }
     public func start() async throws {}
     public func shutdown() async {}
+}
+
+/// A processor whose change depends on the order batches enter the pipeline log (a
+/// hash chain): the fanout calls `seal` after every processor of the pipeline has
+/// run, wherever this one is listed, and `seal` calls `append` while it holds
+/// whatever keeps that order. When `append` returns false (the log refused the
+/// batch) the seal is undone, so a client's retry does not leave a gap.
+public protocol AppendOrderedProcessor: Processor {
+    /// `nil` when sealing needed memory it could not get (the request is refused).
+    /// `pipeline` names the log being appended to: one processor listed in two
+    /// pipelines keeps an order per pipeline, since each delivers its own copy.
+    func seal(_ batch: OTLPBatch, pipeline: String, append: () -> Bool) -> Bool?
 }
 
 /// The batch processor's settings: how exporter payloads are grouped. They shape
@@ -193,6 +212,48 @@ extension Exporter {
     public var secrets: SecretMask { SecretMask([]) }
 }
 
+// MARK: Connectors
+
+/// The exporter of one pipeline and the receiver of others (the Collector's
+/// `connectors:`). Sluice resolves a connector when it assembles the pipelines: the
+/// pipeline that exports to it hands each batch, after its own processors, to
+/// `route`, and the pieces go on to the pipelines it names, through their
+/// processors into their logs, before the client is answered. Nothing is held in
+/// between, so what a client was told is stored is stored in every target.
+public protocol Connector: Sendable {
+    var id: ComponentID { get }
+    /// Splits a batch among the pipelines that receive from this connector.
+    func route(_ batch: OTLPBatch) -> ConnectorOutcome
+}
+
+public enum ConnectorOutcome {
+    /// Each piece and the pipelines it goes to (each gets its own copy). `unrouted`
+    /// items matched no route and have no default: dropped, reported to the client
+    /// as a partial success.
+    case routed([(pipelines: [ComponentID], batch: OTLPBatch)], unrouted: Int)
+    case refuse(RefusalReason, retryAfter: Duration)
+}
+
+/// The pipelines a connector stands between.
+public struct ConnectorPipelines: Sendable {
+    /// Pipelines that list the connector among their exporters.
+    public var from: [PipelineConfig]
+    /// Pipelines that list it among their receivers: where it may send.
+    public var to: [PipelineConfig]
+
+    public init(from: [PipelineConfig], to: [PipelineConfig]) {
+        self.from = from
+        self.to = to
+    }
+}
+
+public protocol ConnectorFactory: Sendable {
+    var type: String { get }
+    /// The signals it connects (each pipeline it joins carries the same signal on both sides).
+    var signals: Set<OTLPSignal> { get }
+    func make(id: ComponentID, config: ConfigMap, pipelines: ConnectorPipelines, context: ComponentContext) -> (any Connector)?
+}
+
 // MARK: Extensions
 
 public protocol Extension: AnyObject, Sendable {
@@ -240,6 +301,7 @@ public struct ComponentRegistry: Sendable {
     public var receivers: [String: any ReceiverFactory] = [:]
     public var processors: [String: any ProcessorFactory] = [:]
     public var exporters: [String: any ExporterFactory] = [:]
+    public var connectors: [String: any ConnectorFactory] = [:]
     public var extensions: [String: any ExtensionFactory] = [:]
     /// Old type names still accepted, by kind: alias → current name. The Collector
     /// renamed components to lower_snake_case (its issue 14396: `otlp` → `otlp_grpc`,
@@ -255,6 +317,7 @@ public struct ComponentRegistry: Sendable {
         case .receiver: receivers[alias] = receivers[current]
         case .processor: processors[alias] = processors[current]
         case .exporter: exporters[alias] = exporters[current]
+        case .connector: connectors[alias] = connectors[current]
         case .extension: extensions[alias] = extensions[current]
         }
     }
@@ -268,6 +331,7 @@ public struct ComponentRegistry: Sendable {
     public mutating func register(_ factory: any ReceiverFactory) { receivers[factory.type] = factory }
     public mutating func register(_ factory: any ProcessorFactory) { processors[factory.type] = factory }
     public mutating func register(_ factory: any ExporterFactory) { exporters[factory.type] = factory }
+    public mutating func register(_ factory: any ConnectorFactory) { connectors[factory.type] = factory }
     public mutating func register(_ factory: any ExtensionFactory) { extensions[factory.type] = factory }
 
     public func types(_ kind: ComponentKind) -> [String] {
@@ -275,6 +339,7 @@ public struct ComponentRegistry: Sendable {
         case .receiver: receivers.keys.sorted()
         case .processor: processors.keys.sorted()
         case .exporter: exporters.keys.sorted()
+        case .connector: connectors.keys.sorted()
         case .extension: extensions.keys.sorted()
         }
     }

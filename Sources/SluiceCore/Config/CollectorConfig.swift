@@ -40,6 +40,10 @@ public struct PipelineConfig: Sendable {
     public var processors: [ComponentID]
     public var exporters: [ComponentID]
     public var line: Int?
+    /// Connectors this pipeline receives from (listed under its receivers).
+    public var connectorReceivers: [ComponentID] = []
+    /// Connectors this pipeline exports to (listed under its exporters).
+    public var connectorExporters: [ComponentID] = []
 }
 
 public struct TelemetryConfig: Sendable {
@@ -99,6 +103,7 @@ public final class CollectorConfig: @unchecked Sendable {
     public private(set) var processors: [(id: ComponentID, config: ConfigMap)] = []
     public private(set) var exporters: [(id: ComponentID, config: ConfigMap)] = []
     public private(set) var extensions: [(id: ComponentID, config: ConfigMap)] = []
+    public private(set) var connectors: [(id: ComponentID, config: ConfigMap)] = []
     public private(set) var pipelines: [PipelineConfig] = []
     public private(set) var serviceExtensions: [ComponentID] = []
     public private(set) var telemetry = TelemetryConfig()
@@ -111,6 +116,7 @@ public final class CollectorConfig: @unchecked Sendable {
         case .receiver: list = receivers
         case .processor: list = processors
         case .exporter: list = exporters
+        case .connector: list = connectors
         case .extension: list = extensions
         }
         return list.first { $0.id == id }?.config
@@ -134,6 +140,7 @@ public final class CollectorConfig: @unchecked Sendable {
 
     public static func load(text: String, file: String, overrides: [String] = [], substitution: ConfigSubstitution = ConfigSubstitution()) -> CollectorConfig {
         let config = CollectorConfig(file: file, diagnostics: ConfigDiagnostics(file: file))
+        config.diagnostics.sourceLines = text.split(separator: "\n", omittingEmptySubsequences: false)
         var root: Node
         do {
             root = try Yams.compose(yaml: text) ?? Node.mapping(Node.Mapping([]))
@@ -165,10 +172,7 @@ public final class CollectorConfig: @unchecked Sendable {
         processors = components(top, "processors")
         exporters = components(top, "exporters")
         extensions = components(top, "extensions")
-        top.accept("connectors")
-        if let connectors = top.map("connectors"), !connectors.isEmpty {
-            top.report("connectors", "connectors are not supported by Sluice; route with named pipelines instead")
-        }
+        connectors = components(top, "connectors")
         guard let service = top.map("service") else {
             diagnostics.report(line: top.line, path: "service", "missing: a configuration needs service.pipelines")
             top.finish()
@@ -217,23 +221,64 @@ public final class CollectorConfig: @unchecked Sendable {
                 continue
             }
             guard let section = pipelinesMap.map(key) else { continue }
-            let pipeline = PipelineConfig(
+            // A connector is listed as an exporter of one pipeline and a receiver of others.
+            let connectorIDs = Set(connectors.map(\.id))
+            let from = references(section, "receivers", defined: receivers.map(\.id) + connectors.map(\.id), kind: connectors.isEmpty ? "receivers" : "receivers or connectors")
+            let to = references(section, "exporters", defined: exporters.map(\.id) + connectors.map(\.id), kind: connectors.isEmpty ? "exporters" : "exporters or connectors")
+            var pipeline = PipelineConfig(
                 id: id, signal: signal,
-                receivers: references(section, "receivers", defined: receivers.map(\.id), kind: "receivers"),
+                receivers: from.filter { !connectorIDs.contains($0) },
                 processors: references(section, "processors", defined: processors.map(\.id), kind: "processors"),
-                exporters: references(section, "exporters", defined: exporters.map(\.id), kind: "exporters"),
+                exporters: to.filter { !connectorIDs.contains($0) },
                 line: section.line)
-            if pipeline.receivers.isEmpty, !section.has("receivers") {
+            pipeline.connectorReceivers = from.filter { connectorIDs.contains($0) }
+            pipeline.connectorExporters = to.filter { connectorIDs.contains($0) }
+            if from.isEmpty, !section.has("receivers") {
                 diagnostics.report(line: section.line, path: section.path, "a pipeline needs at least one receiver")
             }
-            if pipeline.exporters.isEmpty, !section.has("exporters") {
+            if to.isEmpty, !section.has("exporters") {
                 diagnostics.report(line: section.line, path: section.path, "a pipeline needs at least one exporter")
             }
             section.finish()
             pipelines.append(pipeline)
         }
         pipelinesMap.finish()
+        checkConnections()
         service.finish()
+    }
+
+    /// The Collector's rules for connectors: each one used is both an exporter of
+    /// some pipeline and a receiver of another, and no chain of connectors leads a
+    /// pipeline back to itself.
+    private func checkConnections() {
+        for (id, section) in connectors {
+            let exporting = pipelines.filter { $0.connectorExporters.contains(id) }
+            let receiving = pipelines.filter { $0.connectorReceivers.contains(id) }
+            if !exporting.isEmpty, receiving.isEmpty {
+                diagnostics.report(line: section.line, path: "connectors.\(id)",
+                                   "used as an exporter in \(exporting.map(\.id.description).joined(separator: ", ")) but no pipeline lists it among its receivers")
+            }
+            if !receiving.isEmpty, exporting.isEmpty {
+                diagnostics.report(line: section.line, path: "connectors.\(id)",
+                                   "used as a receiver in \(receiving.map(\.id.description).joined(separator: ", ")) but no pipeline lists it among its exporters")
+            }
+        }
+        // Depth-first over pipeline → connector → pipeline.
+        var state: [ComponentID: Bool] = [:]  // false: on the current path; true: done
+        func visit(_ pipeline: PipelineConfig, _ path: [ComponentID]) {
+            if state[pipeline.id] == true { return }
+            if state[pipeline.id] == false {
+                let cycle = (path.drop { $0 != pipeline.id } + [pipeline.id]).map(\.description).joined(separator: " → ")
+                diagnostics.report(line: pipeline.line, path: "service.pipelines.\(pipeline.id)", "connectors lead this pipeline back to itself (\(cycle)); remove one of the connections")
+                return
+            }
+            state[pipeline.id] = false
+            for connector in pipeline.connectorExporters {
+                for next in pipelines where next.connectorReceivers.contains(connector) { visit(next, path + [pipeline.id]) }
+            }
+            state[pipeline.id] = true
+        }
+        for pipeline in pipelines { visit(pipeline, []) }
     }
 
     private func references(_ section: ConfigMap, _ key: String, defined: [ComponentID], kind: String) -> [ComponentID] {

@@ -5,9 +5,12 @@ public struct ConfigDiagnostic: Sendable, Equatable, CustomStringConvertible {
     public var line: Int?
     public var path: String
     public var message: String
+    /// The column (from 1) for a problem inside a value, such as a bad token in an
+    /// OTTL condition: `collector.yaml:14:31`.
+    public var column: Int? = nil
 
     public var description: String {
-        let location = line.map { "\(file):\($0)" } ?? file
+        let location = line.map { line in column.map { "\(file):\(line):\($0)" } ?? "\(file):\(line)" } ?? file
         return path.isEmpty ? "\(location): \(message)" : "\(location) \(path): \(message)"
     }
 }
@@ -27,6 +30,9 @@ public final class ConfigDiagnostics: @unchecked Sendable {
     /// certificates, token files) may not be, as the Collector's validate does not
     /// open them either. A missing file is then a warning; at start it is an error.
     public var filesMayBeAbsent = false
+    /// The file's lines, to find where a character inside a value stands
+    /// (`ConfigString.position`). Never printed: the file may hold tokens.
+    var sourceLines: [Substring] = []
 
     public init(file: String) { self.file = file }
 
@@ -37,8 +43,8 @@ public final class ConfigDiagnostics: @unchecked Sendable {
     /// Whether a warning was given for `path` or anything under it.
     public func warned(under path: String) -> Bool { warnings.contains { $0.path == path || $0.path.hasPrefix(path + ".") } }
 
-    public func report(line: Int?, path: String, _ message: String) {
-        Self.insert(ConfigDiagnostic(file: file, line: line, path: path, message: message), into: &all)
+    public func report(line: Int?, column: Int? = nil, path: String, _ message: String) {
+        Self.insert(ConfigDiagnostic(file: file, line: line, path: path, message: message, column: column), into: &all)
     }
 
     public func warn(line: Int?, path: String, _ message: String) {

@@ -182,26 +182,7 @@ public final class ConfigMap: @unchecked Sendable {
         return text
     }
 
-    public func stringList(_ key: String) -> [String]? {
-        guard let node = node(key) else { return nil }
-        switch node {
-        case .sequence(let sequence):
-            var values: [String] = []
-            for item in sequence {
-                guard case .scalar(let scalar) = item else {
-                    report(key, "expected a list of values")
-                    return nil
-                }
-                values.append(scalar.string)
-            }
-            return values
-        case .scalar(let scalar) where scalar.string.isEmpty:
-            return []
-        default:
-            report(key, "expected a list, like [a, b]")
-            return nil
-        }
-    }
+    public func stringList(_ key: String) -> [String]? { positionedStringList(key)?.map(\.text) }
 
     /// A mapping of strings to strings (`headers`).
     public func stringMap(_ key: String) -> [String: String]? {

@@ -15,9 +15,12 @@ public final class OTLPBatch: @unchecked Sendable {
     /// The protobuf the batch was decoded from, copied into `arena`, while it still
     /// says exactly what `message` says: the disk log writes it as is instead of
     /// packing the message again. Kept only while `keepsProtobufSource` is on.
-    /// Anything that edits `message` must set this to nil first; nothing in this
-    /// module edits a decoded message today. Valid as long as the batch is.
+    /// Every edit goes through `edit { … }` (OTLPBatch+Editing.swift), whose
+    /// editors set this to nil before they change anything. Valid as long as the
+    /// batch is.
     public internal(set) var protobufSource: UnsafeRawBufferPointer?
+    /// Set by the first change an editor makes.
+    var edited = false
 
     private static let keepSource = Atomic<Bool>(false)
 

@@ -353,15 +353,7 @@ struct EventWriter {
         }
     }
 
-    static func isBlank(_ value: AnyValueView) -> Bool {
-        switch value.value {
-        case .empty: true
-        case .string(let s): s.utf8.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
-        case .array(let items): items.isEmpty
-        case .kvlist(let list): list.isEmpty
-        default: false
-        }
-    }
+    static func isBlank(_ value: AnyValueView) -> Bool { value.isBlank }
 
     static func emptyBodyText(_ eventName: StringView) -> String {
         eventName.isEmpty ? HECEncoder.emptyBody : eventName.string
@@ -519,27 +511,7 @@ struct EventWriter {
 
     /// A scalar as a JSON string: numbers and booleans in their usual text, bytes in
     /// base64.
-    mutating func appendScalarString(_ value: AnyValueView) {
-        switch value.value {
-        case .string(let s): out.appendString(s.utf8)
-        case .bool(let b): out.append(ascii: b ? "\"true\"" : "\"false\"")
-        case .int(let i):
-            out.append(UInt8(ascii: "\""))
-            out.appendInt(i)
-            out.append(UInt8(ascii: "\""))
-        case .double(let d):
-            // NaN and the infinities come out of appendDouble quoted already.
-            if d.isFinite { out.append(UInt8(ascii: "\"")) }
-            out.appendDouble(d)
-            if d.isFinite { out.append(UInt8(ascii: "\"")) }
-        case .bytes(let b): out.appendBase64String(b.bytes)
-        case .array, .kvlist:
-            var nested = JSONOutput()
-            value.writePlainJSON(to: &nested)
-            nested.bytes.withUnsafeBufferPointer { out.appendString($0) }
-        case .empty: out.append(ascii: "\"\"")
-        }
-    }
+    mutating func appendScalarString(_ value: AnyValueView) { value.writeScalarString(to: &out) }
 
     /// Whether an attribute sets HEC metadata (and so is not repeated as a field).
     func isMetadataKey(_ key: UnsafeBufferPointer<UInt8>) -> Bool {

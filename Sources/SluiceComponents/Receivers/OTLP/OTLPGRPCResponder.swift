@@ -8,7 +8,7 @@ import NIOHTTP1
 import SluiceCore
 import SluiceNet
 
-struct OTLPGRPCResponder: OTLPTransportResponder {
+struct OTLPGRPCResponder: ReplyingResponder {
     let id: ComponentID
     let config: OTLPReceiverConfig.GRPC
     let sink: any ReceiverSink
@@ -47,7 +47,7 @@ struct OTLPGRPCResponder: OTLPTransportResponder {
             reply(response)
         case .ingest(let signal, let message, let compression):
             let limits = OTLPDecodeLimits(maxBodyBytes: config.maxRecvMsgSize, maxNestingDepth: config.maxNestingDepth)
-            OTLPIngest(sink: sink, counters: counters).ingest(message, signal: signal, format: .protobuf, compression: compression,
+            ReceiverIngest(sink: sink, counters: counters).ingest(message, signal: signal, format: .protobuf, compression: compression,
                                                              limits: limits) { outcome in reply(Self.answer(outcome)) }
         }
     }
@@ -122,12 +122,14 @@ struct OTLPGRPCResponder: OTLPTransportResponder {
         return mediaType == "application/grpc" || mediaType == "application/grpc+proto"
     }
 
-    static func answer(_ outcome: OTLPIngestOutcome) -> HTTPServerResponse {
+    static func answer(_ outcome: ReceiverIngestOutcome) -> HTTPServerResponse {
         switch outcome {
-        case .accepted(let rejected, let message):
+        case .accepted(_, let rejected, let message):
             let headers = HTTPHeaders([("content-type", "application/grpc"), ("grpc-accept-encoding", acceptEncoding)])
             let body = GRPCMessage.framed(exportResponseProtobuf(rejected: rejected, message: message))
             return HTTPServerResponse(status: .ok, headers: headers, body: body, trailers: GRPCStatus(.ok, "").trailers)
+        case .refused(.unprocessable(let why), _):
+            return GRPCStatus(.invalidArgument, why).trailersOnlyResponse()
         case .refused(let reason, let retryAfter):
             // A full log is RESOURCE_EXHAUSTED with RetryInfo (retryable for OTLP
             // clients only with it); shutting down, storage and memory are UNAVAILABLE.

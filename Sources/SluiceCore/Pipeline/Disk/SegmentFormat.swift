@@ -136,10 +136,7 @@ enum SegmentFormat {
 
     /// A directory name for a pipeline: letters, digits, `.`, `_` and `-` kept, the
     /// rest (the `/` of `logs/audit`) turned into `_`.
-    static func fileSafe(_ name: String) -> String {
-        let safe = String(name.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "_" || $0 == "-") ? $0 : "_" })
-        return safe.isEmpty || safe.allSatisfy({ $0 == "." }) ? "_" + safe : safe
-    }
+    static func fileSafe(_ name: String) -> String { POSIXFile.fileSafe(name) }
 }
 
 /// Small POSIX helpers that keep errno.
@@ -163,11 +160,24 @@ public enum POSIXFile {
         return fd
     }
 
+    /// A file or directory name for a component or pipeline: letters, digits, `.`,
+    /// `_` and `-` kept, the rest (the `/` of `logs/audit`) turned into `_`.
+    public static func fileSafe(_ name: String) -> String {
+        let safe = String(name.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "_" || $0 == "-") ? $0 : "_" })
+        return safe.isEmpty || safe.allSatisfy({ $0 == "." }) ? "_" + safe : safe
+    }
+
     public struct Failure: Error, CustomStringConvertible {
         public let operation: String
         public let path: String
         public let code: Int32
         public var description: String { "\(operation) \(path): \(String(cString: strerror(code))) (errno \(code))" }
+
+        public init(operation: String, path: String, code: Int32) {
+            self.operation = operation
+            self.path = path
+            self.code = code
+        }
     }
 
     /// Writes all of `bytes` at `offset`, retrying short writes and EINTR.
@@ -184,7 +194,7 @@ public enum POSIXFile {
         }
     }
 
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws(Failure) {
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws(Failure) {
         let result = bytes.withUnsafeBytes { raw -> Result<Void, Failure> in
             do throws(Failure) { try writeAll(fd, raw, at: offset, path: path) } catch { return .failure(error) }
             return .success(())

@@ -58,6 +58,43 @@ public struct AnyValueView: OTLPMessageView {
         }
     }
 
+    /// The value as one JSON string, the way flat SIEM fields carry it (HEC's
+    /// indexed fields, the integrity processor's canonical form): strings as they
+    /// are, numbers and booleans in their usual text, bytes in base64, arrays and
+    /// maps as their plain JSON in a string.
+    public func writeScalarString(to out: inout JSONOutput) {
+        switch value {
+        case .string(let s): out.appendString(s.utf8)
+        case .bool(let b): out.append(ascii: b ? "\"true\"" : "\"false\"")
+        case .int(let i):
+            out.append(UInt8(ascii: "\""))
+            out.appendInt(i)
+            out.append(UInt8(ascii: "\""))
+        case .double(let d):
+            // NaN and the infinities come out of appendDouble quoted already.
+            if d.isFinite { out.append(UInt8(ascii: "\"")) }
+            out.appendDouble(d)
+            if d.isFinite { out.append(UInt8(ascii: "\"")) }
+        case .bytes(let b): out.appendBase64String(b.bytes)
+        case .array, .kvlist:
+            var nested = JSONOutput()
+            writePlainJSON(to: &nested)
+            nested.bytes.withUnsafeBufferPointer { out.appendString($0) }
+        case .empty: out.append(ascii: "\"\"")
+        }
+    }
+
+    /// Whether the value says nothing: unset, only whitespace, an empty array or map.
+    public var isBlank: Bool {
+        switch value {
+        case .empty: true
+        case .string(let s): s.utf8.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
+        case .array(let items): items.isEmpty
+        case .kvlist(let list): list.isEmpty
+        default: false
+        }
+    }
+
     /// The value as plain JSON, the way SIEM payloads carry it: strings, numbers,
     /// booleans, arrays and objects (not OTLP/JSON's tagged `{"stringValue":…}`).
     /// Bytes become base64 strings; integers stay exact JSON numbers.
@@ -99,6 +136,9 @@ public struct AttributesView: RandomAccessCollection {
     init(_ base: UnsafeMutablePointer<UnsafeMutablePointer<CKeyValue>?>?, _ count: Int) {
         list = RepeatedMessageView(base, count)
     }
+
+    /// No attributes: what a record without a resource or scope has.
+    public static var empty: AttributesView { AttributesView(nil, 0) }
 
     public var startIndex: Int { 0 }
     public var endIndex: Int { list.count }

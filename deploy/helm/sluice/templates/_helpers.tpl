@@ -93,7 +93,7 @@ exporter on the disk log when diskLog.enabled; `config` merged over all of it.
 {{- toYaml (mustMergeOverwrite $config (deepCopy .Values.config)) -}}
 {{- end -}}
 
-{{/* The downward-API variables: the Kubernetes attributes, for ${env:…} in the config. */}}
+{{/* The downward-API variables: the Kubernetes attributes, for resourcedetection's k8s_downward detector and ${env:…} in the config. */}}
 {{- define "sluice.downwardEnv" -}}
 - name: K8S_POD_NAME
   valueFrom: {fieldRef: {fieldPath: metadata.name}}
@@ -105,6 +105,8 @@ exporter on the disk log when diskLog.enabled; `config` merged over all of it.
   valueFrom: {fieldRef: {fieldPath: metadata.uid}}
 - name: K8S_POD_IP
   valueFrom: {fieldRef: {fieldPath: status.podIP}}
+- name: K8S_APP_NAME
+  valueFrom: {fieldRef: {fieldPath: "metadata.labels['app.kubernetes.io/name']"}}
 {{- end -}}
 
 {{/*

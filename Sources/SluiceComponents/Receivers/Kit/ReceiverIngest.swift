@@ -1,45 +1,51 @@
-// The part of receiving that OTLP/HTTP and OTLP/gRPC share: a request's payload
-// is checked against the pipeline logs' room, decompressed under a cap, decoded into
-// a batch, handed to the pipelines, and counted. Each transport then turns the
-// outcome into its own answer (HTTP status and google.rpc.Status body; gRPC status
-// in trailers), so both refuse, count and acknowledge the same way.
+// Receiving, as every receiver does it: a request's payload is checked against the
+// pipeline logs' room, decompressed under a cap, decoded into a batch by the
+// receiver's own decoder, handed to the pipelines, and counted. Each protocol then
+// turns the outcome into its own answer (an OTLP/HTTP status and google.rpc.Status
+// body, a gRPC status in trailers, the events receiver's JSON), so all refuse,
+// count and acknowledge the same way.
 import NIOCore
 import SluiceCore
 import SluiceNet
 
-/// How a request's payload is encoded (OTLP/HTTP offers both; gRPC is protobuf).
-enum OTLPPayloadFormat: Sendable { case protobuf, json }
-
-/// How one request ended, before the transport words its answer.
-enum OTLPIngestOutcome: Sendable, Equatable {
-    /// In every pipeline log; `rejected` items were dropped on purpose by processors
-    /// (partial success).
-    case accepted(rejected: Int, message: String?)
+/// How one request ended, before the protocol words its answer.
+enum ReceiverIngestOutcome: Sendable, Equatable {
+    /// In every pipeline log; `rejected` of the `items` were dropped on purpose by
+    /// processors (partial success).
+    case accepted(items: Int, rejected: Int, message: String?)
     /// Not taken now; the client should retry after `retryAfter`.
     case refused(RefusalReason, retryAfter: Duration)
     /// The payload does not decompress or decode, or is over a limit.
     case undecodable(OTLPDecodeError)
 }
 
-struct OTLPIngest: Sendable {
+/// A receiver's decoder: the (decompressed) body in, a batch out, or `nil` when the
+/// body holds nothing to deliver (an empty array of events).
+typealias ReceiverDecoder = (UnsafeRawBufferPointer) throws(OTLPDecodeError) -> OTLPBatch?
+
+struct ReceiverIngest: Sendable {
     let sink: any ReceiverSink
     let counters: ReceiverCounters
 
     /// Calls `completion` once: at once when the payload is refused or does not
     /// decode, after the pipeline logs have it when it is taken.
-    func ingest(_ payload: ByteBuffer, signal: OTLPSignal, format: OTLPPayloadFormat, compression: ContentEncoding,
-                limits: OTLPDecodeLimits, completion: @escaping @Sendable (OTLPIngestOutcome) -> Void) {
+    func ingest(_ payload: ByteBuffer, signal: OTLPSignal, compression: ContentEncoding, limits: OTLPDecodeLimits,
+                decode: ReceiverDecoder, completion: @escaping @Sendable (ReceiverIngestOutcome) -> Void) {
         if let refusal = sink.refusalBeforeDecoding(signal, bodyBytes: payload.readableBytes) {
             counters.refusedRequests.increment()
             completion(outcome(refusal, signal: signal, items: 0))
             return
         }
-        let batch: OTLPBatch
+        let decoded: OTLPBatch?
         do {
-            batch = try Self.decode(payload, signal: signal, format: format, compression: compression, limits: limits)
+            decoded = try Self.decode(payload, compression: compression, limits: limits, decode)
         } catch {
             counters.badRequests.increment()
             completion(.undecodable(error))
+            return
+        }
+        guard let batch = decoded else {
+            completion(.accepted(items: 0, rejected: 0, message: nil))
             return
         }
         let items = batch.itemCount
@@ -47,17 +53,17 @@ struct OTLPIngest: Sendable {
         sink.accept(batch) { result in completion(self.outcome(result, signal: signal, items: items)) }
     }
 
-    private static func decode(_ payload: ByteBuffer, signal: OTLPSignal, format: OTLPPayloadFormat, compression: ContentEncoding,
-                               limits: OTLPDecodeLimits) throws(OTLPDecodeError) -> OTLPBatch {
+    private static func decode(_ payload: ByteBuffer, compression: ContentEncoding, limits: OTLPDecodeLimits,
+                               _ decode: ReceiverDecoder) throws(OTLPDecodeError) -> OTLPBatch? {
         do {
             // An uncompressed payload is decoded where it lies, without a copy.
             if compression == .identity {
-                return try payload.withUnsafeReadableBytes { raw in try decode(raw, signal, format, limits) }
+                return try payload.withUnsafeReadableBytes { raw in try decode(raw) }
             }
             let inflated = try payload.withUnsafeReadableBytes { raw in
                 try Decompression.decompress(raw, encoding: compression, limit: limits.maxDecompressedBytes)
             }
-            return try inflated.withUnsafeBytes { raw in try decode(raw, signal, format, limits) }
+            return try inflated.withUnsafeBytes { raw in try decode(raw) }
         } catch let error as OTLPDecodeError {
             throw error
         } catch {
@@ -65,20 +71,12 @@ struct OTLPIngest: Sendable {
         }
     }
 
-    private static func decode(_ raw: UnsafeRawBufferPointer, _ signal: OTLPSignal, _ format: OTLPPayloadFormat,
-                               _ limits: OTLPDecodeLimits) throws(OTLPDecodeError) -> OTLPBatch {
-        switch format {
-        case .protobuf: try OTLPBatch.decode(protobuf: raw, signal: signal, limits: limits)
-        case .json: try OTLPBatch.decode(json: raw, signal: signal, limits: limits)
-        }
-    }
-
-    private func outcome(_ result: AcceptResult, signal: OTLPSignal, items: Int) -> OTLPIngestOutcome {
+    private func outcome(_ result: AcceptResult, signal: OTLPSignal, items: Int) -> ReceiverIngestOutcome {
         switch result {
         case .accepted(let rejected, let message):
             counters.accepted(signal).add(items - rejected)
             counters.dropped(signal).add(rejected)
-            return .accepted(rejected: rejected, message: message)
+            return .accepted(items: items, rejected: rejected, message: message)
         case .refused(let reason, let retryAfter):
             counters.refused(signal).add(items)
             return .refused(reason, retryAfter: retryAfter)
@@ -86,64 +84,17 @@ struct OTLPIngest: Sendable {
     }
 }
 
-/// A transport's responder: it answers through `reply`, at once for a request it
+/// A protocol's responder: it answers through `reply`, at once for a request it
 /// refuses and after the pipeline logs have the data for one it takes.
-protocol OTLPTransportResponder: HTTPRequestResponder {
+protocol ReplyingResponder: HTTPRequestResponder {
     func handle(_ request: HTTPServerRequest, reply: @escaping @Sendable (HTTPServerResponse) -> Void)
 }
 
-extension OTLPTransportResponder {
+extension ReplyingResponder {
     func respond(to request: HTTPServerRequest, on eventLoop: any EventLoop) -> EventLoopFuture<HTTPServerResponse> {
         let promise = eventLoop.makePromise(of: HTTPServerResponse.self)
         handle(request) { promise.succeed($0) }
         return promise.futureResult
-    }
-}
-
-/// `Export{Logs,Trace,Metrics}ServiceResponse` in protobuf: empty, or with
-/// `partial_success` (field 1: rejected count as field 1, error_message as field 2)
-/// when processors dropped items on purpose; clients must not retry those.
-/// (https://opentelemetry.io/docs/specs/otlp/#partial-success)
-func exportResponseProtobuf(rejected: Int, message: String?) -> [UInt8] {
-    guard rejected > 0 else { return [] }
-    var inner = ProtobufWriter()
-    inner.varintField(1, UInt64(rejected))
-    inner.stringField(2, message ?? "")
-    var outer = ProtobufWriter()
-    outer.bytesField(1, inner.bytes)
-    return outer.bytes
-}
-
-/// The few protobuf fields an answer needs, written by hand.
-struct ProtobufWriter {
-    var bytes: [UInt8] = []
-
-    mutating func varint(_ value: UInt64) {
-        var v = value
-        while v >= 0x80 { bytes.append(UInt8(v & 0x7F) | 0x80); v >>= 7 }
-        bytes.append(UInt8(v))
-    }
-
-    mutating func varintField(_ number: UInt64, _ value: UInt64) {
-        varint(number << 3)
-        varint(value)
-    }
-
-    mutating func bytesField(_ number: UInt64, _ value: [UInt8]) {
-        varint(number << 3 | 2)
-        varint(UInt64(value.count))
-        bytes += value
-    }
-
-    mutating func stringField(_ number: UInt64, _ value: String) {
-        guard !value.isEmpty else { return }
-        bytesField(number, Array(value.utf8))
-    }
-
-    /// Wire type 1: eight bytes, little-endian (fixed64, double).
-    mutating func fixed64Field(_ number: UInt64, _ value: UInt64) {
-        varint(number << 3 | 1)
-        withUnsafeBytes(of: value.littleEndian) { bytes += $0 }
     }
 }
 
@@ -168,7 +119,7 @@ struct ReceiverCounters: Sendable {
         let labels = [("receiver", id.description), ("transport", transport)]
         receivedBySignal = family("sluice_receiver_received_items_total", "Items in requests that decoded.")
         acceptedBySignal = family("sluice_receiver_accepted_items_total", "Items appended to the pipeline log and acknowledged.")
-        refusedBySignal = family("sluice_receiver_refused_items_total", "Items refused with a retryable answer (log full, memory limit).")
+        refusedBySignal = family("sluice_receiver_refused_items_total", "Items refused: with a retryable answer (log full, memory limit), or because a condition failed under error_mode: propagate.")
         droppedBySignal = family("sluice_receiver_dropped_items_total", "Items dropped on purpose by processors (reported as partial success).")
         refusedRequests = metrics.counter("sluice_receiver_refused_requests_total", "Requests refused before decoding because a pipeline log was full.",
                                           labels: labels)
