@@ -9,8 +9,14 @@
 // flood against one port (the metrics port, say) closes that port's connections and
 // never takes the descriptors the OTLP listeners need. Configured limits that add up
 // to more are warned about; then the process's budget is the last guard, and a new
-// connection closes the oldest quiet one of any listener. Without a connection it may
-// close, the new one is refused (closed at once), which the kernel tells the client.
+// connection closes the oldest quiet one of its own listener, else of any. Without a
+// connection it may close, the new one is refused (closed at once), which the kernel
+// tells the client.
+//
+// A connection counts from its accept until its descriptor is closed (an evicted one
+// too, while its close waits for its event loop), so the table's count is what the
+// process holds: at the budget, accepting waits for closes instead of failing with
+// EMFILE (AcceptGuard).
 import Foundation
 import NIOCore
 import SluiceCore

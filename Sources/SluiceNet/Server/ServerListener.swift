@@ -138,6 +138,9 @@ final class ServerListener: Sendable {
 /// holds is counted from accept on, and at the limit the oldest quiet connection is
 /// closed at once. Accepting never waits for room: a connection left in the
 /// kernel's backlog may find it full, lose its SYN and be retried a second later.
+/// It waits only while the process is at its descriptor budget and connections
+/// closed to make room have not released theirs yet (milliseconds: their closes
+/// run on their own event loops).
 ///
 /// accept() failing with EMFILE and its kin leaves the socket readable, so
 /// accepting again at once spins. This pauses accepting briefly, closes the oldest
