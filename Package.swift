@@ -77,11 +77,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .executableTarget(name: "sluice-bench", dependencies: ["SluiceOTLP", "SluiceOTTL", "COTLP"], path: "Benchmarks/sluice-bench", swiftSettings: strict),
+        .executableTarget(name: "sluice-bench", dependencies: ["SluiceOTLP", "SluiceOTTL", "COTLP", "SluiceCore", "SluiceComponents"], path: "Benchmarks/sluice-bench", swiftSettings: strict),
 
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore", "CChecksum"], swiftSettings: strict),
         .testTarget(name: "SluiceNetTests", dependencies: ["SluiceNet", "SluiceCore", "CBlockCache"], swiftSettings: strict),
-        .testTarget(name: "SluiceComponentsTests", dependencies: ["SluiceComponents", "SluiceCore"], swiftSettings: strict),
+        .testTarget(name: "SluiceComponentsTests", dependencies: ["SluiceComponents", "SluiceCore"], exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(name: "SluiceOTTLTests", dependencies: ["SluiceOTTL", "SluiceOTLP"], swiftSettings: strict),
         .testTarget(name: "SluiceOTLPTests", dependencies: ["SluiceOTLP", "COTLP"], resources: [.copy("Fixtures")], swiftSettings: strict),
     ]

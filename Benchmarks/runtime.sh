@@ -40,10 +40,12 @@ python3 -c 'import struct, sys; m = open(sys.argv[1], "rb").read(); open(sys.arg
 clock_ticks=$(getconf CLK_TCK)
 cpu_seconds() { awk -v t="$clock_ticks" '{print ($14+$15)/t}' "/proc/$1/stat"; }
 
-# run_case NAME EXPORTER [STORAGE: interval|always] [REQUESTS] [PROTOCOL: h1|h2|grpc] [CONNECTIONS]
+# run_case NAME EXPORTER [STORAGE: interval|always] [REQUESTS] [PROTOCOL: h1|h2|grpc] [CONNECTIONS] [PROCESSORS]
 # Adds "records/CPU-second records/s-wall requests-ok peak-RSS-KiB" to $work/NAME.runs.
+# PROCESSORS is the pipeline's list ("batch"; "redaction, integrity, batch" for
+# issue 15's security processors).
 run_case() {
-    local name=$1 exporter=$2 storage=${3:-} requests=${4:-$requests} protocol=${5:-h1} connections=${6:-$connections}
+    local name=$1 exporter=$2 storage=${3:-} requests=${4:-$requests} protocol=${5:-h1} connections=${6:-$connections} processors=${7:-batch}
     if [ -n "$cases" ] && [[ " $cases " != *" $name "* ]]; then return 0; fi
     local client_mode=() body="$work/payload.pb" path=/v1/logs type=application/x-protobuf target_port=$port
     [ "$protocol" = h1 ] && client_mode=(--h1)
@@ -66,6 +68,11 @@ processors:
   batch:
     send_batch_size: 8192
     timeout: 200ms
+  # Every detector on; each of the payload's records has an email in user_id.
+  redaction:
+    allow_all_keys: true
+  integrity:
+    chain: true
 exporters:
   nop:
     $queue
@@ -136,7 +143,7 @@ service:
   pipelines:
     logs:
       receivers: [otlp]
-      processors: [batch]
+      processors: [$processors]
       exporters: [$exporter]
 YAML
     rm -rf "$work/storage-$name"
@@ -297,6 +304,9 @@ for round in $(seq "$rounds"); do
     run_case tier-es elasticsearch/tier "" "$dest_requests" grpc
     # The same into `nop` through the disk log (file_storage), with each fsync policy.
     run_case disk-interval nop interval
+    # Issue 15: the security processors next to the plain pipeline, both on disk.
+    run_case disk-redact nop interval "$requests" h1 "$connections" "redaction, batch"
+    run_case disk-redact-seal nop interval "$requests" h1 "$connections" "redaction, integrity, batch"
     run_case disk-always nop always
     # With one client (a sidecar's gateway) neither log is saturated.
     run_case nop-1c nop "" "$requests" h1 1
@@ -305,7 +315,7 @@ for round in $(seq "$rounds"); do
     run_case nop-8c nop "" "$requests" h1 8
     run_case disk-8c nop interval "$requests" h1 8
 done
-for name in rotel-blackhole nop nop-h2 nop-grpc file hec-gzip es-gzip hec-nogzip es-nogzip datadog sentinel webhook tier-hec tier-es disk-interval disk-always nop-1c disk-1c nop-8c disk-8c; do report "$name"; done
+for name in rotel-blackhole nop nop-h2 nop-grpc file hec-gzip es-gzip hec-nogzip es-nogzip datadog sentinel webhook tier-hec tier-es disk-interval disk-redact disk-redact-seal disk-always nop-1c disk-1c nop-8c disk-8c; do report "$name"; done
 # Sluice next to Rotel (issue 20's targets are these ratios, in one run).
 ratio nop rotel-blackhole
 ratio file rotel-blackhole
@@ -313,6 +323,8 @@ ratio hec-nogzip rotel-blackhole
 ratio hec-gzip rotel-blackhole
 # Issue #5: the disk log (fsync interval) keeps at least 80 % of the memory log's rate.
 ratio disk-interval nop
+ratio disk-redact disk-interval
+ratio disk-redact-seal disk-interval
 ratio disk-always nop
 ratio disk-1c nop-1c
 ratio disk-8c nop-8c

@@ -12,7 +12,12 @@
 // OTTL: one condition evaluated on each record of the decoded request (the filter
 // processor's and routing connector's cost per record), with IsMatch through
 // POSIX regexec in place next to Swift's Regex over a String made per record.
+// Redaction: the same decode, then the `redaction` processor with every detector
+// (issue 15), once on the events as they are (each has an email in user_id) and
+// once on events with nothing to mask (the cost of scanning clean values).
 import COTLP
+import SluiceComponents
+import SluiceCore
 import SluiceOTLP
 import SluiceOTTL
 #if canImport(Glibc)
@@ -20,7 +25,7 @@ import Glibc
 #endif
 
 /// The request the benchmark decodes, built as OTLP/JSON then packed as protobuf.
-func gatewayEvents(count: Int) -> [UInt8] {
+func gatewayEvents(count: Int, emails: Bool = true) -> [UInt8] {
     let actions = [("request", "allow"), ("blocked", "block"), ("escalated", "escalate"), ("redacted", "redact")]
     var json = #"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"ai-gateway"}},{"key":"host.name","value":{"stringValue":"gw-7f9c5d"}},{"key":"k8s.pod.name","value":{"stringValue":"ai-gateway-7f9c5d-x2k4q"}}]},"scopeLogs":[{"scope":{"name":"gateway.audit","version":"2.1.0"},"logRecords":["#
     for i in 0..<count {
@@ -38,7 +43,7 @@ func gatewayEvents(count: Int) -> [UInt8] {
         json += #"{"key":"policy_name","value":{"stringValue":"pii-guard-v\#(i % 7)"}},"#
         json += #"{"key":"model","value":{"stringValue":"gpt-4o-2024-08-06"}},"#
         json += #"{"key":"gateway_id","value":{"stringValue":"gw-eu-west-1a"}},"#
-        json += #"{"key":"user_id","value":{"stringValue":"user-\#(i % 97)@example.com"}},"#
+        json += #"{"key":"user_id","value":{"stringValue":"user-\#(i % 97)\#(emails ? "@example.com" : "")"}},"#
         json += #"{"key":"org_id","value":{"stringValue":"org-\#(i % 13)"}},"#
         json += #"{"key":"latency_ms","value":{"intValue":"\#(i % 500)"}},"#
         json += #"{"key":"risk_score","value":{"doubleValue":0.\#(i % 100)}}]}"#
@@ -250,4 +255,44 @@ let viaSwiftRegex = measure(minimumSeconds: seconds) {
     }
 }
 print("Swift Regex on the body (a String per record), for comparison  " + "\(format(viaSwiftRegex.seconds / Double(viaSwiftRegex.iterations) / Double(records) * 1e9, 1).leftPad(8)) ns/record")
+/// The `redaction` processor as `sluice run` builds it from `section`.
+func redactionProcessor(_ section: String) -> any Processor {
+    let config = CollectorConfig.load(text: """
+    receivers: {otlp: {protocols: {http: {}}}}
+    processors: {redaction: \(section)}
+    exporters: {nop: {}}
+    service: {pipelines: {logs: {receivers: [otlp], processors: [redaction], exporters: [nop]}}}
+    """, file: "bench.yaml")
+    let (id, section) = config.processors[0]
+    return ComponentRegistry.builtIn.processors["redaction"]!.make(id: id, config: section, context: ComponentContext(logger: .init(label: "bench")))!
+}
+
+/// Decodes `request`, runs `processor` on it (none: the plain decode) and reads
+/// every field, as one row of the table.
+@MainActor
+func decodeRow(_ name: String, _ request: [UInt8], through processor: (any Processor)?) {
+    let measurement = measure(minimumSeconds: seconds) {
+        let batch = try! OTLPBatch.decode(protobuf: request, signal: .logs)
+        _ = processor?.process(batch)
+        sink &+= readEveryField(batch)
+    }
+    report(name, bytes: request.count, records: records, measurement)
+}
+
+let redaction = redactionProcessor("{allow_all_keys: true}")
+let clean = gatewayEvents(count: records, emails: false)
+decodeRow("decode + redaction, 1 email a record", payload, through: redaction)
+decodeRow("decode, nothing to mask", clean, through: nil)
+decodeRow("decode + redaction, nothing to mask", clean, through: redaction)
+// The walk over every value without any detector: the rest is the scanning.
+decodeRow("decode + redaction walk, no detectors", clean, through: redactionProcessor("{allow_all_keys: true, detectors: []}"))
+// The scanner alone on a clean 100-byte value, in CPU time (the host is shared).
+let cleanValue = Array("The model refused the request because the prompt asked for step-by-step instructions on topic 42 now".utf8)
+let scanner = SensitiveDataScanner()
+let scanRounds = 2_000_000
+let scanStart = cpuTime()
+cleanValue.withUnsafeBufferPointer { bytes in
+    for _ in 0..<scanRounds { scanner.scan(bytes) { _, _ in sink &+= 1 } }
+}
+print("redaction scan of one clean \(cleanValue.count)-byte value: \(format((cpuTime() - scanStart) / Double(scanRounds) * 1e9, 1)) ns (CPU time)")
 if sink == 42 { print("") }

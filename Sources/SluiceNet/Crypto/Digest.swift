@@ -28,10 +28,65 @@ public enum Digest {
 
     /// Lowercase hexadecimal, as signatures and ids are written.
     public static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
+        String(decoding: hexBytes(bytes), as: UTF8.self)
+    }
+
+    /// Lowercase hexadecimal as ASCII bytes (for writing straight into a value).
+    public static func hexBytes(_ bytes: [UInt8]) -> [UInt8] {
+        let digits: StaticString = "0123456789abcdef"
         var out = [UInt8]()
         out.reserveCapacity(bytes.count * 2)
-        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
-        return String(decoding: out, as: UTF8.self)
+        for b in bytes {
+            out.append(digits.utf8Start[Int(b >> 4)])
+            out.append(digits.utf8Start[Int(b & 15)])
+        }
+        return out
     }
+}
+
+/// A hash function chosen in configuration, with its key when it is an HMAC: what
+/// the `attributes` processor's `hash` action and the `redaction` processor's
+/// `hash_function` replace values with.
+public struct ValueDigest: Sendable, Equatable {
+    public enum Algorithm: String, Sendable, CaseIterable {
+        case md5, sha1, sha256, sha3_256, sha512
+    }
+
+    public let algorithm: Algorithm
+    /// HMAC key; nil for a plain digest.
+    public let key: [UInt8]?
+
+    public init(_ algorithm: Algorithm, key: [UInt8]? = nil) {
+        self.algorithm = algorithm
+        self.key = key
+    }
+
+    private var md: OpaquePointer? {
+        switch algorithm {
+        case .md5: EVP_md5()
+        case .sha1: EVP_sha1()
+        case .sha256: EVP_sha256()
+        case .sha3_256: EVP_sha3_256()
+        case .sha512: EVP_sha512()
+        }
+    }
+
+    /// The raw digest of `data`.
+    public func digest(_ data: UnsafeRawBufferPointer) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        if let key {
+            key.withUnsafeBytes { k in
+                _ = HMAC(md, k.baseAddress, Int32(k.count), data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count, &out, &length)
+            }
+        } else {
+            _ = EVP_Digest(data.baseAddress, data.count, &out, &length, md, nil)
+        }
+        return Array(out.prefix(Int(length)))
+    }
+
+    /// The digest of `data` in lowercase hexadecimal, as ASCII bytes.
+    public func hex(_ data: UnsafeRawBufferPointer) -> [UInt8] { Digest.hexBytes(digest(data)) }
+
+    public func hex(_ bytes: [UInt8]) -> [UInt8] { bytes.withUnsafeBytes { hex($0) } }
 }

@@ -32,20 +32,7 @@ extension HTTPClientRequest {
 /// config tests: the section's map (nil when the file had errors elsewhere) and
 /// the file's diagnostics (read them after the exporter's config is made).
 func exporterSection(_ type: String, _ section: String) -> (ConfigMap?, ConfigDiagnostics) {
-    let indented = section.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\n    ")
-    let yaml = """
-    receivers:
-      otlp:
-    exporters:
-      \(type):
-        \(indented)
-    service:
-      pipelines:
-        logs:
-          receivers: [otlp]
-          exporters: [\(type)]
-    """
-    let loaded = CollectorConfig.load(text: yaml, file: "test.yaml")
+    let loaded = configAround(.exporter, type, section)
     return (loaded.exporters.first?.config, loaded.diagnostics)
 }
 

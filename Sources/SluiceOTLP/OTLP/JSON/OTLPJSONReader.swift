@@ -254,16 +254,8 @@ struct OTLPJSONReader: JSONScanner {
         var bits = 0
         var padding = 0
         for c in text {
-            let v: UInt32
-            switch c {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"): v = UInt32(c - UInt8(ascii: "A"))
-            case UInt8(ascii: "a")...UInt8(ascii: "z"): v = UInt32(c - UInt8(ascii: "a")) + 26
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = UInt32(c - UInt8(ascii: "0")) + 52
-            case UInt8(ascii: "+"), UInt8(ascii: "-"): v = 62
-            case UInt8(ascii: "/"), UInt8(ascii: "_"): v = 63
-            case UInt8(ascii: "="): padding += 1; continue
-            default: return nil
-            }
+            if c == UInt8(ascii: "=") { padding += 1; continue }
+            guard let v = Base64Digit.value(c) else { return nil }
             guard padding == 0 else { return nil }
             accumulator = accumulator << 6 | v
             bits += 6
