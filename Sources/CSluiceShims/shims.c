@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <linux/aio_abi.h>
 #include <linux/magic.h>
+#include <linux/tcp.h>
+#include <stddef.h>
 #include <sys/vfs.h>
 #include <time.h>
 #include "sluice_shims.h"
@@ -26,6 +28,10 @@ int sluice_o_direct(void) { return O_DIRECT; }
 int sluice_is_tmpfs(int fd) {
     struct statfs info;
     return fstatfs(fd, &info) == 0 ? info.f_type == TMPFS_MAGIC : -errno;
+}
+long long sluice_tcp_info_bytes_received(const void *info, unsigned length) {
+    if (length < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(__u64)) return -1;
+    return (long long)((const struct tcp_info *)info)->tcpi_bytes_received;
 }
 int sluice_fallocate(int fd, long long length) { return fallocate(fd, 0, 0, (off_t)length) == 0 ? 0 : -errno; }
 

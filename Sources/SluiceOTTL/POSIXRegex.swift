@@ -5,8 +5,8 @@ import Darwin
 #endif
 
 /// A regular expression for `IsMatch`, compiled once when the configuration is
-/// read and matched in place against the arena's bytes (`REG_STARTEND`: no copy,
-/// no terminating NUL, no allocation per record).
+/// read and matched against the arena's bytes (`REG_STARTEND`: no String; the
+/// bytes are copied to the stack with a NUL after them, see `matches`).
 ///
 /// OTTL's patterns are Go's RE2 syntax; this is POSIX extended syntax (glibc's
 /// regcomp). `translate` rewrites what the two spell differently (`\d`, `\w`,
@@ -54,11 +54,16 @@ final class POSIXRegex: @unchecked Sendable {
         var range = regmatch_t()
         range.rm_so = 0
         range.rm_eo = regoff_t(bytes.count)
-        guard let base = bytes.baseAddress else {
-            var nothing: CChar = 0
-            return regexec(compiled, &nothing, 1, &range, REG_STARTEND) == 0
+        // REG_STARTEND bounds the match, but regexec's declared argument is a C
+        // string, and AddressSanitizer's interceptor reads it up to its NUL: the
+        // value is copied (on the stack when small) with a NUL after it.
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: bytes.count + 1) { text in
+            if let base = bytes.baseAddress {
+                UnsafeMutableRawPointer(text.baseAddress!).copyMemory(from: base, byteCount: bytes.count)
+            }
+            text[bytes.count] = 0
+            return regexec(compiled, text.baseAddress!, 1, &range, REG_STARTEND) == 0
         }
-        return base.withMemoryRebound(to: CChar.self, capacity: bytes.count) { regexec(compiled, $0, 1, &range, REG_STARTEND) == 0 }
     }
 
     func matches(_ bytes: [UInt8]) -> Bool { bytes.withUnsafeBufferPointer { matches($0) } }

@@ -24,7 +24,7 @@ import SluiceNet
         #expect(diagnostics.isEmpty, "\(diagnostics)")
         let grpc = try #require(config?.grpc)
         #expect(grpc.endpoint == HostPort(host: "localhost", port: 4317))  // the Collector's since v0.104
-        #expect(grpc.maxConnections == ConnectionLimits.defaultMaxConnections)
+        #expect(grpc.maxConnections == nil)  // a share of what ulimit -n allows, at most 1024
         #expect(grpc.maxRecvMsgSize == 4 << 20)
         #expect(grpc.auth == nil)
         #expect(config?.http == nil)

@@ -20,6 +20,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -149,33 +150,42 @@ class Flood:
 
 class NormalClient:
     """A well-behaved OTLP/HTTP client on a new connection each time, in the
-    background, recording every outcome."""
+    background and in a process of its own (steady_client.py), recording every
+    outcome: (status or error, seconds to the answer), when each started and how
+    long its TCP handshake took."""
 
     def __init__(self, url: str, pause: float = 0.2):
         self.url = url
         self.pause = pause
         self.outcomes: list[tuple[object, float]] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.started: list[float] = []
+        self.connect_seconds: list[float | None] = []
+        self.process: subprocess.Popen | None = None
+        self.reader = threading.Thread(target=self._read, daemon=True)
 
-    def _run(self) -> None:
-        body = _logs_body()
-        while not self.stop.is_set():
-            started = time.monotonic()
-            try:
-                outcome: object = rt.post(self.url, body, timeout=20).status
-            except OSError as error:
-                outcome = repr(error)
-            self.outcomes.append((outcome, time.monotonic() - started))
-            self.stop.wait(self.pause)
+    def _read(self) -> None:
+        assert self.process and self.process.stdout
+        for line in self.process.stdout:
+            record = json.loads(line)
+            self.started.append(record["started"])
+            self.connect_seconds.append(record["connect"])
+            self.outcomes.append((record["status"], record["seconds"]))
 
     def __enter__(self) -> NormalClient:
-        self.thread.start()
+        self.process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("steady_client.py")), self.url, str(self.pause),
+                                         _logs_body().hex()], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.reader.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(timeout=60)
+        assert self.process and self.process.stdin
+        self.process.stdin.close()  # it stops after the request under way
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.reader.join(timeout=10)
 
     def failures(self) -> list:
         return [outcome for outcome, _ in self.outcomes if outcome != 200]
@@ -314,44 +324,151 @@ def test_a_connection_flood_under_a_low_ulimit_leaves_otlp_answering(tmp_path, t
     evicted = sum(rt.metric(samples, "sluice_server_connections_closed_total", listener=name, reason="evicted")
                   for name in ("otlp:http", "telemetry"))
     assert evicted > 0
+    # The listeners without max_connections share what the configured one leaves of
+    # the 192 connections ulimit -n 256 allows: the metrics flood closed the metrics
+    # port's own connections.
+    assert rt.metric(samples, "sluice_server_max_connections", listener="otlp:http") == 60
+    assert rt.metric(samples, "sluice_server_max_connections", listener="telemetry") == (192 - 60) // 3
     said = _warnings(process, "connection limit reached")
     assert 1 <= len(said) <= 2, [line["msg"] for line in said]  # once per listener that hit it
     assert not _warnings(process, "cannot accept connections") or len(_warnings(process, "cannot accept connections")) <= 2
     assert process.stop(timeout=30) == 0
 
 
+def test_max_connections_past_what_ulimit_allows_is_warned_about_with_the_numbers(tmp_path, track_sluice):
+    # ulimit -n 256 leaves 192 descriptors for connections; 500 on one listener cannot be backed.
+    process = rt.start_sluice(tmp_path, lambda ports: _every_port_config(ports, extra_http={"max_connections": 500}),
+                              track_sluice, preexec=_nofile(256))
+    said = _warnings(process, "max_connections of the listeners add up to")
+    assert len(said) == 1, said
+    assert "otlp:http 500" in said[0]["msg"] and "raise ulimit -n" in said[0]["msg"], said[0]["msg"]
+    assert (said[0]["process_connection_budget"], said[0]["rlimit_nofile"]) == ("192", "256"), said[0]
+    # The listeners without a limit of their own keep a minimum share.
+    samples = rt.scrape(process.ports.url("metrics", "/metrics"))
+    assert rt.metric(samples, "sluice_server_max_connections", listener="otlp:http") == 500
+    assert rt.metric(samples, "sluice_server_max_connections", listener="telemetry") == 16
+    assert process.stop(timeout=30) == 0
+
+
+class ListenQueue:
+    """The kernel's accept queue of a listening port, sampled in the background with
+    `ss -ltn` (for a listening socket Recv-Q is the connections waiting for accept,
+    Send-Q the backlog): its peak against its capacity. While it never fills, the
+    kernel dropped no SYN to the port for want of room there, so a handshake that
+    took a second or more had its SYN lost elsewhere in the host's network stack,
+    not at Sluice's socket."""
+
+    def __init__(self, port: int, interval: float = 0.05):
+        self.port = port
+        self.interval = interval
+        self.peak = 0
+        self.capacity = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval):
+            out = subprocess.run(["ss", "-ltnH", f"sport = :{self.port}"], capture_output=True, text=True).stdout.split()
+            if len(out) >= 3:
+                self.peak = max(self.peak, int(out[1]))
+                self.capacity = int(out[2])
+
+    def __enter__(self) -> ListenQueue:
+        if shutil.which("ss") is None:
+            pytest.skip("needs ss (iproute2) to watch the listen queue")
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def _optimized(binary: Path) -> bool:
+    """Whether `binary` is a release build (SwiftPM puts those under .../release/)."""
+    return "release" in binary.resolve().parts
+
+
 @pytest.mark.skipif(not os.environ.get("SLUICE_E2E_FLOOD"), reason="the full flood of issue 19 (8,000 connections); set SLUICE_E2E_FLOOD=1")
 def test_the_full_flood_of_issue_19(tmp_path, track_sluice):
-    """1,000 slowloris and 1,000 idle connections against each port, on a process
-    with `ulimit -n 1024`: a normal OTLP request is answered throughout."""
+    """Issue 19's Done-when: 1,000 slowloris and 1,000 idle connections against each
+    port (OTLP/gRPC, OTLP/HTTP, metrics, health) of a process with `ulimit -n 1024`:
+    a normal OTLP request is answered 200 within a second throughout, the log says
+    what happened once, and CPU stays below one core.
+
+    The second and the one core are the issue's own bounds, for the binary users run:
+    asserted with SLUICE_BIN a release build, where the slowest answer took
+    milliseconds (a host many times slower still passes). What the host's network
+    stack does is kept apart: a request's time is split into its TCP handshake (the
+    kernel's; a SYN lost on a busy host is resent a second later) and the answer after
+    it (the wait in Sluice's accept queue and Sluice's work). The answer is held to
+    the second, and the whole request too unless its handshake took a second while
+    Sluice's accept queue never filled (the kernel dropped nothing there for want of
+    room). A debug build's NIO spends about 0.3 ms on each connection, and a request
+    waits behind the ~2,000 queued on its port: there the times are printed, and
+    every request must still be answered 200 and the queue never fill."""
     _raise_own_fd_limit(12000)
     process = rt.start_sluice(tmp_path, lambda ports: _every_port_config(ports, header_timeout="10s"), track_sluice,
                               preexec=_nofile(1024))
     ports = process.ports
+    optimized = _optimized(SLUICE_BIN)
     flood = Flood().start()
     try:
-        cpu_before = _cpu_seconds(process.pid)
-        started = time.monotonic()
-        with NormalClient(ports.url("otlp", "/v1/logs")) as client:
+        with NormalClient(ports.url("otlp", "/v1/logs")) as client, ListenQueue(ports["otlp"]) as queue:
+            rt.wait_until(lambda: len(client.outcomes) >= 1, 30, what="a normal request before the flood")
+            cpu_before = _cpu_seconds(process.pid)
+            started = time.monotonic()
             for name in ("otlp", "grpc", "metrics", "health"):
                 flood.open(ports[name], 1000, "slow", f"slow-{name}")
                 flood.open(ports[name], 1000, "idle", f"idle-{name}")
-            samples_cpu = []
+            opened = time.monotonic() - started
+            # 30 s: the flood's first seconds, its connections cut at the 10 s header
+            # deadline, and what comes after.
+            cpu_per_second = []
             while time.monotonic() - started < 30:
                 t0, c0 = time.monotonic(), _cpu_seconds(process.pid)
                 time.sleep(1)
-                samples_cpu.append((_cpu_seconds(process.pid) - c0) / (time.monotonic() - t0))
-        seconds = time.monotonic() - started
-        cpu = _cpu_seconds(process.pid) - cpu_before
-        assert not client.failures(), client.failures()[:5]
-        print(f"\nfull flood: {len(client.outcomes)} normal requests all 200, slowest {client.slowest():.2f}s; "
-              f"CPU {cpu:.1f}s in {seconds:.1f}s = {cpu / seconds:.2f} cores average, peak 1-second {max(samples_cpu):.2f}")
-        warnings = [line["msg"] for line in process.log_lines() if line.get("level") in ("warn", "warning")]
-        print(f"warnings logged: {len(warnings)}: {sorted(set(warnings))}")
+                cpu_per_second.append((_cpu_seconds(process.pid) - c0) / (time.monotonic() - t0))
+            seconds = time.monotonic() - started
+            cpu = _cpu_seconds(process.pid) - cpu_before
     finally:
         flood.close()
+    # (seconds after the flood began, outcome, whole request, its handshake)
+    during = [(at - started, outcome, took, connect or 0.0)
+              for at, (outcome, took), connect in zip(client.started, client.outcomes, client.connect_seconds) if at + took >= started]
+    slowest = max((took for _, _, took, _ in during), default=0.0)
+    slowest_answer = max((took - connect for _, _, took, connect in during), default=0.0)
+    resent = [d for d in during if d[3] >= 1.0]
+    print(f"\nfull flood ({'release' if optimized else 'debug'} build, flood opened in {opened:.2f}s): {len(during)} normal requests, "
+          f"{sum(1 for d in during if d[1] == 200)} answered 200, slowest {slowest:.3f}s (answer after the handshake {slowest_answer:.3f}s; "
+          f"{len(resent)} handshakes of a second or more); OTLP accept queue peak {queue.peak} of {queue.capacity}; "
+          f"CPU {cpu:.2f}s in {seconds:.1f}s = {cpu / seconds:.2f} cores average, busiest second {max(cpu_per_second):.2f}")
+    print("slowest five (seconds after the flood began, outcome, seconds, of which handshake):",
+          [(round(at, 2), outcome, round(took, 3), round(connect, 3)) for at, outcome, took, connect in sorted(during, key=lambda d: -d[2])[:5]])
+    assert len(during) >= 50, len(during)
+    assert not client.failures(), client.failures()[:5]
+    assert 0 < queue.capacity and queue.peak < queue.capacity, (queue.peak, queue.capacity)
+    assert cpu / seconds < 1.0
+    if optimized:
+        assert slowest_answer < 1.0, sorted(during, key=lambda d: -(d[2] - d[3]))[:5]
+        assert all(took < 1.0 for _, _, took, connect in during if connect < 1.0), sorted(during, key=lambda d: -d[2])[:5]
+        assert max(cpu_per_second) < 1.0, cpu_per_second
+
+    # The log says what happened once: each warning at most once per listener, and
+    # the limit reached on every listener.
+    warnings = [(line["msg"], line.get("listener")) for line in process.log_lines() if line.get("level") in ("warn", "warning")]
+    print(f"warnings logged: {len(warnings)}: {sorted(set(msg[:60] for msg, _ in warnings))}")
+    assert len(warnings) == len(set(warnings)), warnings
+    limit_reached = sorted(listener for msg, listener in warnings if msg.startswith("connection limit reached"))
+    assert limit_reached == ["health_check", "otlp:grpc", "otlp:http", "telemetry"], limit_reached
+
     rt.wait_until(lambda: rt.post(ports.url("otlp", "/v1/logs"), _logs_body(), timeout=20).status == 200, 30,
                   what="a normal request after the flood")
+    samples = rt.scrape(ports.url("metrics", "/metrics"))
+    for name in ("otlp:http", "otlp:grpc", "telemetry", "health_check"):
+        assert rt.metric(samples, "sluice_server_max_connections", listener=name) == 224  # (1024 - 128) / 4
+    print("accept errors (EMFILE):", {name: rt.metric(samples, "sluice_server_accept_errors_total", listener=name)
+                                      for name in ("otlp:http", "otlp:grpc", "telemetry", "health_check")})
     assert process.stop(timeout=30) == 0
 
 

@@ -29,6 +29,11 @@ int sluice_o_direct(void);
 /// Whether `fd` is on tmpfs (fstatfs's TMPFS_MAGIC): 1, 0, or -errno.
 int sluice_is_tmpfs(int fd);
 
+/// Linux's tcp_info.tcpi_bytes_received (since 4.1; glibc's copy of the struct
+/// stops before it) from the `length` bytes getsockopt(TCP_INFO) filled in, or -1
+/// when they do not reach it.
+long long sluice_tcp_info_bytes_received(const void *info, unsigned length);
+
 /// fallocate(2) mode 0 (reserves blocks and sets the size), a GNU extension; 0 or -errno.
 int sluice_fallocate(int fd, long long length);
 

@@ -20,7 +20,7 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
 
     private var deadlines: ConnectionDeadlines
     private let listener: ServerListener
-    private let tableID: Int
+    private let tableID: ConnectionTable.ConnectionID
     private var rank: ConnectionDeadlines.EvictionRank
     /// HTTP/2 sets the phase from its streams instead of from bytes.
     private var tracksBytes = true
@@ -29,7 +29,7 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     private var expired = false
 
-    init(limits: HTTPServerLimits, listener: ServerListener, tableID: Int, now: NIODeadline = .now()) {
+    init(limits: HTTPServerLimits, listener: ServerListener, tableID: ConnectionTable.ConnectionID, now: NIODeadline = .now()) {
         deadlines = ConnectionDeadlines(headerTimeout: limits.headerTimeout, readTimeout: limits.readTimeout,
                                         idleTimeout: limits.idleTimeout, openedAt: now)
         self.listener = listener
@@ -40,6 +40,19 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         armTimer()
+        // Tell the table what this connection is now that it has been looked at: a
+        // request the client sent before it was accepted is in the kernel's buffer,
+        // so the connection is not quiet, though nothing was read yet.
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.channel.tcpBytesReceived().whenSuccess { received in
+            loopBound.value.attach(bytesWaiting: (received ?? 0) > 0)
+        }
+    }
+
+    private func attach(bytesWaiting: Bool) {
+        if bytesWaiting, tracksBytes { deadlines.bytesReceived(at: .now()) }
+        rank = deadlines.evictionRank
+        listener.table.attach(tableID, rank: rank)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {

@@ -85,7 +85,9 @@ public struct HTTPServerLimits: Sendable {
     public var idleTimeout: TimeAmount = .seconds(120)
     /// Connections this listener holds at once; at the limit the oldest quiet (idle
     /// or silent) connection is closed for a new one, and with none, the new one is.
-    public var maxConnections: Int = ConnectionLimits.defaultMaxConnections
+    /// `nil`: a share of what the process's descriptors allow (ConnectionTable),
+    /// at most `ConnectionLimits.defaultMaxConnections`.
+    public var maxConnections: Int?
 
     /// HTTP/2: streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
     public var maxConcurrentStreams: Int = 100
@@ -100,7 +102,7 @@ public struct HTTPServerLimits: Sendable {
 
     public init(maxBodyBytes: Int = 20 << 20, headerTimeout: TimeAmount = .seconds(10), readTimeout: TimeAmount = .seconds(30),
                 idleTimeout: TimeAmount = .seconds(120), maxConcurrentStreams: Int = 100, maxHeaderListBytes: Int = 64 << 10,
-                maxConnections: Int = ConnectionLimits.defaultMaxConnections) {
+                maxConnections: Int? = nil) {
         self.maxBodyBytes = maxBodyBytes
         self.headerTimeout = headerTimeout
         self.maxConnections = maxConnections
@@ -129,7 +131,10 @@ public final class HTTPServer: Sendable {
         let serverLogger = Logger(label: "sluice.http")
         let listener = ServerListener(name: name, maxConnections: limits.maxConnections, table: connections, logger: serverLogger)
         let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
+            // Connections a flood queues faster than they are accepted wait here; a
+            // full backlog drops SYNs, which clients resend only after a second.
+            // The kernel caps it at net.core.somaxconn (4096 since Linux 5.4), as Go asks.
+            .serverChannelOption(.backlog, value: HTTPServer.listenBacklog)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AcceptGuard(listener: listener)) }
@@ -139,12 +144,9 @@ public final class HTTPServer: Sendable {
             .childChannelOption(.allocator, value: .blockCache)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // Room for it first: at the limit the oldest quiet connection goes, or this one.
-                    let admission = connections.admit(channel, listener: name, maxConnections: limits.maxConnections)
-                    listener.admitted(admission)
-                    guard case .admitted(let id, _) = admission else { throw ConnectionRefusedError() }
+                    // Admitted to the connection table as it was accepted (AcceptGuard).
                     // Below TLS: a stalled handshake is a request whose headers never came.
-                    let guardian = ConnectionGuard(limits: limits, listener: listener, tableID: id)
+                    let guardian = ConnectionGuard(limits: limits, listener: listener, tableID: ConnectionTable.ConnectionID(channel))
                     try channel.pipeline.syncOperations.addHandler(guardian)
                     // TLS next: every handler after it sees plaintext.
                     if let tls {
@@ -155,13 +157,23 @@ public final class HTTPServer: Sendable {
                         HTTPProtocolSelector(limits: limits, responder: responder, guardian: guardian, logger: serverLogger))
                 }
             }
-        let channel = try await bootstrap.bind(host: address.host, port: address.port).get()
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.bind(host: address.host, port: address.port).get()
+        } catch {
+            listener.close()
+            throw error
+        }
+        // Its share of the connection budget goes back to the other listeners.
+        channel.closeFuture.whenComplete { _ in listener.close() }
         return HTTPServer(channel: channel)
     }
 
     public func close() async {
         try? await channel.close()
     }
+
+    static let listenBacklog: Int32 = 4096
 }
 
 

@@ -20,7 +20,8 @@ struct HTTPReceiverSettings: Sendable {
     var readTimeout: TimeAmount = .seconds(30)
     var idleTimeout: TimeAmount = .seconds(120)
     var maxNestingDepth = 64
-    var maxConnections = ConnectionLimits.defaultMaxConnections
+    /// `max_connections`; `nil`: a share of what `ulimit -n` allows (ConnectionTable).
+    var maxConnections: Int?
     var tls: ReceiverTLS?
     var auth: ReceiverAuth?
 

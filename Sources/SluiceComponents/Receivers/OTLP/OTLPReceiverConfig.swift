@@ -23,7 +23,8 @@ struct OTLPReceiverConfig: Sendable {
         var headerTimeout: TimeAmount = .seconds(10)
         var readTimeout: TimeAmount = .seconds(30)
         var maxNestingDepth = 64
-        var maxConnections = ConnectionLimits.defaultMaxConnections
+        /// `max_connections`; `nil`: a share of what `ulimit -n` allows (ConnectionTable).
+        var maxConnections: Int?
         var tls: ReceiverTLS?
         var auth: ReceiverAuth?
     }
