@@ -285,6 +285,13 @@ public struct IntegrityCanonicalForm {
 
     private mutating func writeScalar(_ value: AnyValueView) { value.writeScalarString(to: &output) }
 
+    /// `sha256:<hex>`, or `hmac-sha256:<hex>` under `key`.
+    public static func hash(_ canonical: [UInt8], key: [UInt8]?) -> String {
+        var out: [UInt8] = []
+        hash(canonical, key: key, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
     /// The same into `out` (replacing what it held), without a String.
     public static func hash(_ canonical: [UInt8], key: [UInt8]?, into out: inout [UInt8]) {
         let prefix: StaticString = "sha256:", keyedPrefix: StaticString = "hmac-sha256:"

@@ -99,6 +99,9 @@ final class IntegrityProcessor: AppendOrderedProcessor {
             let streamID = chain ? streamID(pipeline: pipeline) : ""
             let streamValue = OTLPValue.string(Array(streamID.utf8))
             var previous = Array(chainState.previous.utf8)
+            // Reused record after record: the seal attributes of one record.
+            var added: [(key: StaticString, value: OTLPValue)] = []
+            added.reserveCapacity(6)
             var count = 0
             do {
                 try batch.edit { editor in
@@ -111,10 +114,12 @@ final class IntegrityProcessor: AppendOrderedProcessor {
                         // Every seal attribute in one growth of the list; the hash's
                         // value is filled in once the others are there (the canonical
                         // form leaves integrity_hash out).
-                        var added: [(key: StaticString, value: OTLPValue)] = []
+                        added.removeAll(keepingCapacity: true)
                         if chain {
                             chainState.seq += 1
-                            added = [("integrity_stream", streamValue), ("integrity_seq", .int(chainState.seq)), ("integrity_prev", .string(previous))]
+                            added.append(("integrity_stream", streamValue))
+                            added.append(("integrity_seq", .int(chainState.seq)))
+                            added.append(("integrity_prev", .string(previous)))
                             if let link, chainState.seq == 1 {
                                 added.append(("integrity_prev_stream", .text(link.stream)))
                                 added.append(("integrity_prev_seq", .int(link.seq)))
@@ -122,8 +127,10 @@ final class IntegrityProcessor: AppendOrderedProcessor {
                         }
                         added.append(("integrity_hash", .empty))
                         try attributes.append(added)
+                        // Let go of `previous` before the hash overwrites it (no copy).
+                        added.removeAll(keepingCapacity: true)
                         state.encoder.encodeInPlace(record.view, resource: record.resource)
-                        Self.hash(state.encoder.output.bytes, key: key, into: &previous)
+                        IntegrityCanonicalForm.hash(state.encoder.output.bytes, key: key, into: &previous)
                         try previous.withUnsafeBufferPointer { hash throws(OTLPEditError) in
                             try attributes.value(at: attributes.count - 1).setString(hash)
                         }
@@ -180,17 +187,6 @@ final class IntegrityProcessor: AppendOrderedProcessor {
             for chain in state.chains.values { chain.store?.close() }
             state.chains.removeAll()
         }
-    }
-
-    /// `sha256:<hex>`, or `hmac-sha256:<hex>` under `key`.
-    static func hash(_ canonical: [UInt8], key: [UInt8]?) -> String {
-        var out: [UInt8] = []
-        hash(canonical, key: key, into: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    static func hash(_ canonical: [UInt8], key: [UInt8]?, into out: inout [UInt8]) {
-        IntegrityCanonicalForm.hash(canonical, key: key, into: &out)
     }
 
     /// `integrity_*` attributes a record carries from an earlier seal.

@@ -183,9 +183,9 @@ public struct IntegrityVerifier {
         if let text = object["severity_text"] as? String { record.severityText = Array(text.utf8) }
         if let number = object["severity_number"] as? Int { record.severityNumber = Int32(clamping: number) }
         if let name = object["event_name"] as? String { record.eventName = Array(name.utf8) }
-        if let trace = object["trace_id"] as? String { record.traceID = Self.hexBytes(trace) }
-        if let span = object["span_id"] as? String { record.spanID = Self.hexBytes(span) }
-        if let time = object["@timestamp"] as? String { record.timeUnixNano = Self.rfc3339Nanos(time) ?? 0 }
+        if let trace = object["trace_id"] as? String { record.traceID = JSONValueReader.hexBytes(Array(trace.utf8)) ?? [] }
+        if let span = object["span_id"] as? String { record.spanID = JSONValueReader.hexBytes(Array(span.utf8)) ?? [] }
+        if let time = object["@timestamp"] as? String { record.timeUnixNano = EventTimestamp.rfc3339(Array(time.utf8)) ?? 0 }
         guard let batch = try? OTLPBatch.makeLogs(resource: pairs, scopeName: "", records: [record]) else {
             problems.append("\(location): out of memory")
             return
@@ -278,7 +278,7 @@ public struct IntegrityVerifier {
 
     // MARK: Helpers
 
-    private func hash(_ canonical: [UInt8]) -> String { IntegrityProcessor.hash(canonical, key: key) }
+    private func hash(_ canonical: [UInt8]) -> String { IntegrityCanonicalForm.hash(canonical, key: key) }
 
     /// HEC's `time` (seconds with three decimals) in milliseconds, digit by digit.
     static func hecMillis(_ text: [UInt8]) -> UInt64? {
@@ -302,31 +302,6 @@ public struct IntegrityVerifier {
         case let map as [String: Any]: return .map(map.map { OTLPKeyValue($0.key, value($0.value)) })
         default: return .empty
         }
-    }
-
-    static func hexBytes(_ text: String) -> [UInt8] {
-        var out: [UInt8] = []
-        var chars = Array(text.utf8)[...]
-        while chars.count >= 2, let b = UInt8(String(decoding: chars.prefix(2), as: UTF8.self), radix: 16) {
-            out.append(b)
-            chars = chars.dropFirst(2)
-        }
-        return out
-    }
-
-    /// `2026-11-21T10:00:00.123456789Z` to nanoseconds since the epoch.
-    static func rfc3339Nanos(_ text: String) -> UInt64? {
-        let parts = text.split(separator: ".", maxSplits: 1)
-        let formatter = ISO8601DateFormatter()
-        let whole = parts.count == 2 ? String(parts[0]) + "Z" : text
-        guard let date = formatter.date(from: whole) else { return nil }
-        var nanos = UInt64(max(0, date.timeIntervalSince1970)) * 1_000_000_000
-        if parts.count == 2 {
-            let digits = parts[1].prefix { $0.isNumber }
-            let padded = (digits + String(repeating: "0", count: max(0, 9 - digits.count))).prefix(9)
-            nanos += UInt64(padded) ?? 0
-        }
-        return nanos
     }
 }
 
