@@ -63,6 +63,7 @@ let package = Package(
             name: "SluiceComponents",
             dependencies: [
                 "SluiceCore", "SluiceNet", "SluiceOTTL",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -9,6 +9,8 @@ import json
 import subprocess
 import threading
 
+import pytest
+
 import runtime_helpers as rt
 from conftest import SLUICE_BIN
 from hec_server import HECServer
@@ -236,7 +238,8 @@ def reference_hash(resource: dict, record: dict) -> str:
     fields: dict = {}
     _flatten(resource.get("attributes", []), "", fields)
     _flatten(record.get("attributes", []), "", fields)
-    fields = {k: v for k, v in fields.items() if k != "integrity_hash" and not k.startswith("com.splunk.")}
+    chain = {k: v for k, v in fields.items() if k.startswith("integrity_") and k != "integrity_hash"}
+    fields = {k: v for k, v in fields.items() if not k.startswith("integrity_") and not k.startswith("com.splunk.")}
     nanos = int(record.get("timeUnixNano") or record.get("observedTimeUnixNano") or 0)
     if nanos:
         fields["@time"] = str(nanos // 10**6 + (1 if nanos % 10**6 >= 500_000 else 0))
@@ -255,13 +258,18 @@ def reference_hash(resource: dict, record: dict) -> str:
     for name, key in (("traceId", "@trace_id"), ("spanId", "@span_id")):
         if record.get(name) and set(record[name]) != {"0"}:
             fields[key] = record[name].lower()
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if chain:
+        # The link form: the chain attributes beside the record's own hash.
+        link = {**chain, "@content": hashlib.sha256(canonical).hexdigest()}
+        canonical = json.dumps(link, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
 
-def test_a_script_following_the_documented_canonical_form_recomputes_every_hash(tmp_path, track_sluice):
+@pytest.mark.parametrize("chain", [True, False])
+def test_a_script_following_the_documented_canonical_form_recomputes_every_hash(tmp_path, track_sluice, chain):
     out = tmp_path / "data" / "sealed.jsonl"
-    process = rt.start_sluice(tmp_path, integrity_config(tmp_path, {"chain": True},
+    process = rt.start_sluice(tmp_path, integrity_config(tmp_path, {"chain": chain},
                                                          {"file": {"path": str(out), "rotation": {}}}, ["file"]), track_sluice)
     assert rt.post(process.ports.url("otlp", "/v1/logs"), events_request(0, 40, body_map=True), "application/json").status == 200
     wait_sent(process, "file", 40)

@@ -3,13 +3,20 @@ import COpenSSL
 /// SHA-256 and HMAC-SHA-256 through OpenSSL, for exporters: deterministic document
 /// ids, request signatures (AWS Signature V4, signed webhooks).
 public enum Digest {
+    /// SHA-256 fetched from OpenSSL's provider once. `EVP_sha256()` is looked up
+    /// again in the provider's store on every use, under a read lock: a cost per
+    /// record where records are hashed one by one (the `integrity` processor).
+    /// Falls back to `EVP_sha256()` if the fetch fails.
+    nonisolated(unsafe) static let sha256Method: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
+    static var method: OpaquePointer? { sha256Method ?? EVP_sha256() }
+
     public static func sha256(_ data: UnsafeRawBufferPointer) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         var length: UInt32 = 0
         // EVP_Digest cannot fail for SHA-256 on memory short of an allocation
         // failure; a zero digest then still names the document deterministically enough
         // to be refused later rather than crash here.
-        _ = EVP_Digest(data.baseAddress, data.count, &out, &length, EVP_sha256(), nil)
+        _ = EVP_Digest(data.baseAddress, data.count, &out, &length, method, nil)
         return out
     }
 
@@ -20,7 +27,7 @@ public enum Digest {
         var length: UInt32 = 0
         key.withUnsafeBytes { k in
             data.withUnsafeBytes { d in
-                _ = HMAC(EVP_sha256(), k.baseAddress, Int32(k.count), d.bindMemory(to: UInt8.self).baseAddress, d.count, &out, &length)
+                _ = HMAC(method, k.baseAddress, Int32(k.count), d.bindMemory(to: UInt8.self).baseAddress, d.count, &out, &length)
             }
         }
         return out
@@ -31,9 +38,9 @@ public enum Digest {
     public static func sha256(_ data: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer?, into out: UnsafeMutablePointer<UInt8>) {
         var length: UInt32 = 0
         if let key {
-            _ = HMAC(EVP_sha256(), key.baseAddress, Int32(key.count), data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count, out, &length)
+            _ = HMAC(method, key.baseAddress, Int32(key.count), data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count, out, &length)
         } else {
-            _ = EVP_Digest(data.baseAddress, data.count, out, &length, EVP_sha256(), nil)
+            _ = EVP_Digest(data.baseAddress, data.count, out, &length, method, nil)
         }
     }
 
@@ -76,7 +83,7 @@ public struct ValueDigest: Sendable, Equatable {
         switch algorithm {
         case .md5: EVP_md5()
         case .sha1: EVP_sha1()
-        case .sha256: EVP_sha256()
+        case .sha256: Digest.method
         case .sha3_256: EVP_sha3_256()
         case .sha512: EVP_sha512()
         }

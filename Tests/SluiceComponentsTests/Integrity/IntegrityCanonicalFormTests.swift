@@ -11,7 +11,7 @@ import SluiceCore
           {"key":"rules","value":{"arrayValue":{"values":[{"stringValue":"email"},{"intValue":"7"},{}]}}},{"key":"nested","value":{"arrayValue":{"values":[{"arrayValue":{}}]}}},
           {"key":"score","value":{"doubleValue":2.0}},{"key":"ratio","value":{"doubleValue":0.1}},{"key":"cached","value":{"boolValue":false}},
           {"key":"digest","value":{"bytesValue":"3q2+7w=="}},{"key":"unset","value":{}},{"key":"","value":{"stringValue":"no name"}},
-          {"key":"integrity_hash","value":{"stringValue":"sha256:old"}}]}]}]}]}
+          {"key":"integrity_hash","value":{"stringValue":"sha256:old"}},{"key":"integrity_seq","value":{"intValue":"3"}}]}]}]}]}
     """#
 
     @Test func theCanonicalFormIsTheDocumentedOne() throws {
@@ -22,6 +22,27 @@ import SluiceCore
             return String(decoding: encoder.encode(record, resource: resourceLogs.resource), as: UTF8.self)
         }
         #expect(canonical == #"{"@body":"line\n\"quoted\" é","@event_name":"gateway.decision","@severity_number":"13","@severity_text":"WARN","@time":"1763712000124","@trace_id":"5b8efff798038103d269b633813fc60c","action":"block","cached":"false","digest":"3q2+7w==","nested":"[[]]","ratio":"0.1","rules":["email","7"],"score":"2","service.name":"gw","tokens.prompt":"12"}"#)
+    }
+
+    @Test func ofEqualKeysTheLastAddedWinsWhateverTheRecordBefore() {
+        var encoder = IntegrityCanonicalForm()
+        for key in ["c", "b", "a"] { encoder.addText(Array(key.utf8), Array("v".utf8)) }
+        #expect(String(decoding: encoder.serialise(), as: UTF8.self) == #"{"a":"v","b":"v","c":"v"}"#)
+        // As many fields as the record before, so the sort starts from its order.
+        encoder.reset()
+        for (key, value) in [("k", "resource"), ("j", "x"), ("k", "record")] { encoder.addText(Array(key.utf8), Array(value.utf8)) }
+        #expect(String(decoding: encoder.serialise(), as: UTF8.self) == #"{"j":"x","k":"record"}"#)
+    }
+
+    @Test func theLinkFormIsTheDocumentedOne() {
+        let content = [UInt8](0..<32)
+        var output = JSONOutput()
+        var link = IntegrityCanonicalForm.ChainLink(stream: Array("gw/logs#1".utf8), seq: 2, prev: Array("sha256:ab".utf8))
+        content.withUnsafeBufferPointer { IntegrityCanonicalForm.writeLink(content: $0, link, into: &output) }
+        #expect(String(decoding: output.bytes, as: UTF8.self) == #"{"@content":"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f","integrity_prev":"sha256:ab","integrity_seq":"2","integrity_stream":"gw/logs#1"}"#)
+        link.previousRun = (Array("gw/logs#0".utf8), 7)
+        content.withUnsafeBufferPointer { IntegrityCanonicalForm.writeLink(content: $0, link, into: &output) }
+        #expect(String(decoding: output.bytes, as: UTF8.self) == #"{"@content":"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f","integrity_prev":"sha256:ab","integrity_prev_seq":"7","integrity_prev_stream":"gw/logs#0","integrity_seq":"2","integrity_stream":"gw/logs#1"}"#)
     }
 
     @Test func keyedHashesDifferFromPlainOnes() {

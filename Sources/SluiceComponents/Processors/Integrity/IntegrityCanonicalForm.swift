@@ -14,8 +14,8 @@ import Glibc
 ///   booleans and bytes (base64) to strings, arrays of scalars to arrays of
 ///   strings, arrays holding arrays or maps to one JSON string; values that are not
 ///   set are left out, and so is an empty top-level key.
-/// - `integrity_hash` itself and `com.splunk.*` (HEC routing metadata, never a
-///   field) are left out.
+/// - `integrity_*` (the seal itself: the hash and the chain attributes) and
+///   `com.splunk.*` (HEC routing metadata, never a field) are left out.
 /// - `@time`: the time in milliseconds since the epoch, rounded (the observed time
 ///   when the record has none; left out with neither). `@body`: a string body as is,
 ///   a map or array body as compact JSON, other scalars as strings; left out when
@@ -188,10 +188,14 @@ public struct IntegrityCanonicalForm {
                 for i in 0..<8 { prefix = prefix << 8 | UInt64(i < key.count ? key[i] : 0) }
                 prefixes.append(prefix)
             }
-            // Insertion sort: a record has tens of fields, and it is stable, so of
-            // equal keys the one added last ends last.
-            sorted.removeAll(keepingCapacity: true)
-            sorted.append(contentsOf: 0..<entries.count)
+            // Insertion sort, from the last record's order when this one has as
+            // many fields: records of one source mostly share their layout, and
+            // then the sort is one pass of comparisons. (Which of equal keys wins
+            // is decided below, so the starting order does not matter.)
+            if sorted.count != entries.count {
+                sorted.removeAll(keepingCapacity: true)
+                sorted.append(contentsOf: 0..<entries.count)
+            }
             keys.withUnsafeBufferPointer { keys in
                 prefixes.withUnsafeBufferPointer { prefixes in
                 sorted.withUnsafeMutableBufferPointer { order in
@@ -216,9 +220,12 @@ public struct IntegrityCanonicalForm {
             while position < sorted.count {
                 // Of equal keys the last added wins.
                 var last = position
+                var index = sorted[position]
                 while last + 1 < sorted.count, prefixes[sorted[last + 1]] == prefixes[sorted[position]],
-                      Self.compare(keys[sorted[last + 1]], keys[sorted[position]]) == 0 { last += 1 }
-                let index = sorted[last]
+                      Self.compare(keys[sorted[last + 1]], keys[sorted[position]]) == 0 {
+                    last += 1
+                    index = max(index, sorted[last])
+                }
                 position = last + 1
                 let key = keys[index]
                 if Self.isExcluded(key) { continue }
@@ -240,8 +247,8 @@ public struct IntegrityCanonicalForm {
     }
 
     static func isExcluded(_ key: UnsafeBufferPointer<UInt8>) -> Bool {
-        let hash: StaticString = "integrity_hash", splunk: StaticString = "com.splunk."
-        if key.count == hash.utf8CodeUnitCount, memcmp(key.baseAddress!, hash.utf8Start, key.count) == 0 { return true }
+        let seal: StaticString = "integrity_", splunk: StaticString = "com.splunk."
+        if key.count >= seal.utf8CodeUnitCount, memcmp(key.baseAddress!, seal.utf8Start, seal.utf8CodeUnitCount) == 0 { return true }
         return key.count >= splunk.utf8CodeUnitCount && memcmp(key.baseAddress!, splunk.utf8Start, splunk.utf8CodeUnitCount) == 0
     }
 
@@ -284,6 +291,60 @@ public struct IntegrityCanonicalForm {
     }
 
     private mutating func writeScalar(_ value: AnyValueView) { value.writeScalarString(to: &output) }
+
+    // MARK: The chain's link
+
+    /// A record's place in its chain: the chain attributes, as the link form holds them.
+    public struct ChainLink {
+        public var stream: [UInt8]
+        public var seq: Int64
+        public var prev: [UInt8]
+        /// On a chain's first record when it continues the last run's chain.
+        public var previousRun: (stream: [UInt8], seq: Int64)?
+
+        public init(stream: [UInt8], seq: Int64, prev: [UInt8], previousRun: (stream: [UInt8], seq: Int64)? = nil) {
+            self.stream = stream
+            self.seq = seq
+            self.prev = prev
+            self.previousRun = previousRun
+        }
+    }
+
+    /// The link form (docs/processors.md, "The chain"): with `chain: true` the hash
+    /// covers the record through it. It is the canonical form of the chain
+    /// attributes, as strings, beside `@content`: the SHA-256 (hex) of the record's
+    /// own canonical form. Keeping the record's form apart from its place in the
+    /// chain lets every request hash its records at once; only this short form waits
+    /// for the record before it.
+    public static func writeLink(content: UnsafeBufferPointer<UInt8>, _ link: ChainLink, into output: inout JSONOutput) {
+        output.bytes.removeAll(keepingCapacity: true)
+        output.append(ascii: "{\"@content\":")
+        output.appendHexString(content)
+        output.append(ascii: ",\"integrity_prev\":")
+        link.prev.withUnsafeBufferPointer { output.appendString($0) }
+        if let run = link.previousRun {
+            output.append(ascii: ",\"integrity_prev_seq\":\"")
+            output.appendInt(run.seq)
+            output.append(ascii: "\",\"integrity_prev_stream\":")
+            run.stream.withUnsafeBufferPointer { output.appendString($0) }
+        }
+        output.append(ascii: ",\"integrity_seq\":\"")
+        output.appendInt(link.seq)
+        output.append(ascii: "\",\"integrity_stream\":")
+        link.stream.withUnsafeBufferPointer { output.appendString($0) }
+        output.append(UInt8(ascii: "}"))
+    }
+
+    /// What `integrity_hash` should be for a record whose canonical form is
+    /// `canonical`: over the form itself, or with `link` over the link form.
+    public static func sealHash(_ canonical: [UInt8], link: ChainLink?, key: [UInt8]?) -> String {
+        guard let link else { return hash(canonical, key: key) }
+        var content = [UInt8](repeating: 0, count: 32)
+        canonical.withUnsafeBytes { data in content.withUnsafeMutableBufferPointer { Digest.sha256(data, key: nil, into: $0.baseAddress!) } }
+        var output = JSONOutput()
+        content.withUnsafeBufferPointer { writeLink(content: $0, link, into: &output) }
+        return hash(output.bytes, key: key)
+    }
 
     /// `sha256:<hex>`, or `hmac-sha256:<hex>` under `key`.
     public static func hash(_ canonical: [UInt8], key: [UInt8]?) -> String {

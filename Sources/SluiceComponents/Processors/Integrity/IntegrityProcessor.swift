@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import SluiceCore
 import SluiceNet
 import Synchronization
@@ -48,7 +49,7 @@ final class IntegrityProcessor: AppendOrderedProcessor {
     /// One chain per pipeline the processor is listed in.
     struct ChainState {
         var seq: Int64 = 0
-        var previous: String = IntegrityProcessor.genesis
+        var previous: [UInt8] = Array(IntegrityProcessor.genesis.utf8)
         /// Where the head is kept between runs (nil: no continuity, said at start).
         var store: IntegrityChainStore?
         /// The last run's head, linked from this run's first record.
@@ -56,10 +57,27 @@ final class IntegrityProcessor: AppendOrderedProcessor {
     }
     struct State {
         var chains: [String: ChainState] = [:]
-        var encoder = IntegrityCanonicalForm()
+        /// The link form's buffer, reused request after request.
+        var linkForm = JSONOutput()
         var warnedSignal = false
     }
-    private let state = Mutex(State())
+    /// Held from a request's first link to its append, so the log holds the chain
+    /// in order. A sleeping lock: the append packs the request, which takes long
+    /// enough that a spinning waiter (the kernel's priority-inheritance mutex behind
+    /// `Mutex`) would burn the other core for nothing.
+    private let state = NIOLockedValueBox(State())
+
+    /// Working memory of the part that runs outside the order (one per request
+    /// being sealed at the same time), kept for reuse. Unchecked: the encoder's
+    /// pointers into a batch live only within one `encodeInPlace`, and a scratch is
+    /// in the pool or with one request, never both.
+    struct Scratch: @unchecked Sendable {
+        var encoder = IntegrityCanonicalForm()
+        /// With `chain`: each record's content digest, 32 bytes after 32 bytes.
+        var contents: [UInt8] = []
+        var hash: [UInt8] = []
+    }
+    private let scratchPool = Mutex<[Scratch]>([])
 
     /// What the first record of a chain links to.
     static let genesis = "sha256:" + String(repeating: "0", count: 64)
@@ -84,63 +102,103 @@ final class IntegrityProcessor: AppendOrderedProcessor {
     func process(_ batch: OTLPBatch) -> ProcessOutcome { .pass(dropped: 0) }
 
     func seal(_ batch: OTLPBatch, pipeline: String, append: () -> Bool) -> Bool? {
-        state.withLock { state -> Bool? in
-            guard batch.signal == .logs else {
-                if !state.warnedSignal {
-                    state.warnedSignal = true
-                    logger.warning("integrity seals log records only; \(batch.signal) pass unsealed", metadata: ["processor": "\(id)"])
-                }
-                return append()
+        guard batch.signal == .logs else {
+            let warn = state.withLockedValue { state in
+                defer { state.warnedSignal = true }
+                return !state.warnedSignal
             }
+            if warn { logger.warning("integrity seals log records only; \(batch.signal) pass unsealed", metadata: ["processor": "\(id)"]) }
+            return append()
+        }
+        var scratch = scratchPool.withLock { $0.popLast() } ?? Scratch()
+        defer { scratchPool.withLock { $0.append(scratch) } }
+        // First, request by request at the same time: each record's canonical form
+        // and its hash; with `chain`, the seal attributes as placeholders for the link.
+        var count = 0
+        let streamID = streamID(pipeline: pipeline)
+        // The chain's seal attributes, last in each record; the link fills in all but the stream.
+        let placeholders: [(key: StaticString, value: OTLPValue)] = chain
+            ? [("integrity_stream", .text(streamID)), ("integrity_seq", .int(0)), ("integrity_prev", .empty), ("integrity_hash", .empty)]
+            : [("integrity_hash", .empty)]
+        do {
+            try batch.edit { editor in
+                try editor.forEachLogRecord { record in
+                    let attributes = record.attributes
+                    // A record sealed before (it passed another Sluice) is sealed anew.
+                    if attributes.view.contains(where: { Self.isSealAttribute($0.key.utf8) }) {
+                        attributes.removeAll { Self.isSealAttribute($0.key.utf8) }
+                    }
+                    scratch.encoder.encodeInPlace(record.view, resource: record.resource)
+                    if chain {
+                        let at = scratch.contents.count
+                        scratch.contents.append(contentsOf: Self.zeroDigest)
+                        scratch.encoder.output.bytes.withUnsafeBytes { data in
+                            scratch.contents.withUnsafeMutableBufferPointer { Digest.sha256(data, key: nil, into: $0.baseAddress! + at) }
+                        }
+                        try attributes.append(placeholders)
+                    } else {
+                        IntegrityCanonicalForm.hash(scratch.encoder.output.bytes, key: key, into: &scratch.hash)
+                        try attributes.append(placeholders)
+                        try scratch.hash.withUnsafeBufferPointer { hash throws(OTLPEditError) in
+                            try attributes.value(at: attributes.count - 1).setString(hash)
+                        }
+                    }
+                    count += 1
+                }
+            }
+        } catch {
+            scratch.contents.removeAll(keepingCapacity: true)
+            return nil
+        }
+        guard chain else {
+            guard append() else { return false }
+            sealed.add(count)
+            return true
+        }
+        defer { scratch.contents.removeAll(keepingCapacity: true) }
+        // Then in order: each record's link to the one before it, and the append.
+        return state.withLockedValue { state -> Bool? in
             let isNew = state.chains[pipeline] == nil
-            var chainState = state.chains[pipeline] ?? (chain ? openChain(pipeline) : ChainState())
+            var chainState = state.chains[pipeline] ?? openChain(pipeline)
             let initial = chainState
-            let link = chainState.seq == 0 ? chainState.link : nil
-            let streamID = chain ? streamID(pipeline: pipeline) : ""
-            let streamValue = OTLPValue.string(Array(streamID.utf8))
-            var previous = Array(chainState.previous.utf8)
-            // Reused record after record: the seal attributes of one record.
-            var added: [(key: StaticString, value: OTLPValue)] = []
-            added.reserveCapacity(6)
-            var count = 0
+            var link = IntegrityCanonicalForm.ChainLink(stream: Array(streamID.utf8), seq: chainState.seq, prev: [])
+            swap(&link.prev, &chainState.previous)
+            var index = 0
             do {
                 try batch.edit { editor in
                     try editor.forEachLogRecord { record in
                         let attributes = record.attributes
-                        // A record sealed before (it passed another Sluice) is sealed anew.
-                        if attributes.view.contains(where: { Self.isSealAttribute($0.key.utf8) }) {
-                            attributes.removeAll { Self.isSealAttribute($0.key.utf8) }
+                        link.seq += 1
+                        let last = attributes.count - 1
+                        // The placeholders' order: `placeholders`.
+                        try attributes.value(at: last - 2).setInt(link.seq)
+                        try link.prev.withUnsafeBufferPointer { prev throws(OTLPEditError) in
+                            try attributes.value(at: last - 1).setString(prev)
                         }
-                        // Every seal attribute in one growth of the list; the hash's
-                        // value is filled in once the others are there (the canonical
-                        // form leaves integrity_hash out).
-                        added.removeAll(keepingCapacity: true)
-                        if chain {
-                            chainState.seq += 1
-                            added.append(("integrity_stream", streamValue))
-                            added.append(("integrity_seq", .int(chainState.seq)))
-                            added.append(("integrity_prev", .string(previous)))
-                            if let link, chainState.seq == 1 {
-                                added.append(("integrity_prev_stream", .text(link.stream)))
-                                added.append(("integrity_prev_seq", .int(link.seq)))
-                            }
+                        if link.seq == 1, let head = chainState.link {
+                            link.previousRun = (Array(head.stream.utf8), head.seq)
+                            try attributes.append([("integrity_prev_stream", .text(head.stream)), ("integrity_prev_seq", .int(head.seq))])
+                        } else {
+                            link.previousRun = nil
                         }
-                        added.append(("integrity_hash", .empty))
-                        try attributes.append(added)
-                        // Let go of `previous` before the hash overwrites it (no copy).
-                        added.removeAll(keepingCapacity: true)
-                        state.encoder.encodeInPlace(record.view, resource: record.resource)
-                        IntegrityCanonicalForm.hash(state.encoder.output.bytes, key: key, into: &previous)
-                        try previous.withUnsafeBufferPointer { hash throws(OTLPEditError) in
-                            try attributes.value(at: attributes.count - 1).setString(hash)
+                        scratch.contents.withUnsafeBufferPointer { contents in
+                            IntegrityCanonicalForm.writeLink(content: UnsafeBufferPointer(rebasing: contents[index * 32..<(index + 1) * 32]), link,
+                                                             into: &state.linkForm)
                         }
-                        count += 1
+                        // `link.prev` becomes this record's hash (in place: no copy).
+                        IntegrityCanonicalForm.hash(state.linkForm.bytes, key: key, into: &link.prev)
+                        try link.prev.withUnsafeBufferPointer { hash throws(OTLPEditError) in
+                            try attributes.value(at: last).setString(hash)
+                        }
+                        index += 1
                     }
                 }
-                chainState.previous = String(decoding: previous, as: UTF8.self)
             } catch {
+                if isNew { state.chains[pipeline] = initial }
                 return nil
             }
+            chainState.seq = link.seq
+            chainState.previous = link.prev
             // Only an appended batch moves the chain on: a refused one's numbers go
             // to the retry.
             guard append() else {
@@ -148,9 +206,9 @@ final class IntegrityProcessor: AppendOrderedProcessor {
                 if isNew { state.chains[pipeline] = initial }
                 return false
             }
-            if chain, let store = chainState.store {
+            if let store = chainState.store {
                 do {
-                    try store.write(IntegrityChainStore.Head(stream: streamID, seq: chainState.seq, hash: chainState.previous))
+                    try store.write(IntegrityChainStore.Head(stream: streamID, seq: chainState.seq, hash: String(decoding: chainState.previous, as: UTF8.self)))
                 } catch {
                     logger.warning("cannot save the integrity chain's head; after a restart the chain will not link to this run",
                                    metadata: ["processor": "\(id)", "error": "\(error)"])
@@ -158,9 +216,9 @@ final class IntegrityProcessor: AppendOrderedProcessor {
                 }
             }
             state.chains[pipeline] = chainState
-            if chain, isNew {
+            if isNew {
                 var metadata: Logger.Metadata = ["processor": "\(id)", "pipeline": "\(pipeline)", "stream": "\(streamID)"]
-                if let link { metadata["continues"] = "\(link.stream) seq \(link.seq)" }
+                if let head = initial.link { metadata["continues"] = "\(head.stream) seq \(head.seq)" }
                 logger.info("integrity chain started", metadata: metadata)
             }
             sealed.add(count)
@@ -168,13 +226,15 @@ final class IntegrityProcessor: AppendOrderedProcessor {
         }
     }
 
+    private static let zeroDigest = [UInt8](repeating: 0, count: 32)
+
     /// A new chain for `pipeline`, continuing the last run's when its head was kept.
     private func openChain(_ pipeline: String) -> ChainState {
         guard let storageDirectory else { return ChainState() }
         switch IntegrityChainStore.open(directory: storageDirectory, processor: id, pipeline: pipeline) {
         case .success(let store):
             let head = store.read()
-            return ChainState(previous: head?.hash ?? Self.genesis, store: store, link: head)
+            return ChainState(previous: Array((head?.hash ?? Self.genesis).utf8), store: store, link: head)
         case .failure(let error):
             logger.warning("cannot keep the integrity chain's head between runs; a restart will begin an unlinked chain",
                            metadata: ["processor": "\(id)", "error": "\(error)"])
@@ -183,7 +243,7 @@ final class IntegrityProcessor: AppendOrderedProcessor {
     }
 
     func shutdown() async {
-        state.withLock { state in
+        state.withLockedValue { state in
             for chain in state.chains.values { chain.store?.close() }
             state.chains.removeAll()
         }

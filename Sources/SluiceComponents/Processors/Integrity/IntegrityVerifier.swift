@@ -24,28 +24,42 @@ public struct IntegrityVerifier {
         public var prevStream: String?
         public var prevSeq: Int64?
 
-        /// The seal a decoded record carries.
-        init(location: String, attributes: AttributesView, recomputed: String) {
+        /// The seal a decoded record carries; `canonical`: its canonical form.
+        init(location: String, attributes: AttributesView, canonical: [UInt8], key: [UInt8]?) {
             self.location = location
             claimed = attributes[IntegrityCanonicalForm.hashKey]?.stringValue ?? ""
-            self.recomputed = [recomputed]
             stream = attributes["integrity_stream"]?.stringValue
             seq = attributes["integrity_seq"].flatMap { Int64($0.stringValue) }
             prev = attributes["integrity_prev"]?.stringValue
             prevStream = attributes["integrity_prev_stream"]?.stringValue
             prevSeq = attributes["integrity_prev_seq"].flatMap { Int64($0.stringValue) }
+            recomputed = []
+            recomputed = [hash(canonical, key: key)]
         }
 
-        /// The seal of a HEC event, from its indexed fields.
-        init(location: String, fields: [String: Any], recomputed: [String]) {
+        /// The seal of a HEC event, from its indexed fields; `canonical`: each form
+        /// the record may have had.
+        init(location: String, fields: [String: Any], canonical: [[UInt8]], key: [UInt8]?) {
             self.location = location
             claimed = fields[IntegrityCanonicalForm.hashKey] as? String ?? ""
-            self.recomputed = recomputed
             stream = fields["integrity_stream"] as? String
             seq = (fields["integrity_seq"] as? String).flatMap { Int64($0) }
             prev = fields["integrity_prev"] as? String
             prevStream = fields["integrity_prev_stream"] as? String
             prevSeq = (fields["integrity_prev_seq"] as? String).flatMap { Int64($0) }
+            recomputed = []
+            recomputed = canonical.map { hash($0, key: key) }
+        }
+
+        /// The hash the record's seal should hold: through its link when it names
+        /// its place in a chain.
+        private func hash(_ canonical: [UInt8], key: [UInt8]?) -> String {
+            var link: IntegrityCanonicalForm.ChainLink?
+            if let stream, let seq {
+                link = IntegrityCanonicalForm.ChainLink(stream: Array(stream.utf8), seq: seq, prev: Array((prev ?? "").utf8))
+                if let prevStream, let prevSeq { link?.previousRun = (Array(prevStream.utf8), prevSeq) }
+            }
+            return IntegrityCanonicalForm.sealHash(canonical, link: link, key: key)
         }
     }
 
@@ -110,7 +124,7 @@ public struct IntegrityVerifier {
                 index += 1
                 let canonical = encoder.encode(record, resource: resourceLogs.resource)
                 seals.append(Seal(location: request.recordCount > 1 ? "\(location), record \(index)" : location,
-                                  attributes: record.attributes, recomputed: hash(canonical)))
+                                  attributes: record.attributes, canonical: canonical, key: key))
             }
         }
     }
@@ -142,7 +156,7 @@ public struct IntegrityVerifier {
         if let time = JSONSpans.member("time", of: document).map({ Array(document[$0]) }), let millis = Self.hecMillis(time) {
             encoder.addText(Array("@time".utf8), Array(String(millis).utf8))
         }
-        var candidates: [String] = []
+        var candidates: [[UInt8]] = []
         if let span = JSONSpans.member("event", of: document) {
             let raw = Array(document[span])
             let body: [UInt8] = raw.first == UInt8(ascii: "\"")
@@ -150,14 +164,14 @@ public struct IntegrityVerifier {
                 : raw
             var withBody = encoder
             withBody.addText(Array("@body".utf8), body)
-            candidates.append(hash(withBody.serialise()))
+            candidates.append(withBody.serialise())
             // A record without a body went as its event name or "(no body)".
             let text = String(decoding: body, as: UTF8.self)
             if text == HECEncoder.emptyBody || text == fields["event_name"] as? String {
-                candidates.append(hash(encoder.serialise()))
+                candidates.append(encoder.serialise())
             }
         }
-        seals.append(Seal(location: location, fields: fields, recomputed: candidates))
+        seals.append(Seal(location: location, fields: fields, canonical: candidates, key: key))
     }
 
     /// An Elasticsearch document in the exporter's `otel` mapping mode.
@@ -198,7 +212,7 @@ public struct IntegrityVerifier {
                 encoder.addRecordFields(view)
                 if let structuredBody { encoder.addText(Array("@body".utf8), structuredBody) }
                 let canonical = encoder.serialise()
-                seals.append(Seal(location: location, attributes: view.attributes, recomputed: hash(canonical)))
+                seals.append(Seal(location: location, attributes: view.attributes, canonical: canonical, key: key))
             }
         }
     }
@@ -277,8 +291,6 @@ public struct IntegrityVerifier {
     }
 
     // MARK: Helpers
-
-    private func hash(_ canonical: [UInt8]) -> String { IntegrityCanonicalForm.hash(canonical, key: key) }
 
     /// HEC's `time` (seconds with three decimals) in milliseconds, digit by digit.
     static func hecMillis(_ text: [UInt8]) -> UInt64? {

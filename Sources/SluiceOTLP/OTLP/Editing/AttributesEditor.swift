@@ -183,6 +183,13 @@ public struct AnyValueEditor {
         raw.pointee.string_value = data
     }
 
+    /// Makes the value the integer `value` (the integrity chain's sequence number).
+    public func setInt(_ value: Int64) {
+        batch.markEdited()
+        raw.pointee.value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE
+        raw.pointee.int_value = value
+    }
+
     /// The elements of an array value, each editable (empty for other kinds).
     public var elements: [AnyValueEditor] {
         guard raw.pointee.value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE,
