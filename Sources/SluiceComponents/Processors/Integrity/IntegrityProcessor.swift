@@ -132,12 +132,12 @@ final class IntegrityProcessor: AppendOrderedProcessor {
                     if chain {
                         let at = scratch.contents.count
                         scratch.contents.append(contentsOf: Self.zeroDigest)
-                        scratch.encoder.output.bytes.withUnsafeBytes { data in
-                            scratch.contents.withUnsafeMutableBufferPointer { Digest.sha256(data, key: nil, into: $0.baseAddress! + at) }
+                        scratch.contents.withUnsafeMutableBufferPointer {
+                            Digest.sha256(scratch.encoder.canonicalBytes, key: nil, into: $0.baseAddress! + at)
                         }
                         try attributes.append(placeholders)
                     } else {
-                        IntegrityCanonicalForm.hash(scratch.encoder.output.bytes, key: key, into: &scratch.hash)
+                        IntegrityCanonicalForm.hash(scratch.encoder.canonicalBytes, key: key, into: &scratch.hash)
                         try attributes.append(placeholders)
                         try scratch.hash.withUnsafeBufferPointer { hash throws(OTLPEditError) in
                             try attributes.value(at: attributes.count - 1).setString(hash)
