@@ -72,6 +72,9 @@ CASES = [
     # (every detector on; each of the payload's records has an email in user_id).
     Case("disk-redact", storage="interval", processors="redaction, batch"),
     Case("disk-redact-seal", storage="interval", processors="redaction, integrity, batch"),
+    # …and the Done-when's own pipeline: into the file exporter through the disk log.
+    Case("file-disk", exporter="file", sink="file", storage="interval"),
+    Case("file-disk-redact-seal", exporter="file", sink="file", storage="interval", processors="redaction, integrity, batch"),
     Case("file", exporter="file", sink="file"),
     Case("hec-nogzip", exporter="splunk_hec/nogzip", sink="hec"),
     Case("hec-gzip", exporter="splunk_hec", sink="hec"),
@@ -90,7 +93,8 @@ CASES = [
     Case("nop-8c", connections=8, extra=True),
 ]
 
-# Sluice / peer, per CPU-second: issue 20's targets are these ratios in one run.
+# Sluice / peer, per CPU-second: issue 20's targets (and issue 15's, the processors'
+# cost) are these ratios in one run.
 RATIOS = [
     ("nop", "rotel-blackhole", 3.0),
     ("hec-nogzip", "rotel-blackhole", 2.0),
@@ -103,7 +107,8 @@ RATIOS = [
     ("nop-grpc", "nop", None),
     ("disk", "nop", 0.8),
     ("disk-redact", "disk", None),
-    ("disk-redact-seal", "disk", None),
+    ("disk-redact-seal", "disk", 0.5),
+    ("file-disk-redact-seal", "file-disk", 0.5),
     ("disk-1c", "nop-1c", 0.8),
     ("es-nogzip", "hec-nogzip", None),
     ("datadog", "hec-gzip", None),
@@ -272,6 +277,7 @@ exporters:
     path: {self.work}/out.jsonl
     rotation:
       max_megabytes: 100000
+    {queue}
 extensions:
   file_storage:
     directory: {self.work}/storage

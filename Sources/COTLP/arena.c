@@ -95,6 +95,10 @@ void *sluice_arena_alloc(sluice_arena *arena, size_t size) {
     return result;
 }
 
+void sluice_arena_set_next_chunk(sluice_arena *arena, size_t size) {
+    arena->next_chunk = size ? size : DEFAULT_FIRST_CHUNK;
+}
+
 size_t sluice_arena_used(const sluice_arena *arena) { return arena->used; }
 size_t sluice_arena_reserved(const sluice_arena *arena) { return arena->reserved; }
 ProtobufCAllocator *sluice_arena_allocator(sluice_arena *arena) { return &arena->allocator; }

@@ -20,6 +20,9 @@ void sluice_arena_destroy(sluice_arena *arena);
 /// or over the limit.
 void *sluice_arena_alloc(sluice_arena *arena, size_t size);
 
+/// The size of the next chunk taken from the system (later ones still double).
+void sluice_arena_set_next_chunk(sluice_arena *arena, size_t size);
+
 /// Bytes handed out so far (what the decoded batch costs in memory).
 size_t sluice_arena_used(const sluice_arena *arena);
 /// Bytes reserved from the system, including unused chunk tails.

@@ -117,7 +117,7 @@ public struct JSONOutput: Sendable {
     /// on the word xor the pattern). A borrow can flag a byte above a flagged one,
     /// never below, so the lowest flag is exact.
     @inline(__always)
-    static func nextSpecial(_ p: UnsafePointer<UInt8>, from start: Int, count n: Int) -> Int {
+    public static func nextSpecial(_ p: UnsafePointer<UInt8>, from start: Int, count n: Int) -> Int {
         let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
         var i = start
         while i + 8 <= n {

@@ -24,6 +24,9 @@ final class OTLPArena {
 
     func allocate(_ size: Int) -> UnsafeMutableRawPointer? { sluice_arena_alloc(raw, size) }
 
+    /// Makes the next chunk `size` bytes (those after it double again).
+    func setNextChunk(_ size: Int) { sluice_arena_set_next_chunk(raw, size) }
+
     /// A copy of `bytes` as protobuf-c binary data.
     func copyBinary(_ bytes: UnsafeBufferPointer<UInt8>) -> ProtobufCBinaryData? {
         if bytes.isEmpty { return ProtobufCBinaryData(len: 0, data: nil) }

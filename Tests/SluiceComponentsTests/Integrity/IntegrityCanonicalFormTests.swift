@@ -9,7 +9,7 @@ import SluiceCore
         "traceId":"5b8efff798038103d269b633813fc60c","spanId":"0000000000000000","body":{"stringValue":"line\n\"quoted\" é"},
         "attributes":[{"key":"action","value":{"stringValue":"block"}},{"key":"tokens","value":{"kvlistValue":{"values":[{"key":"prompt","value":{"intValue":"12"}}]}}},
           {"key":"rules","value":{"arrayValue":{"values":[{"stringValue":"email"},{"intValue":"7"},{}]}}},{"key":"nested","value":{"arrayValue":{"values":[{"arrayValue":{}}]}}},
-          {"key":"score","value":{"doubleValue":2.0}},{"key":"ratio","value":{"doubleValue":0.1}},{"key":"cached","value":{"boolValue":false}},
+          {"key":"score","value":{"doubleValue":2.0}},{"key":"ratio","value":{"doubleValue":0.1}},{"key":"cached","value":{"boolValue":false}},{"key":"delta","value":{"intValue":"-4"}},
           {"key":"digest","value":{"bytesValue":"3q2+7w=="}},{"key":"unset","value":{}},{"key":"","value":{"stringValue":"no name"}},
           {"key":"integrity_hash","value":{"stringValue":"sha256:old"}},{"key":"integrity_seq","value":{"intValue":"3"}}]}]}]}]}
     """#
@@ -21,7 +21,7 @@ import SluiceCore
             let (resourceLogs, _, record) = request.records.first { _ in true }!
             return String(decoding: encoder.encode(record, resource: resourceLogs.resource), as: UTF8.self)
         }
-        #expect(canonical == #"{"@body":"line\n\"quoted\" é","@event_name":"gateway.decision","@severity_number":"13","@severity_text":"WARN","@time":"1763712000124","@trace_id":"5b8efff798038103d269b633813fc60c","action":"block","cached":"false","digest":"3q2+7w==","nested":"[[]]","ratio":"0.1","rules":["email","7"],"score":"2","service.name":"gw","tokens.prompt":"12"}"#)
+        #expect(canonical == #"{"@body":"line\n\"quoted\" é","@event_name":"gateway.decision","@severity_number":"13","@severity_text":"WARN","@time":"1763712000124","@trace_id":"5b8efff798038103d269b633813fc60c","action":"block","cached":"false","delta":"-4","digest":"3q2+7w==","nested":"[[]]","ratio":"0.1","rules":["email","7"],"score":"2","service.name":"gw","tokens.prompt":"12"}"#)
     }
 
     @Test func ofEqualKeysTheLastAddedWinsWhateverTheRecordBefore() {
@@ -32,6 +32,19 @@ import SluiceCore
         encoder.reset()
         for (key, value) in [("k", "resource"), ("j", "x"), ("k", "record")] { encoder.addText(Array(key.utf8), Array(value.utf8)) }
         #expect(String(decoding: encoder.serialise(), as: UTF8.self) == #"{"j":"x","k":"record"}"#)
+    }
+
+    @Test func longValuesGrowTheBufferAndCopiesKeepTheirOwn() {
+        var encoder = IntegrityCanonicalForm()
+        let long = String(repeating: "x", count: 5000)
+        encoder.addText(Array("a".utf8), Array(long.utf8))
+        encoder.addText(Array("b".utf8), Array("tab\there".utf8))
+        #expect(String(decoding: encoder.serialise(), as: UTF8.self) == #"{"a":""# + long + #"","b":"tab\there"}"#)
+        var copy = encoder
+        copy.addText(Array("c".utf8), Array("only in the copy".utf8))
+        let copied = copy.serialise()
+        #expect(String(decoding: copied, as: UTF8.self).hasSuffix(#","c":"only in the copy"}"#))
+        #expect(String(decoding: encoder.serialise(), as: UTF8.self).hasSuffix(#""b":"tab\there"}"#))
     }
 
     @Test func theLinkFormIsTheDocumentedOne() {

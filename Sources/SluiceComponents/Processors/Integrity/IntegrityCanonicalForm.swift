@@ -62,7 +62,11 @@ public struct IntegrityCanonicalForm {
     /// Each key's first eight bytes as a big-endian number: most comparisons end there.
     private var prefixes: [UInt64] = []
     private var sorted: [Int] = []
-    public private(set) var output = JSONOutput()
+    /// The canonical bytes of the last `serialise`.
+    private var writer = CanonicalWriter()
+    /// For what the writer hands to JSONOutput (strings that need escaping, doubles,
+    /// bytes, nested values), copied over after.
+    private var slow = JSONOutput()
 
     public init() {}
 
@@ -79,13 +83,13 @@ public struct IntegrityCanonicalForm {
         return start..<ownedValues.count
     }
 
-    /// The canonical bytes of a log record (valid until the next call).
+    /// The canonical bytes of a log record.
     public mutating func encode(_ record: LogRecordView, resource: ResourceView?) -> [UInt8] {
         encodeInPlace(record, resource: resource)
-        return output.bytes
+        return Array(canonicalBytes)
     }
 
-    /// Builds the canonical bytes into `output` (no copy handed out).
+    /// Builds the canonical bytes in place: `canonicalBytes` until the next call.
     mutating func encodeInPlace(_ record: LogRecordView, resource: ResourceView?) {
         reset()
         if let resource { addAttributes(resource.attributes, prefix: 0..<0) }
@@ -93,6 +97,9 @@ public struct IntegrityCanonicalForm {
         addRecordFields(record)
         serialiseInPlace()
     }
+
+    /// What the last `encodeInPlace` or `serialise` wrote (valid until the next).
+    var canonicalBytes: UnsafeRawBufferPointer { writer.bytes }
 
     /// Adds flattened attributes (later additions win a clash). `prefix` is the
     /// dotted path so far, as a range of `ownedKeys`; nil (or empty) at the top.
@@ -171,12 +178,21 @@ public struct IntegrityCanonicalForm {
     /// The entries as canonical JSON.
     mutating func serialise() -> [UInt8] {
         serialiseInPlace()
-        return output.bytes
+        return Array(canonicalBytes)
+    }
+
+    /// A key's first eight bytes as a big-endian number (zero-padded).
+    @inline(__always)
+    static func sortPrefix(_ key: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        if key.count >= 8 { return UInt64(bigEndian: UnsafeRawPointer(key.baseAddress!).loadUnaligned(as: UInt64.self)) }
+        var prefix: UInt64 = 0
+        for i in 0..<8 { prefix = prefix << 8 | UInt64(i < key.count ? key[i] : 0) }
+        return prefix
     }
 
     private mutating func serialiseInPlace() {
-        output.bytes.removeAll(keepingCapacity: true)
-        output.append(UInt8(ascii: "{"))
+        writer.reset()
+        writer.byte(UInt8(ascii: "{"))
         let owned = ownedKeys
         owned.withUnsafeBufferPointer { store in
             keys.removeAll(keepingCapacity: true)
@@ -184,9 +200,7 @@ public struct IntegrityCanonicalForm {
             for entry in entries {
                 let key = entry.ownedOffset < 0 ? entry.key : UnsafeBufferPointer(rebasing: store[entry.ownedOffset..<(entry.ownedOffset + entry.ownedLength)])
                 keys.append(key)
-                var prefix: UInt64 = 0
-                for i in 0..<8 { prefix = prefix << 8 | UInt64(i < key.count ? key[i] : 0) }
-                prefixes.append(prefix)
+                prefixes.append(Self.sortPrefix(key))
             }
             // Insertion sort, from the last record's order when this one has as
             // many fields: records of one source mostly share their layout, and
@@ -229,14 +243,14 @@ public struct IntegrityCanonicalForm {
                 position = last + 1
                 let key = keys[index]
                 if Self.isExcluded(key) { continue }
-                if !first { output.append(UInt8(ascii: ",")) }
+                if !first { writer.byte(UInt8(ascii: ",")) }
                 first = false
-                output.appendString(key)
-                output.append(UInt8(ascii: ":"))
+                writer.string(key, slow: &slow)
+                writer.byte(UInt8(ascii: ":"))
                 write(entries[index].value)
             }
         }
-        output.append(UInt8(ascii: "}"))
+        writer.byte(UInt8(ascii: "}"))
     }
 
     @inline(__always)
@@ -254,16 +268,18 @@ public struct IntegrityCanonicalForm {
 
     private mutating func write(_ value: Value) {
         switch value {
-        case .text(let bytes): output.appendString(bytes)
+        case .text(let bytes): writer.string(bytes, slow: &slow)
         case .owned(let range):
             let values = ownedValues
-            values.withUnsafeBufferPointer { output.appendString(UnsafeBufferPointer(rebasing: $0[range])) }
-        case .rawJSON(let range): output.bytes.append(contentsOf: ownedValues[range])
-        case .number(let n):
-            output.append(UInt8(ascii: "\""))
-            output.appendUInt(n)
-            output.append(UInt8(ascii: "\""))
-        case .hex(let bytes): output.appendHexString(bytes)
+            values.withUnsafeBufferPointer { writer.string(UnsafeBufferPointer(rebasing: $0[range]), slow: &slow) }
+        case .rawJSON(let range):
+            let values = ownedValues
+            values.withUnsafeBufferPointer { writer.raw(UnsafeBufferPointer(rebasing: $0[range])) }
+        case .number(let n): writer.quoted(n)
+        case .hex(let bytes):
+            slow.bytes.removeAll(keepingCapacity: true)
+            slow.appendHexString(bytes)
+            writer.raw(slow.bytes)
         case .any(let any): writeFlat(any)
         }
     }
@@ -279,18 +295,29 @@ public struct IntegrityCanonicalForm {
             }
         }
         if nested { return writeScalar(value) }
-        output.append(UInt8(ascii: "["))
+        writer.byte(UInt8(ascii: "["))
         var first = true
         for item in items {
             if case .empty = item.value { continue }
-            if !first { output.append(UInt8(ascii: ",")) }
+            if !first { writer.byte(UInt8(ascii: ",")) }
             first = false
             writeScalar(item)
         }
-        output.append(UInt8(ascii: "]"))
+        writer.byte(UInt8(ascii: "]"))
     }
 
-    private mutating func writeScalar(_ value: AnyValueView) { value.writeScalarString(to: &output) }
+    /// A scalar as its string (AnyValueView.writeScalarString), with strings and
+    /// integers, the common kinds, written straight into the buffer.
+    private mutating func writeScalar(_ value: AnyValueView) {
+        switch value.value {
+        case .string(let s): writer.string(s.utf8, slow: &slow)
+        case .int(let i) where i >= 0: writer.quoted(UInt64(i))
+        default:
+            slow.bytes.removeAll(keepingCapacity: true)
+            value.writeScalarString(to: &slow)
+            writer.raw(slow.bytes)
+        }
+    }
 
     // MARK: The chain's link
 
@@ -346,6 +373,34 @@ public struct IntegrityCanonicalForm {
         return hash(output.bytes, key: key)
     }
 
+    /// The same over bytes in place.
+    public static func hash(_ canonical: UnsafeRawBufferPointer, key: [UInt8]?, into out: inout [UInt8]) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { digest in
+            if let key {
+                key.withUnsafeBytes { Digest.sha256(canonical, key: $0, into: digest.baseAddress!) }
+            } else {
+                Digest.sha256(canonical, key: nil, into: digest.baseAddress!)
+            }
+            writeHash(UnsafeBufferPointer(digest), keyed: key != nil, into: &out)
+        }
+    }
+
+    /// `sha256:<hex>` (`hmac-sha256:<hex>` when keyed) of a 32-byte digest into `out`.
+    static func writeHash(_ digest: UnsafeBufferPointer<UInt8>, keyed: Bool, into out: inout [UInt8]) {
+        let prefix: StaticString = "sha256:", keyedPrefix: StaticString = "hmac-sha256:"
+        let head = keyed ? keyedPrefix : prefix
+        let digits: StaticString = "0123456789abcdef"
+        out.removeAll(keepingCapacity: true)
+        out.append(contentsOf: UnsafeBufferPointer(start: head.utf8Start, count: head.utf8CodeUnitCount))
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { hex in
+            for (i, b) in digest.enumerated() {
+                hex[2 * i] = digits.utf8Start[Int(b >> 4)]
+                hex[2 * i + 1] = digits.utf8Start[Int(b & 15)]
+            }
+            out.append(contentsOf: UnsafeBufferPointer(start: hex.baseAddress, count: 2 * digest.count))
+        }
+    }
+
     /// `sha256:<hex>`, or `hmac-sha256:<hex>` under `key`.
     public static func hash(_ canonical: [UInt8], key: [UInt8]?) -> String {
         var out: [UInt8] = []
@@ -355,22 +410,98 @@ public struct IntegrityCanonicalForm {
 
     /// The same into `out` (replacing what it held), without a String.
     public static func hash(_ canonical: [UInt8], key: [UInt8]?, into out: inout [UInt8]) {
-        let prefix: StaticString = "sha256:", keyedPrefix: StaticString = "hmac-sha256:"
-        let head = key == nil ? prefix : keyedPrefix
-        out.removeAll(keepingCapacity: true)
-        out.append(contentsOf: UnsafeBufferPointer(start: head.utf8Start, count: head.utf8CodeUnitCount))
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { digest in
-            canonical.withUnsafeBytes { data in
-                if let key {
-                    key.withUnsafeBytes { Digest.sha256(data, key: $0, into: digest.baseAddress!) }
-                } else {
-                    Digest.sha256(data, key: nil, into: digest.baseAddress!)
-                }
-            }
-            for b in digest {
-                out.append(JSONOutput.hexDigits[Int(b >> 4)])
-                out.append(JSONOutput.hexDigits[Int(b & 15)])
-            }
+        canonical.withUnsafeBytes { hash($0, key: key, into: &out) }
+    }
+}
+
+/// The canonical form's output buffer: written byte by byte and run by run without
+/// an Array's bookkeeping on every append (which cost a third of the canonical
+/// form's time). A value type over storage it owns: `reset` gives a copy of an
+/// encoder its own buffer before writing (copy on write, once per record).
+struct CanonicalWriter {
+    private final class Storage {
+        var base: UnsafeMutablePointer<UInt8>
+        init(capacity: Int) { base = .allocate(capacity: capacity) }
+        deinit { base.deallocate() }
+    }
+
+    private var storage: Storage
+    /// `storage.base`, kept here so that writing touches no reference.
+    private var base: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    private(set) var count = 0
+
+    init() {
+        capacity = 1024
+        storage = Storage(capacity: capacity)
+        base = storage.base
+    }
+
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    mutating func reset() {
+        if !isKnownUniquelyReferenced(&storage) {
+            storage = Storage(capacity: capacity)
+            base = storage.base
         }
+        count = 0
+    }
+
+    @inline(__always)
+    private mutating func reserve(_ more: Int) {
+        guard count + more > capacity else { return }
+        let grown = max(capacity * 2, count + more)
+        let next = UnsafeMutablePointer<UInt8>.allocate(capacity: grown)
+        next.update(from: base, count: count)
+        storage.base.deallocate()
+        storage.base = next
+        base = next
+        capacity = grown
+    }
+
+    @inline(__always)
+    mutating func byte(_ b: UInt8) {
+        reserve(1)
+        base[count] = b
+        count += 1
+    }
+
+    mutating func raw(_ run: UnsafeBufferPointer<UInt8>) {
+        guard let start = run.baseAddress, !run.isEmpty else { return }
+        reserve(run.count)
+        (base + count).update(from: start, count: run.count)
+        count += run.count
+    }
+
+    mutating func raw(_ run: [UInt8]) { run.withUnsafeBufferPointer { raw($0) } }
+
+    /// A quoted JSON string: copied as it is when nothing in it needs escaping or a
+    /// UTF-8 check (the common case), else through JSONOutput's escaping.
+    mutating func string(_ text: UnsafeBufferPointer<UInt8>, slow: inout JSONOutput) {
+        if let start = text.baseAddress, JSONOutput.nextSpecial(start, from: 0, count: text.count) < text.count {
+            slow.bytes.removeAll(keepingCapacity: true)
+            slow.appendString(text)
+            return raw(slow.bytes)
+        }
+        reserve(text.count + 2)
+        base[count] = UInt8(ascii: "\"")
+        if let start = text.baseAddress { (base + count + 1).update(from: start, count: text.count) }
+        base[count + 1 + text.count] = UInt8(ascii: "\"")
+        count += text.count + 2
+    }
+
+    /// A number as a quoted decimal string.
+    mutating func quoted(_ n: UInt64) {
+        reserve(22)
+        base[count] = UInt8(ascii: "\"")
+        var digits = 1, rest = n / 10
+        while rest > 0 { digits += 1; rest /= 10 }
+        var value = n
+        for i in stride(from: digits, through: 1, by: -1) {
+            base[count + i] = UInt8(ascii: "0") + UInt8(value % 10)
+            value /= 10
+        }
+        base[count + digits + 1] = UInt8(ascii: "\"")
+        count += digits + 2
     }
 }

@@ -57,8 +57,6 @@ final class IntegrityProcessor: AppendOrderedProcessor {
     }
     struct State {
         var chains: [String: ChainState] = [:]
-        /// The link form's buffer, reused request after request.
-        var linkForm = JSONOutput()
         var warnedSignal = false
     }
     /// Held from a request's first link to its append, so the log holds the chain
@@ -76,6 +74,17 @@ final class IntegrityProcessor: AppendOrderedProcessor {
         /// With `chain`: each record's content digest, 32 bytes after 32 bytes.
         var contents: [UInt8] = []
         var hash: [UInt8] = []
+        var linkForm = JSONOutput()
+        let hasher = SHA256Hasher()
+
+        /// `integrity_hash`'s value for `bytes` into `out`: SHA-256, or HMAC under `key`.
+        func seal(_ bytes: UnsafeRawBufferPointer, key: [UInt8]?, into out: inout [UInt8]) {
+            if key != nil { return IntegrityCanonicalForm.hash(bytes, key: key, into: &out) }
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { digest in
+                hasher.digest(bytes, into: digest.baseAddress!)
+                IntegrityCanonicalForm.writeHash(UnsafeBufferPointer(digest), keyed: false, into: &out)
+            }
+        }
     }
     private let scratchPool = Mutex<[Scratch]>([])
 
@@ -132,12 +141,12 @@ final class IntegrityProcessor: AppendOrderedProcessor {
                     if chain {
                         let at = scratch.contents.count
                         scratch.contents.append(contentsOf: Self.zeroDigest)
-                        scratch.encoder.output.bytes.withUnsafeBytes { data in
-                            scratch.contents.withUnsafeMutableBufferPointer { Digest.sha256(data, key: nil, into: $0.baseAddress! + at) }
+                        scratch.contents.withUnsafeMutableBufferPointer {
+                            scratch.hasher.digest(scratch.encoder.canonicalBytes, into: $0.baseAddress! + at)
                         }
                         try attributes.append(placeholders)
                     } else {
-                        IntegrityCanonicalForm.hash(scratch.encoder.output.bytes, key: key, into: &scratch.hash)
+                        scratch.seal(scratch.encoder.canonicalBytes, key: key, into: &scratch.hash)
                         try attributes.append(placeholders)
                         try scratch.hash.withUnsafeBufferPointer { hash throws(OTLPEditError) in
                             try attributes.value(at: attributes.count - 1).setString(hash)
@@ -183,10 +192,10 @@ final class IntegrityProcessor: AppendOrderedProcessor {
                         }
                         scratch.contents.withUnsafeBufferPointer { contents in
                             IntegrityCanonicalForm.writeLink(content: UnsafeBufferPointer(rebasing: contents[index * 32..<(index + 1) * 32]), link,
-                                                             into: &state.linkForm)
+                                                             into: &scratch.linkForm)
                         }
                         // `link.prev` becomes this record's hash (in place: no copy).
-                        IntegrityCanonicalForm.hash(state.linkForm.bytes, key: key, into: &link.prev)
+                        scratch.linkForm.bytes.withUnsafeBytes { scratch.seal($0, key: key, into: &link.prev) }
                         try link.prev.withUnsafeBufferPointer { hash throws(OTLPEditError) in
                             try attributes.value(at: last).setString(hash)
                         }

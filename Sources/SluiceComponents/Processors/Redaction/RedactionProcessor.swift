@@ -34,6 +34,9 @@ final class RedactionProcessor: Processor {
     /// per-attribute checks then cost one branch.
     private let checksIgnoredKeys: Bool
     private let checksBlockedKeys: Bool
+    /// No `blocked_key_patterns` and no `allowed_values`: a string attribute is
+    /// only masked where `blocked_values` or a detector finds something.
+    private let masksStringsOnly: Bool
     /// Masked values by what found them: each detector, then `blocked_value`, `blocked_key`.
     private let maskedCounters: [Counter]
     private let removedCounter: Counter
@@ -47,6 +50,7 @@ final class RedactionProcessor: Processor {
         scanner = SensitiveDataScanner(enabled: settings.detectors)
         checksIgnoredKeys = !settings.ignoredKeys.isEmpty || !settings.ignoredKeyPatterns.isEmpty
         checksBlockedKeys = !settings.blockedKeyPatterns.isEmpty
+        masksStringsOnly = !checksBlockedKeys && settings.allowedValues.isEmpty
         let labels = SensitiveKind.allCases.map(\.rawValue) + ["blocked_value", "blocked_key"]
         maskedCounters = labels.map {
             metrics.counter("sluice_redaction_masked_values_total", "Values (or parts of values) the redaction processor masked, by what found them.",
@@ -96,7 +100,15 @@ final class RedactionProcessor: Processor {
                 summary.record(.redacted, key)
                 continue
             }
-            guard pair.value != nil else { continue }
+            guard let valueView = pair.value else { continue }
+            // The common case, a string under a key no rule names, without an
+            // editor for the value unless something is masked.
+            if masksStringsOnly, case .string(let text) = valueView.value {
+                guard let masked = mask(text.utf8, &tally) else { continue }
+                try masked.withUnsafeBufferPointer { bytes throws(OTLPEditError) in try list.value(at: i).setString(bytes) }
+                summary.record(.masked, key)
+                continue
+            }
             let outcome = try redact(list.value(at: i), key: key, removesUnallowedKeys: false, path: nil, &tally, &summary)
             switch outcome {
             case .masked: summary.record(.masked, key)
