@@ -2,8 +2,8 @@
 // Built by scripts/fuzz.sh together with SluiceCore's sources in one module.
 //
 // The first input byte picks the decoder; the rest is the body. A body that
-// decodes must also survive the way out: packed as protobuf it decodes again to
-// the same bytes, and written as OTLP/JSON it is valid UTF-8 and decodes again.
+// decodes must also survive the way out: packed as protobuf (the same bytes as
+// protobuf-c's packer writes) it decodes again to the same bytes, and written as OTLP/JSON it is valid UTF-8 and decodes again.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -22,6 +22,8 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     _ = batch.itemCount
 
     let packed = batch.encodeProtobuf()
+    // Logs are packed by LogsProtobufWriter, whose bytes must be protobuf-c's.
+    guard packed == OTLPBatch.packWithProtobufC(batch.message) else { fatalError("packed bytes differ from protobuf-c's") }
     guard let again = try? OTLPBatch.decode(protobuf: packed, signal: signal, limits: OTLPDecodeLimits(maxBodyBytes: 64 << 20, maxNestingDepth: 32)) else {
         fatalError("packed batch does not decode again")
     }

@@ -11,6 +11,9 @@
 //   - the same 1,000 events as the gateway's own JSON (NDJSON, the events
 //     receiver's input): parsed into OTLP values, then built into a batch with
 //     the fields as attributes and the object as the body, as the receiver does.
+// Encode: the decoded request packed as protobuf (logs: LogsProtobufWriter), next
+// to protobuf-c's generic packer on the same request (what a processor's edit used
+// to cost on the way to a disk log); as OTLP/JSON; as HEC events.
 // OTTL: one condition evaluated on each record of the decoded request (the filter
 // processor's and routing connector's cost per record), with IsMatch through
 // POSIX regexec in place next to Swift's Regex over a String made per record.
@@ -198,6 +201,17 @@ row("decode OTLP/JSON, arena + views", bytes: json.count) {
 
 let decoded = try! OTLPBatch.decode(protobuf: payload, signal: .logs)
 row("encode protobuf", bytes: payload.count) { sink &+= decoded.encodeProtobuf().count }
+// What `encode protobuf` cost before LogsProtobufWriter: protobuf-c's generic size
+// walk and pack walk, on the same request unpacked by protobuf-c.
+let unpacked = payload.withUnsafeBufferPointer { protobuf_c_message_unpack(descriptor, nil, $0.count, $0.baseAddress)! }
+func packWithProtobufC(_ message: UnsafePointer<ProtobufCMessage>) -> [UInt8] {
+    let size = protobuf_c_message_get_packed_size(message)
+    return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in count = protobuf_c_message_pack(message, buffer.baseAddress) }
+}
+if decoded.encodeProtobuf() != packWithProtobufC(unpacked) {
+    print("encode protobuf: writes other bytes than protobuf-c for the same request")
+}
+row("encode protobuf, protobuf-c", bytes: payload.count) { sink &+= packWithProtobufC(unpacked).count }
 row("encode OTLP/JSON", bytes: json.count) { sink &+= decoded.encodeJSON().count }
 let hecBytes = HECEncoderBenchmark.encodeLogs(decoded, sourcetype: "ai:gateway:audit")
 row("encode HEC events", bytes: hecBytes) { sink &+= HECEncoderBenchmark.encodeLogs(decoded, sourcetype: "ai:gateway:audit") }

@@ -71,13 +71,37 @@ extension OTLPBatch {
     /// The request as protobuf bytes, packed from the decoded message (always: what
     /// the message says, whatever `protobufSource` holds).
     public func encodeProtobuf() -> [UInt8] {
-        Self.pack(message)
+        if let packed = withPackedLogs({ Self.array($0) }) { return packed }
+        return Self.packWithProtobufC(message)
     }
 
-    static func pack(_ message: UnsafePointer<ProtobufCMessage>) -> [UInt8] {
+    /// Calls `body` with a logs request packed by `LogsProtobufWriter` (protobuf-c's
+    /// bytes, several times faster); nil, without calling it, for other signals and
+    /// for the trees that writer leaves to protobuf-c.
+    func withPackedLogs<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R? {
+        guard signal == .logs else { return nil }
+        return try withExtendedLifetime(self) {
+            let request = UnsafeRawPointer(message).assumingMemoryBound(to: CLogsRequest.self)
+            // The packed request is smaller than its structs in the arena (a string's
+            // 16-byte descriptor against its 1-byte length, a message's 24-byte header
+            // against 2 bytes of tag and length): half the arena is a first guess
+            // that rarely grows, and the unused head of the buffer is never touched.
+            return try LogsProtobufWriter.withPacked(request, capacity: arena.usedBytes / 2, body)
+        }
+    }
+
+    /// protobuf-c's generic packer: a size walk over the descriptors, then a pack walk.
+    static func packWithProtobufC(_ message: UnsafePointer<ProtobufCMessage>) -> [UInt8] {
         let size = protobuf_c_message_get_packed_size(message)
         return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
             count = size == 0 ? 0 : protobuf_c_message_pack(message, buffer.baseAddress)
+        }
+    }
+
+    private static func array(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: bytes.count) { buffer, count in
+            if let base = bytes.baseAddress { buffer.baseAddress!.initialize(from: base.assumingMemoryBound(to: UInt8.self), count: bytes.count) }
+            count = bytes.count
         }
     }
 }

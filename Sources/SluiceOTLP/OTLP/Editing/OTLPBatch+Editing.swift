@@ -27,6 +27,7 @@ extension OTLPBatch {
     /// else the edited message packed.
     public func withProtobuf<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         if let kept = protobufSource { return try body(kept) }
+        if let result = try withPackedLogs(body) { return result }
         return try encodeProtobuf().withUnsafeBytes(body)
     }
 

@@ -15,6 +15,7 @@ public typealias CArrayValue = Opentelemetry__Proto__Common__V1__ArrayValue
 public typealias CKeyValueList = Opentelemetry__Proto__Common__V1__KeyValueList
 public typealias CScope = Opentelemetry__Proto__Common__V1__InstrumentationScope
 public typealias CResource = Opentelemetry__Proto__Resource__V1__Resource
+typealias CEntityRef = Opentelemetry__Proto__Common__V1__EntityRef
 public typealias CLogsRequest = Opentelemetry__Proto__Collector__Logs__V1__ExportLogsServiceRequest
 public typealias CResourceLogs = Opentelemetry__Proto__Logs__V1__ResourceLogs
 public typealias CScopeLogs = Opentelemetry__Proto__Logs__V1__ScopeLogs
