@@ -65,11 +65,12 @@ final class IntegrityProcessor: AppendOrderedProcessor {
     /// `Mutex`) would burn the other core for nothing.
     private let state = NIOLockedValueBox(State())
 
-    /// Working memory of the part that runs outside the order (one per request
-    /// being sealed at the same time), kept for reuse. Unchecked: the encoder's
-    /// pointers into a batch live only within one `encodeInPlace`, and a scratch is
-    /// in the pool or with one request, never both.
-    struct Scratch: @unchecked Sendable {
+    /// Working memory of one request's sealing (one per request being sealed at
+    /// the same time), kept for reuse. A class, so that the record loops' closures
+    /// reach its buffers without copying them record after record. Unchecked: the
+    /// encoder's pointers into a batch live only within one `encodeInPlace`, and a
+    /// scratch is in the pool or with one request, never both.
+    final class Scratch: @unchecked Sendable {
         var encoder = IntegrityCanonicalForm()
         /// With `chain`: each record's content digest, 32 bytes after 32 bytes.
         var contents: [UInt8] = []
@@ -119,7 +120,7 @@ final class IntegrityProcessor: AppendOrderedProcessor {
             if warn { logger.warning("integrity seals log records only; \(batch.signal) pass unsealed", metadata: ["processor": "\(id)"]) }
             return append()
         }
-        var scratch = scratchPool.withLock { $0.popLast() } ?? Scratch()
+        let scratch = scratchPool.withLock { $0.popLast() } ?? Scratch()
         defer { scratchPool.withLock { $0.append(scratch) } }
         // First, request by request at the same time: each record's canonical form
         // and its hash; with `chain`, the seal attributes as placeholders for the link.
