@@ -75,7 +75,9 @@ final class LogCapture: Sendable {
 
         init(_ settings: TLSServerSettings, group: any EventLoopGroup = SluiceEventLoops.group) async throws {
             context = try TLSServerContext(settings: settings, logger: log.logger, metrics: metrics)
-            http = try await HTTPServer.start(at: HostPort(host: "127.0.0.1", port: 0), name: "test", limits: HTTPServerLimits(),
+            // Generous: under AddressSanitizer on a loaded 2-core host a handshake and
+            // its request have taken longer than the default 10 s header timeout.
+            http = try await HTTPServer.start(at: HostPort(host: "127.0.0.1", port: 0), name: "test", limits: HTTPServerLimits(headerTimeout: .seconds(120)),
                                               responder: Responder(), group: group, tls: context)
             port = try #require(http.localAddress?.port)
         }
@@ -126,7 +128,9 @@ final class LogCapture: Sendable {
     static func get(port: Int, tls: TLSClientConfiguration?) async throws -> (status: HTTPResponseStatus, body: String) {
         var settings = HTTPClient.Settings()
         settings.tls = tls
-        settings.requestTimeout = .seconds(10)
+        // Deadlines only a stalled host reaches: nothing here measures speed.
+        settings.requestTimeout = .seconds(120)
+        settings.connectTimeout = .seconds(120)
         let scheme = tls == nil ? "http" : "https"
         let client = HTTPClient(endpoint: try #require(HTTPEndpoint("\(scheme)://localhost:\(port)")), settings: settings)
         defer { Task { await client.close() } }
@@ -371,6 +375,8 @@ final class LogCapture: Sendable {
         // A keep-alive connection opened before the rotation.
         var clientSettings = HTTPClient.Settings()
         clientSettings.tls = TLSClientConfiguration(caFile: bed.caFile)
+        clientSettings.requestTimeout = .seconds(120)
+        clientSettings.connectTimeout = .seconds(120)
         let client = HTTPClient(endpoint: try #require(HTTPEndpoint("https://localhost:\(server.port)")), settings: clientSettings)
         defer { Task { await client.close() } }
         let before = try await client.send(HTTPClientRequest(target: "/", body: ByteBuffer(string: "x"))).bodyText
