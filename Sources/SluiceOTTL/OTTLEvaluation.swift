@@ -155,8 +155,9 @@ extension OTTLRuntimeValue {
         case .double(let d): return Array(String(d).utf8)
         case .bool(let b): return Array((b ? "true" : "false").utf8)
         case .bytes(let b):
-            let digits = Array("0123456789abcdef".utf8)
-            return b.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0xF)]] }
+            var hex: [UInt8] = []
+            JSONOutput.appendHex(b, to: &hex)
+            return hex
         case .map(let map):
             var out = JSONOutput()
             map.writePlainJSONObject(to: &out)

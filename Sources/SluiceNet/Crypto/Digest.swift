@@ -1,4 +1,5 @@
 import COpenSSL
+import SluiceOTLP
 
 /// SHA-256 and HMAC-SHA-256 through OpenSSL, for exporters: deterministic document
 /// ids, request signatures (AWS Signature V4, signed webhooks).
@@ -51,13 +52,9 @@ public enum Digest {
 
     /// Lowercase hexadecimal as ASCII bytes (for writing straight into a value).
     public static func hexBytes(_ bytes: [UInt8]) -> [UInt8] {
-        let digits: StaticString = "0123456789abcdef"
         var out = [UInt8]()
         out.reserveCapacity(bytes.count * 2)
-        for b in bytes {
-            out.append(digits.utf8Start[Int(b >> 4)])
-            out.append(digits.utf8Start[Int(b & 15)])
-        }
+        bytes.withUnsafeBufferPointer { JSONOutput.appendHex($0, to: &out) }
         return out
     }
 }

@@ -41,15 +41,24 @@ public struct JSONOutput: Sendable {
         if value < 10 { bytes.append(UInt8(ascii: "0") + UInt8(value)); return }
         var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)  // 20 digits max, written backwards
         withUnsafeMutableBytes(of: &digits) { scratch in
-            var v = value
-            var i = scratch.count
-            while v > 0 {
-                i -= 1
-                scratch[i] = UInt8(ascii: "0") + UInt8(v % 10)
-                v /= 10
-            }
-            bytes.append(contentsOf: scratch[i...])
+            let end = scratch.baseAddress!.assumingMemoryBound(to: UInt8.self) + scratch.count
+            let count = Self.writeDecimal(value, endingAt: end)
+            bytes.append(contentsOf: UnsafeBufferPointer(start: end - count, count: count))
         }
+    }
+
+    /// `value` in decimal, written backwards so that its last digit is just before
+    /// `end` (room for 20 digits); how many digits it took.
+    @inline(__always)
+    public static func writeDecimal(_ value: UInt64, endingAt end: UnsafeMutablePointer<UInt8>) -> Int {
+        var v = value
+        var p = end
+        repeat {
+            p -= 1
+            p.pointee = UInt8(ascii: "0") + UInt8(v % 10)
+            v /= 10
+        } while v > 0
+        return end - p
     }
 
     /// A JSON number, or for the values JSON has no number for, the strings
@@ -179,24 +188,30 @@ public struct JSONOutput: Sendable {
 
     /// Lowercase hex in quotes, as OTLP/JSON writes trace and span ids.
     public mutating func appendHexString(_ data: UnsafeBufferPointer<UInt8>) {
-        // Ids are 8 or 16 bytes: written into a stack buffer, then appended at once.
-        var scratch: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
+        bytes.append(UInt8(ascii: "\""))
+        Self.appendHex(data, to: &bytes)
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    /// Lowercase hex of `data` after what `out` holds, without quotes. Ids and
+    /// digests are 8 to 32 bytes: written into a stack buffer, then appended at once
+    /// (an append per digit costs more than the digits).
+    public static func appendHex(_ data: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        var scratch: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
         withUnsafeMutableBytes(of: &scratch) { raw in
             let scratch = raw.bindMemory(to: UInt8.self)
             let digits = "0123456789abcdef" as StaticString
             var k = 0
-            scratch[k] = UInt8(ascii: "\""); k += 1
             for b in data {
-                if k + 3 > scratch.count {
-                    bytes.append(contentsOf: UnsafeBufferPointer(rebasing: scratch[0..<k]))
+                if k + 2 > scratch.count {
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: scratch[0..<k]))
                     k = 0
                 }
                 scratch[k] = digits.utf8Start[Int(b >> 4)]
                 scratch[k + 1] = digits.utf8Start[Int(b & 0xF)]
                 k += 2
             }
-            scratch[k] = UInt8(ascii: "\""); k += 1
-            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: scratch[0..<k]))
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: scratch[0..<k]))
         }
     }
 

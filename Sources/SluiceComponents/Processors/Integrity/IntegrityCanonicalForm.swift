@@ -373,11 +373,14 @@ public struct IntegrityCanonicalForm {
         return hash(output.bytes, key: key)
     }
 
-    /// The same over bytes in place.
-    public static func hash(_ canonical: UnsafeRawBufferPointer, key: [UInt8]?, into out: inout [UInt8]) {
+    /// The same over bytes in place; `hasher`, when given, does the unkeyed SHA-256
+    /// (a context reused record after record).
+    public static func hash(_ canonical: UnsafeRawBufferPointer, key: [UInt8]?, using hasher: SHA256Hasher? = nil, into out: inout [UInt8]) {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { digest in
             if let key {
                 key.withUnsafeBytes { Digest.sha256(canonical, key: $0, into: digest.baseAddress!) }
+            } else if let hasher {
+                hasher.digest(canonical, into: digest.baseAddress!)
             } else {
                 Digest.sha256(canonical, key: nil, into: digest.baseAddress!)
             }
@@ -389,16 +392,9 @@ public struct IntegrityCanonicalForm {
     static func writeHash(_ digest: UnsafeBufferPointer<UInt8>, keyed: Bool, into out: inout [UInt8]) {
         let prefix: StaticString = "sha256:", keyedPrefix: StaticString = "hmac-sha256:"
         let head = keyed ? keyedPrefix : prefix
-        let digits: StaticString = "0123456789abcdef"
         out.removeAll(keepingCapacity: true)
         out.append(contentsOf: UnsafeBufferPointer(start: head.utf8Start, count: head.utf8CodeUnitCount))
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { hex in
-            for (i, b) in digest.enumerated() {
-                hex[2 * i] = digits.utf8Start[Int(b >> 4)]
-                hex[2 * i + 1] = digits.utf8Start[Int(b & 15)]
-            }
-            out.append(contentsOf: UnsafeBufferPointer(start: hex.baseAddress, count: 2 * digest.count))
-        }
+        JSONOutput.appendHex(digest, to: &out)
     }
 
     /// `sha256:<hex>`, or `hmac-sha256:<hex>` under `key`.
@@ -490,17 +486,13 @@ struct CanonicalWriter {
         count += text.count + 2
     }
 
-    /// A number as a quoted decimal string.
+    /// A number as a quoted decimal string: the digits written backwards at the end
+    /// of the room reserved, then moved up behind the opening quote.
     mutating func quoted(_ n: UInt64) {
         reserve(22)
         base[count] = UInt8(ascii: "\"")
-        var digits = 1, rest = n / 10
-        while rest > 0 { digits += 1; rest /= 10 }
-        var value = n
-        for i in stride(from: digits, through: 1, by: -1) {
-            base[count + i] = UInt8(ascii: "0") + UInt8(value % 10)
-            value /= 10
-        }
+        let digits = JSONOutput.writeDecimal(n, endingAt: base + count + 21)
+        (base + count + 1).update(from: base + count + 21 - digits, count: digits)
         base[count + digits + 1] = UInt8(ascii: "\"")
         count += digits + 2
     }

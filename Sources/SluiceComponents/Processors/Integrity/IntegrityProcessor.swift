@@ -77,15 +77,6 @@ final class IntegrityProcessor: AppendOrderedProcessor {
         var hash: [UInt8] = []
         var linkForm = JSONOutput()
         let hasher = SHA256Hasher()
-
-        /// `integrity_hash`'s value for `bytes` into `out`: SHA-256, or HMAC under `key`.
-        func seal(_ bytes: UnsafeRawBufferPointer, key: [UInt8]?, into out: inout [UInt8]) {
-            if key != nil { return IntegrityCanonicalForm.hash(bytes, key: key, into: &out) }
-            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { digest in
-                hasher.digest(bytes, into: digest.baseAddress!)
-                IntegrityCanonicalForm.writeHash(UnsafeBufferPointer(digest), keyed: false, into: &out)
-            }
-        }
     }
     private let scratchPool = Mutex<[Scratch]>([])
 
@@ -121,7 +112,10 @@ final class IntegrityProcessor: AppendOrderedProcessor {
             return append()
         }
         let scratch = scratchPool.withLock { $0.popLast() } ?? Scratch()
-        defer { scratchPool.withLock { $0.append(scratch) } }
+        defer {
+            scratch.contents.removeAll(keepingCapacity: true)
+            scratchPool.withLock { $0.append(scratch) }
+        }
         // First, request by request at the same time: each record's canonical form
         // and its hash; with `chain`, the seal attributes as placeholders for the link.
         var count = 0
@@ -147,7 +141,7 @@ final class IntegrityProcessor: AppendOrderedProcessor {
                         }
                         try attributes.append(placeholders)
                     } else {
-                        scratch.seal(scratch.encoder.canonicalBytes, key: key, into: &scratch.hash)
+                        IntegrityCanonicalForm.hash(scratch.encoder.canonicalBytes, key: key, using: scratch.hasher, into: &scratch.hash)
                         try attributes.append(placeholders)
                         try scratch.hash.withUnsafeBufferPointer { hash throws(OTLPEditError) in
                             try attributes.value(at: attributes.count - 1).setString(hash)
@@ -157,7 +151,6 @@ final class IntegrityProcessor: AppendOrderedProcessor {
                 }
             }
         } catch {
-            scratch.contents.removeAll(keepingCapacity: true)
             return nil
         }
         guard chain else {
@@ -165,7 +158,6 @@ final class IntegrityProcessor: AppendOrderedProcessor {
             sealed.add(count)
             return true
         }
-        defer { scratch.contents.removeAll(keepingCapacity: true) }
         // Then in order: each record's link to the one before it, and the append.
         return state.withLockedValue { state -> Bool? in
             let isNew = state.chains[pipeline] == nil
@@ -196,7 +188,7 @@ final class IntegrityProcessor: AppendOrderedProcessor {
                                                              into: &scratch.linkForm)
                         }
                         // `link.prev` becomes this record's hash (in place: no copy).
-                        scratch.linkForm.bytes.withUnsafeBytes { scratch.seal($0, key: key, into: &link.prev) }
+                        scratch.linkForm.bytes.withUnsafeBytes { IntegrityCanonicalForm.hash($0, key: key, using: scratch.hasher, into: &link.prev) }
                         try link.prev.withUnsafeBufferPointer { hash throws(OTLPEditError) in
                             try attributes.value(at: last).setString(hash)
                         }

@@ -33,8 +33,8 @@ public struct IntegrityVerifier {
             prev = attributes["integrity_prev"]?.stringValue
             prevStream = attributes["integrity_prev_stream"]?.stringValue
             prevSeq = attributes["integrity_prev_seq"].flatMap { Int64($0.stringValue) }
-            recomputed = []
-            recomputed = [hash(canonical, key: key)]
+            let link = Self.link(stream: stream, seq: seq, prev: prev, prevStream: prevStream, prevSeq: prevSeq)
+            recomputed = [IntegrityCanonicalForm.sealHash(canonical, link: link, key: key)]
         }
 
         /// The seal of a HEC event, from its indexed fields; `canonical`: each form
@@ -47,19 +47,17 @@ public struct IntegrityVerifier {
             prev = fields["integrity_prev"] as? String
             prevStream = fields["integrity_prev_stream"] as? String
             prevSeq = (fields["integrity_prev_seq"] as? String).flatMap { Int64($0) }
-            recomputed = []
-            recomputed = canonical.map { hash($0, key: key) }
+            let link = Self.link(stream: stream, seq: seq, prev: prev, prevStream: prevStream, prevSeq: prevSeq)
+            recomputed = canonical.map { IntegrityCanonicalForm.sealHash($0, link: link, key: key) }
         }
 
-        /// The hash the record's seal should hold: through its link when it names
-        /// its place in a chain.
-        private func hash(_ canonical: [UInt8], key: [UInt8]?) -> String {
-            var link: IntegrityCanonicalForm.ChainLink?
-            if let stream, let seq {
-                link = IntegrityCanonicalForm.ChainLink(stream: Array(stream.utf8), seq: seq, prev: Array((prev ?? "").utf8))
-                if let prevStream, let prevSeq { link?.previousRun = (Array(prevStream.utf8), prevSeq) }
-            }
-            return IntegrityCanonicalForm.sealHash(canonical, link: link, key: key)
+        /// The record's place in a chain when its seal names one: the hash it should
+        /// hold is then taken through the link form.
+        static func link(stream: String?, seq: Int64?, prev: String?, prevStream: String?, prevSeq: Int64?) -> IntegrityCanonicalForm.ChainLink? {
+            guard let stream, let seq else { return nil }
+            var link = IntegrityCanonicalForm.ChainLink(stream: Array(stream.utf8), seq: seq, prev: Array((prev ?? "").utf8))
+            if let prevStream, let prevSeq { link.previousRun = (Array(prevStream.utf8), prevSeq) }
+            return link
         }
     }
 

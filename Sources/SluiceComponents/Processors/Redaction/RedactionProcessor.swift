@@ -34,9 +34,6 @@ final class RedactionProcessor: Processor {
     /// per-attribute checks then cost one branch.
     private let checksIgnoredKeys: Bool
     private let checksBlockedKeys: Bool
-    /// No `blocked_key_patterns` and no `allowed_values`: a string attribute is
-    /// only masked where `blocked_values` or a detector finds something.
-    private let masksStringsOnly: Bool
     /// Masked values by what found them: each detector, then `blocked_value`, `blocked_key`.
     private let maskedCounters: [Counter]
     private let removedCounter: Counter
@@ -50,7 +47,6 @@ final class RedactionProcessor: Processor {
         scanner = SensitiveDataScanner(enabled: settings.detectors)
         checksIgnoredKeys = !settings.ignoredKeys.isEmpty || !settings.ignoredKeyPatterns.isEmpty
         checksBlockedKeys = !settings.blockedKeyPatterns.isEmpty
-        masksStringsOnly = !checksBlockedKeys && settings.allowedValues.isEmpty
         let labels = SensitiveKind.allCases.map(\.rawValue) + ["blocked_value", "blocked_key"]
         maskedCounters = labels.map {
             metrics.counter("sluice_redaction_masked_values_total", "Values (or parts of values) the redaction processor masked, by what found them.",
@@ -101,15 +97,14 @@ final class RedactionProcessor: Processor {
                 continue
             }
             guard let valueView = pair.value else { continue }
-            // The common case, a string under a key no rule names, without an
-            // editor for the value unless something is masked.
-            if masksStringsOnly, case .string(let text) = valueView.value {
-                guard let masked = mask(text.utf8, &tally) else { continue }
-                try masked.withUnsafeBufferPointer { bytes throws(OTLPEditError) in try list.value(at: i).setString(bytes) }
-                summary.record(.masked, key)
-                continue
+            let outcome: Outcome
+            if !checksBlockedKeys, case .string(let text) = valueView.value {
+                // The common case: a string is given an editor only when something
+                // in it is masked.
+                outcome = try redactText(text.utf8, into: { () throws(OTLPEditError) in try list.value(at: i) }, &tally)
+            } else {
+                outcome = try redact(list.value(at: i), key: key, removesUnallowedKeys: false, path: nil, &tally, &summary)
             }
-            let outcome = try redact(list.value(at: i), key: key, removesUnallowedKeys: false, path: nil, &tally, &summary)
             switch outcome {
             case .masked: summary.record(.masked, key)
             case .allowed: summary.record(.allowed, key)
@@ -208,23 +203,26 @@ final class RedactionProcessor: Processor {
     private func redactScalar(_ value: AnyValueEditor, _ content: AnyValueView.Value, asText: Bool, _ tally: inout Tally) throws(OTLPEditError) -> Outcome {
         switch content {
         case .string(let s):
-            return try redactText(s.utf8, into: value, &tally)
+            return try redactText(s.utf8, into: { value }, &tally)
         case .int, .double, .bool:
             guard asText else { return .unchanged }
             let text = Array(value.view.stringValue.utf8)
-            return try text.withUnsafeBufferPointer { bytes throws(OTLPEditError) in try redactText(bytes, into: value, &tally) }
+            return try text.withUnsafeBufferPointer { bytes throws(OTLPEditError) in try redactText(bytes, into: { value }, &tally) }
         default:
             return .unchanged
         }
     }
 
-    private func redactText(_ text: UnsafeBufferPointer<UInt8>, into value: AnyValueEditor, _ tally: inout Tally) throws(OTLPEditError) -> Outcome {
+    /// `value` is asked for only when the text changes.
+    private func redactText(_ text: UnsafeBufferPointer<UInt8>, into value: () throws(OTLPEditError) -> AnyValueEditor,
+                            _ tally: inout Tally) throws(OTLPEditError) -> Outcome {
         if !settings.allowedValues.isEmpty {
             let string = String(decoding: text, as: UTF8.self)
             if settings.allowedValues.contains(where: { $0.matches(string) }) { return .allowed }
         }
         guard let masked = mask(text, &tally) else { return .unchanged }
-        try masked.withUnsafeBufferPointer { bytes throws(OTLPEditError) in try value.setString(bytes) }
+        let editor = try value()
+        try masked.withUnsafeBufferPointer { bytes throws(OTLPEditError) in try editor.setString(bytes) }
         return .masked
     }
 

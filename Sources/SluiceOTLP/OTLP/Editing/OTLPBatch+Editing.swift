@@ -28,7 +28,7 @@ extension OTLPBatch {
     public func withProtobuf<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         if let kept = protobufSource { return try body(kept) }
         if let result = try withPackedLogs(body) { return result }
-        return try encodeProtobuf().withUnsafeBytes(body)
+        return try Self.packWithProtobufC(message).withUnsafeBytes(body)
     }
 
     /// An independent copy (its own arena), for a second pipeline or a route.
