@@ -204,14 +204,10 @@ row("encode protobuf", bytes: payload.count) { sink &+= decoded.encodeProtobuf()
 // What `encode protobuf` cost before LogsProtobufWriter: protobuf-c's generic size
 // walk and pack walk, on the same request unpacked by protobuf-c.
 let unpacked = payload.withUnsafeBufferPointer { protobuf_c_message_unpack(descriptor, nil, $0.count, $0.baseAddress)! }
-func packWithProtobufC(_ message: UnsafePointer<ProtobufCMessage>) -> [UInt8] {
-    let size = protobuf_c_message_get_packed_size(message)
-    return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in count = protobuf_c_message_pack(message, buffer.baseAddress) }
-}
-if decoded.encodeProtobuf() != packWithProtobufC(unpacked) {
+if decoded.encodeProtobuf() != OTLPBatch.packWithProtobufC(unpacked) {
     print("encode protobuf: writes other bytes than protobuf-c for the same request")
 }
-row("encode protobuf, protobuf-c", bytes: payload.count) { sink &+= packWithProtobufC(unpacked).count }
+row("encode protobuf, protobuf-c", bytes: payload.count) { sink &+= OTLPBatch.packWithProtobufC(unpacked).count }
 row("encode OTLP/JSON", bytes: json.count) { sink &+= decoded.encodeJSON().count }
 let hecBytes = HECEncoderBenchmark.encodeLogs(decoded, sourcetype: "ai:gateway:audit")
 row("encode HEC events", bytes: hecBytes) { sink &+= HECEncoderBenchmark.encodeLogs(decoded, sourcetype: "ai:gateway:audit") }

@@ -18,12 +18,12 @@ struct PipelineRoute: Sendable {
         self.log = log
         self.connectors = connectors
         sealers = processors.compactMap { $0 as? any AppendOrderedProcessor }
+        reachableLogs = (log.map { [$0] } ?? []) + connectors.flatMap { $0.targets.values.flatMap(\.reachableLogs) }
     }
 
-    /// Every log a batch entering this pipeline may reach.
-    var reachableLogs: [any PipelineLog] {
-        (log.map { [$0] } ?? []) + connectors.flatMap { $0.targets.values.flatMap(\.reachableLogs) }
-    }
+    /// Every log a batch entering this pipeline may reach (checked for room on every
+    /// request, so gathered once).
+    let reachableLogs: [any PipelineLog]
 
     /// Appends `batch` to the log through the sealers (each holding its order while
     /// the ones after it and the append run); nil when a sealer ran out of memory.

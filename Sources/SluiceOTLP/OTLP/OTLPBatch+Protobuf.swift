@@ -90,8 +90,9 @@ extension OTLPBatch {
         }
     }
 
-    /// protobuf-c's generic packer: a size walk over the descriptors, then a pack walk.
-    static func packWithProtobufC(_ message: UnsafePointer<ProtobufCMessage>) -> [UInt8] {
+    /// protobuf-c's generic packer: a size walk over the descriptors, then a pack walk
+    /// (public for `make bench`, which holds LogsProtobufWriter against it).
+    public static func packWithProtobufC(_ message: UnsafePointer<ProtobufCMessage>) -> [UInt8] {
         let size = protobuf_c_message_get_packed_size(message)
         return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
             count = size == 0 ? 0 : protobuf_c_message_pack(message, buffer.baseAddress)
