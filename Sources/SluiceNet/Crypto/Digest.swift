@@ -11,13 +11,12 @@ public enum Digest {
     nonisolated(unsafe) static let sha256Method: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
     static var method: OpaquePointer? { sha256Method ?? EVP_sha256() }
 
+    // EVP_Digest cannot fail for SHA-256 on memory short of an allocation failure; a
+    // zero digest then still names the document deterministically enough to be
+    // refused later rather than crash here.
     public static func sha256(_ data: UnsafeRawBufferPointer) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
-        var length: UInt32 = 0
-        // EVP_Digest cannot fail for SHA-256 on memory short of an allocation
-        // failure; a zero digest then still names the document deterministically enough
-        // to be refused later rather than crash here.
-        _ = EVP_Digest(data.baseAddress, data.count, &out, &length, method, nil)
+        out.withUnsafeMutableBufferPointer { sha256(data, key: nil, into: $0.baseAddress!) }
         return out
     }
 
@@ -25,11 +24,8 @@ public enum Digest {
 
     public static func hmacSHA256(key: [UInt8], _ data: [UInt8]) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
-        var length: UInt32 = 0
         key.withUnsafeBytes { k in
-            data.withUnsafeBytes { d in
-                _ = HMAC(method, k.baseAddress, Int32(k.count), d.bindMemory(to: UInt8.self).baseAddress, d.count, &out, &length)
-            }
+            data.withUnsafeBytes { d in out.withUnsafeMutableBufferPointer { sha256(d, key: k, into: $0.baseAddress!) } }
         }
         return out
     }
